@@ -1,0 +1,589 @@
+"""Every change to an action passes through here: the gate's submission, people's decisions,
+the agent's withdrawals and reports, expiry, and the kill switch's sweep.
+
+Each function locks the action row, checks the transition against ``approvals.states``,
+saves, writes the audit event (and any owed webhook as an outbox row) in the same
+transaction, and queues the broadcast with ``transaction.on_commit``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from approvals import events
+from approvals.models import Action, Decision, Outbox, Report
+from approvals.states import EXECUTABLE, Status, transition
+from audit import verbs
+from audit.canonical import canonical_json, payload_hash, sha256_hex
+from audit.chain import Actor, append_event
+from rollout import permissions as rollout_permissions
+from rollout.actions import engaged_switches_for, hold_gate_lock_shared, release_for
+from rollout.models import Agent, KillSwitch
+from rollout.policy import Counters, GateRequest, SwitchState, check_argument_limits, evaluate
+
+DEFAULT_REVERSIBLE_WINDOW_SECONDS = 24 * 3600
+
+
+class ActionRefused(Exception):
+    """A request the rules refuse. ``status`` is the HTTP status the API answers with."""
+
+    def __init__(self, code: str, detail: str, status: int = 409) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.status = status
+
+
+@dataclass
+class Submission:
+    action: Action
+    created: bool  # False: an idempotent replay of an earlier submission
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _on_commit_broadcast(action: Action, change: str) -> None:
+    transaction.on_commit(lambda: events.broadcast_action(action, change))
+
+
+def _owe_webhook(action: Action, event: str) -> None:
+    """Record the webhook owed to the agent for this change, in the change's transaction."""
+    if not action.callback_url:
+        return
+    row = Outbox.objects.create(
+        kind=Outbox.Kind.WEBHOOK,
+        action=action,
+        agent=action.agent,
+        destination=action.callback_url,
+        payload={
+            "event": event,
+            "action_id": action.pk,
+            "status": action.status,
+            "feedback": action.feedback,
+            "payload_hash": action.payload_hash,
+            "arguments": action.arguments,
+            "at": timezone.now().isoformat(),
+        },
+    )
+    from approvals.tasks import enqueue_delivery
+
+    transaction.on_commit(lambda: enqueue_delivery(row.pk))
+
+
+def _audit(action: Action, verb: str, actor: Actor, data: dict | None = None) -> None:
+    append_event(
+        verb=verb,
+        actor=actor,
+        target_type="action",
+        target_id=action.pk,
+        agent_slug=action.agent.slug,
+        correlation_id=action.correlation_id,
+        data={"status": action.status, **(data or {})},
+    )
+
+
+def _lock(action_id: int) -> Action:
+    return (
+        Action.objects.select_for_update()
+        .select_related("agent", "policy_version")
+        .get(pk=action_id)
+    )
+
+
+def _is_expired(action: Action) -> bool:
+    return action.expires_at is not None and timezone.now() >= action.expires_at
+
+
+def _expire_locked(action: Action, actor: Actor) -> None:
+    transition(action, Status.EXPIRED)
+    action.decided_at = timezone.now()
+    action.feedback = "Expired before a human decided."
+    action.save(update_fields=["status", "decided_at", "feedback", "updated_at"])
+    _audit(action, verbs.ACTION_EXPIRED, actor, {"expires_at": action.expires_at.isoformat()})
+    _owe_webhook(action, "action.expired")
+    _on_commit_broadcast(action, "expired")
+
+
+# --- the gate -----------------------------------------------------------------------------
+
+
+def request_fingerprint(body: dict) -> str:
+    """Digest of a submission body, to tell an idempotent replay from a conflicting reuse
+    of the same key."""
+    return sha256_hex(canonical_json(body))
+
+
+def _existing_submission(agent: Agent, key: str, fingerprint: str) -> Submission | None:
+    existing = Action.objects.filter(agent=agent, idempotency_key=key).first()
+    if existing is None:
+        return None
+    if existing.request_hash != fingerprint:
+        raise ActionRefused(
+            "idempotency_conflict",
+            "This Idempotency-Key was already used with a different request body.",
+        )
+    return Submission(existing, created=False)
+
+
+def submit_action(*, agent: Agent, idempotency_key: str, body: dict) -> Submission:
+    """The gate: decide one tool call and record it as an action.
+
+    Creates the action in its initial status (allowed, denied, shadowed or pending) with
+    the decision's reasons and the policy version used. Audits ``action.submitted`` —
+    for every outcome — before the agent gets its answer; broadcasts a pending action to
+    its reviewers on commit. Replays of the same key and body return the first action."""
+    fingerprint = request_fingerprint(body)
+    replay = _existing_submission(agent, idempotency_key, fingerprint)
+    if replay:
+        return replay
+    try:
+        return _decide_and_record(agent, idempotency_key, fingerprint, body)
+    except IntegrityError:
+        # A concurrent request with the same key won the unique constraint; answer with its
+        # action (or the conflict) exactly as a later replay would.
+        replay = _existing_submission(agent, idempotency_key, fingerprint)
+        if replay:
+            return replay
+        raise
+
+
+@transaction.atomic
+def _decide_and_record(agent: Agent, key: str, fingerprint: str, body: dict) -> Submission:
+    hold_gate_lock_shared()
+    agent = Agent.objects.select_related("current_policy").get(pk=agent.pk)
+    policy = agent.current_policy
+    tool = body["tool"]
+    arguments = body["arguments"]
+    blast_radius = body.get("blast_radius") or {}
+    now = timezone.now()
+    minute_ago = now - timedelta(seconds=60)
+    recent = Action.objects.filter(agent=agent, created_at__gte=minute_ago)
+    counters = Counters(
+        agent_last_minute=recent.count(),
+        tool_last_minute=recent.filter(tool=tool).count(),
+    )
+    switches = [
+        SwitchState(s.pk, s.scope, s.target, s.is_drill)
+        for s in engaged_switches_for(agent.slug, tool)
+    ]
+    decision = evaluate(
+        policy.snapshot, GateRequest(tool, arguments, blast_radius), switches, counters
+    )
+
+    action = Action(
+        agent=agent,
+        release=release_for(agent, body.get("release")),
+        tool=tool,
+        effect=decision.effect,
+        arguments=arguments,
+        original_arguments=arguments,
+        summary=body.get("summary", ""),
+        rationale=body.get("rationale") or {},
+        evidence=body.get("evidence") or [],
+        blast_radius=blast_radius,
+        compensation=body.get("compensation"),
+        on_behalf_of=body.get("on_behalf_of", ""),
+        callback_url=body.get("callback_url", ""),
+        status=decision.outcome,
+        reason_code=decision.reason_code,
+        reasons=decision.reasons,
+        risk=decision.risk,
+        required_approvals=decision.required_approvals,
+        needs_critical_approver=decision.needs_critical_approver,
+        payload_hash=payload_hash(arguments),
+        policy_version=policy,
+        idempotency_key=key,
+        request_hash=fingerprint,
+        correlation_id=str(body.get("correlation_id") or ""),
+        expires_at=now + timedelta(seconds=decision.ttl_seconds) if decision.ttl_seconds else None,
+    )
+    if decision.outcome == Status.DENIED and decision.reason_code == "kill_switch":
+        action.feedback = "; ".join(decision.reasons)
+    with transaction.atomic():  # a savepoint, so a duplicate key leaves the outer block usable
+        action.save()
+    append_event(
+        verb=verbs.ACTION_SUBMITTED,
+        actor=Actor.agent(agent),
+        target_type="action",
+        target_id=action.pk,
+        agent_slug=agent.slug,
+        correlation_id=action.correlation_id,
+        data={
+            "tool": tool,
+            "outcome": decision.outcome,
+            "reason_code": decision.reason_code,
+            "reasons": decision.reasons,
+            "risk": decision.risk,
+            "policy_version": policy.number,
+            "payload_hash": action.payload_hash,
+            "switch_id": decision.switch_id,
+        },
+    )
+    if action.status == Status.PENDING:
+        _on_commit_broadcast(action, "submitted")
+    return Submission(action, created=True)
+
+
+# --- people's decisions -------------------------------------------------------------------
+
+
+def current_approvals(action: Action) -> list[Decision]:
+    """Approvals bound to the action's current payload; voided ones do not count."""
+    return [
+        d
+        for d in action.decisions.select_related("reviewer").order_by("created_at", "id")
+        if d.verdict == Decision.Verdict.APPROVE
+        and not d.voided
+        and d.payload_hash == action.payload_hash
+    ]
+
+
+def decision_refusal(action: Action, user: Any, verdict: str) -> tuple[str, str, int] | None:
+    """Why ``user`` may not give ``verdict`` on ``action`` now, as (code, detail, status),
+    or None when they may. The dashboard offers only what this allows; the write path
+    asks it again under the row lock."""
+    if not rollout_permissions.can_review(user, action.agent):
+        return ("not_reviewer", "You may not review this agent's actions.", 403)
+    if action.status != Status.PENDING:
+        return ("not_pending", f"This action is {action.status}, not pending.", 409)
+    if _is_expired(action):
+        return ("expired", "This action expired before a decision.", 409)
+    if verdict == Decision.Verdict.REJECT:
+        return None
+    if action.on_behalf_of and action.on_behalf_of == user.get_username():
+        return ("own_request", "You requested this action, so you cannot approve it.", 403)
+    approvals = current_approvals(action)
+    if any(d.reviewer_id == user.pk for d in approvals):
+        return ("already_approved", "You already approved this action.", 409)
+    if action.needs_critical_approver:
+        is_critical = rollout_permissions.can_approve_critical(user, action.agent)
+        has_critical = any(
+            rollout_permissions.can_approve_critical(d.reviewer, action.agent) for d in approvals
+        )
+        slots_left = action.required_approvals - len(approvals)
+        if not is_critical and not has_critical and slots_left <= 1:
+            return (
+                "critical_approver_required",
+                "A critical action needs an approval from someone holding the critical-approval permission.",
+                403,
+            )
+    return None
+
+
+def _refuse_or_expire(action: Action, user: Any, verdict: str) -> ActionRefused | None:
+    refusal = decision_refusal(action, user, verdict)
+    if refusal is None:
+        return None
+    code, detail, status = refusal
+    if code == "expired":
+        # Expiry is a denial: record it now, in this transaction, then refuse.
+        _expire_locked(action, Actor.system("expiry"))
+    return ActionRefused(code, detail, status)
+
+
+def _quorum_met(action: Action, approvals: list[Decision]) -> bool:
+    if len({d.reviewer_id for d in approvals}) < action.required_approvals:
+        return False
+    if action.needs_critical_approver:
+        return any(
+            rollout_permissions.can_approve_critical(d.reviewer, action.agent) for d in approvals
+        )
+    return True
+
+
+def approve(
+    *, action_id: int, user: Any, comment: str = "", arguments: dict | None = None
+) -> Action:
+    """Record ``user``'s approval (optionally of edited ``arguments``); decide the action
+    once the quorum is met. An edit keeps the original beside it, changes the payload hash
+    and voids earlier approvals. Audits ``action.edited``, ``action.approval_recorded`` and
+    ``action.approved``; owes a webhook and broadcasts on commit."""
+    with transaction.atomic():
+        action = _lock(action_id)
+        refusal = _refuse_or_expire(action, user, Decision.Verdict.APPROVE)
+        if (
+            refusal is None
+            and arguments is not None
+            and payload_hash(arguments) != action.payload_hash
+        ):
+            refusal = _apply_edit(action, user, arguments)
+        if refusal is None:
+            _record_approval(action, user, comment)
+    if refusal is not None:
+        raise refusal
+    return action
+
+
+def _apply_edit(action: Action, user: Any, arguments: dict) -> ActionRefused | None:
+    rule = (action.policy_version.snapshot.get("tools") or {}).get(action.tool) or {}
+    broken = check_argument_limits(arguments, rule.get("argument_limits") or [])
+    if broken:
+        return ActionRefused(
+            "argument_limit",
+            "The edited arguments break the tool's limits: " + "; ".join(broken),
+            400,
+        )
+    old_hash = action.payload_hash
+    action.arguments = arguments
+    action.payload_hash = payload_hash(arguments)
+    action.save(update_fields=["arguments", "payload_hash", "updated_at"])
+    voided = action.decisions.filter(verdict=Decision.Verdict.APPROVE, voided=False).update(
+        voided=True
+    )
+    _audit(
+        action,
+        verbs.ACTION_EDITED,
+        Actor.user(user),
+        {
+            "old_payload_hash": old_hash,
+            "new_payload_hash": action.payload_hash,
+            "approvals_voided": voided,
+        },
+    )
+    return None
+
+
+def _record_approval(action: Action, user: Any, comment: str) -> None:
+    edited = (
+        action.arguments if action.payload_hash != payload_hash(action.original_arguments) else None
+    )
+    Decision.objects.create(
+        action=action,
+        reviewer=user,
+        verdict=Decision.Verdict.APPROVE,
+        comment=comment,
+        edited_arguments=edited,
+        payload_hash=action.payload_hash,
+    )
+    approvals = current_approvals(action)
+    _audit(
+        action,
+        verbs.ACTION_APPROVAL_RECORDED,
+        Actor.user(user),
+        {
+            "comment": comment,
+            "payload_hash": action.payload_hash,
+            "approvals": len(approvals),
+            "required": action.required_approvals,
+        },
+    )
+    if _quorum_met(action, approvals):
+        transition(action, Status.APPROVED)
+        action.decided_at = timezone.now()
+        action.save(update_fields=["status", "decided_at", "updated_at"])
+        _audit(
+            action,
+            verbs.ACTION_APPROVED,
+            Actor.user(user),
+            {"approvers": [d.reviewer.get_username() for d in approvals]},
+        )
+        _owe_webhook(action, "action.approved")
+        _on_commit_broadcast(action, "approved")
+    else:
+        _on_commit_broadcast(action, "approval_recorded")
+
+
+def reject(*, action_id: int, user: Any, comment: str) -> Action:
+    """Reject a pending action; ``comment`` is returned to the agent as ``feedback``.
+    Audits ``action.rejected``; owes a webhook and broadcasts on commit."""
+    comment = (comment or "").strip()
+    if not comment:
+        raise ActionRefused("comment_required", "A rejection needs a reason for the agent.", 400)
+    with transaction.atomic():
+        action = _lock(action_id)
+        refusal = _refuse_or_expire(action, user, Decision.Verdict.REJECT)
+        if refusal is None:
+            Decision.objects.create(
+                action=action,
+                reviewer=user,
+                verdict=Decision.Verdict.REJECT,
+                comment=comment,
+                payload_hash=action.payload_hash,
+            )
+            transition(action, Status.REJECTED)
+            action.feedback = comment
+            action.decided_at = timezone.now()
+            action.save(update_fields=["status", "feedback", "decided_at", "updated_at"])
+            _audit(action, verbs.ACTION_REJECTED, Actor.user(user), {"comment": comment})
+            _owe_webhook(action, "action.rejected")
+            _on_commit_broadcast(action, "rejected")
+    if refusal is not None:
+        raise refusal
+    return action
+
+
+# --- the agent's side ---------------------------------------------------------------------
+
+
+def withdraw(*, action_id: int, agent: Agent) -> Action:
+    """The agent no longer needs a pending action: it is cancelled. Audits
+    ``action.withdrawn``; broadcasts on commit."""
+    with transaction.atomic():
+        action = _lock(action_id)
+        if action.status != Status.PENDING:
+            raise ActionRefused("not_pending", f"This action is {action.status}, not pending.")
+        transition(action, Status.CANCELLED)
+        action.feedback = "Withdrawn by the agent."
+        action.decided_at = timezone.now()
+        action.save(update_fields=["status", "feedback", "decided_at", "updated_at"])
+        _audit(action, verbs.ACTION_WITHDRAWN, Actor.agent(agent))
+        _on_commit_broadcast(action, "withdrawn")
+    return action
+
+
+def report_execution(
+    *,
+    action_id: int,
+    agent: Agent,
+    outcome: str,
+    reported_hash: str,
+    result: Any = None,
+    error: str = "",
+) -> Action:
+    """Accept the agent's one report of running an allowed or approved action with exactly
+    the approved payload. Audits ``action.executed`` / ``action.failed``; broadcasts."""
+    with transaction.atomic():
+        action = _lock(action_id)
+        if action.reports.filter(kind=Report.Kind.EXECUTION).exists():
+            raise ActionRefused("already_reported", "This action's execution was already reported.")
+        if action.status not in EXECUTABLE:
+            code = {Status.REVOKED: "revoked", Status.EXPIRED: "expired"}.get(
+                action.status, "not_executable"
+            )
+            raise ActionRefused(code, f"This action is {action.status}; it may not be executed.")
+        if reported_hash != action.payload_hash:
+            raise ActionRefused(
+                "payload_mismatch",
+                "payload_hash does not match the approved arguments; execute exactly those.",
+            )
+        Report.objects.create(
+            action=action,
+            kind=Report.Kind.EXECUTION,
+            outcome=outcome,
+            payload_hash=reported_hash,
+            result=result,
+            error=error,
+        )
+        succeeded = outcome == "succeeded"
+        transition(action, Status.EXECUTED if succeeded else Status.FAILED)
+        fields = ["status", "updated_at"]
+        if succeeded and action.compensation:
+            window = _reversible_window(action.compensation)
+            action.reversible_until = timezone.now() + timedelta(seconds=window)
+            fields.append("reversible_until")
+        action.save(update_fields=fields)
+        _audit(
+            action,
+            verbs.ACTION_EXECUTED if succeeded else verbs.ACTION_FAILED,
+            Actor.agent(agent),
+            {"outcome": outcome, "payload_hash": reported_hash, "error": error[:2000]},
+        )
+        _on_commit_broadcast(action, action.status)
+    return action
+
+
+def _reversible_window(compensation: Any) -> int:
+    if isinstance(compensation, dict):
+        value = compensation.get("window_seconds")
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return DEFAULT_REVERSIBLE_WINDOW_SECONDS
+
+
+def request_rollback(*, action_id: int, user: Any, comment: str = "") -> Action:
+    """Ask the agent to undo an executed action that declared a compensating action,
+    within its reversible window. Audits ``action.rollback_requested``; owes a webhook."""
+    with transaction.atomic():
+        action = _lock(action_id)
+        if not rollout_permissions.can_review(user, action.agent):
+            raise ActionRefused("not_reviewer", "You may not review this agent's actions.", 403)
+        if action.status != Status.EXECUTED:
+            raise ActionRefused(
+                "not_executed", f"This action is {action.status}; only executed actions roll back."
+            )
+        if not action.compensation:
+            raise ActionRefused("no_compensation", "This action declared no compensating action.")
+        if action.reversible_until is None or timezone.now() >= action.reversible_until:
+            raise ActionRefused("window_closed", "This action's reversible window has closed.")
+        transition(action, Status.ROLLBACK_REQUESTED)
+        action.feedback = comment or "Rollback requested."
+        action.save(update_fields=["status", "feedback", "updated_at"])
+        _audit(action, verbs.ACTION_ROLLBACK_REQUESTED, Actor.user(user), {"comment": comment})
+        _owe_webhook(action, "action.rollback_requested")
+        _on_commit_broadcast(action, "rollback_requested")
+    return action
+
+
+def report_rollback(*, action_id: int, agent: Agent, outcome: str, result: Any = None) -> Action:
+    """The agent's one report of a requested rollback. Audits ``action.rolled_back`` or
+    ``action.rollback_failed``; broadcasts."""
+    with transaction.atomic():
+        action = _lock(action_id)
+        if action.status != Status.ROLLBACK_REQUESTED:
+            raise ActionRefused(
+                "rollback_not_requested",
+                f"This action is {action.status}; no rollback was requested.",
+            )
+        Report.objects.create(
+            action=action, kind=Report.Kind.ROLLBACK, outcome=outcome, result=result
+        )
+        rolled_back = outcome == "rolled_back"
+        transition(action, Status.ROLLED_BACK if rolled_back else Status.ROLLBACK_FAILED)
+        action.save(update_fields=["status", "updated_at"])
+        _audit(
+            action,
+            verbs.ACTION_ROLLED_BACK if rolled_back else verbs.ACTION_ROLLBACK_FAILED,
+            Actor.agent(agent),
+            {"outcome": outcome},
+        )
+        _on_commit_broadcast(action, action.status)
+    return action
+
+
+# --- time and incidents -------------------------------------------------------------------
+
+
+def expire(*, action_id: int) -> bool:
+    """Expire one pending action whose time is up (no-op otherwise, so running twice changes
+    nothing more). Audits ``action.expired``; owes a webhook; broadcasts."""
+    with transaction.atomic():
+        action = _lock(action_id)
+        if action.status != Status.PENDING or not _is_expired(action):
+            return False
+        _expire_locked(action, Actor.system("expiry"))
+        return True
+
+
+def stop_actions_in_scope(*, switch: KillSwitch, actor: Actor) -> dict[str, int]:
+    """The kill switch's sweep, inside its transaction: pending → cancelled, approved or
+    allowed and not yet reported → revoked. Locks rows in id order. Audits each; owes
+    webhooks; broadcasts on commit."""
+    scope = Q(status__in=[Status.PENDING, *EXECUTABLE])
+    if switch.scope == KillSwitch.Scope.AGENT:
+        scope &= Q(agent__slug=switch.target)
+    elif switch.scope == KillSwitch.Scope.TOOL:
+        scope &= Q(tool=switch.target)
+    counts = {"cancelled": 0, "revoked": 0}
+    for action in (
+        Action.objects.select_for_update().select_related("agent").filter(scope).order_by("id")
+    ):
+        if action.status == Status.PENDING:
+            transition(action, Status.CANCELLED)
+            verb, event, key = verbs.ACTION_CANCELLED, "action.cancelled", "cancelled"
+        else:
+            transition(action, Status.REVOKED)
+            verb, event, key = verbs.ACTION_REVOKED, "action.revoked", "revoked"
+        action.feedback = f"Stopped by kill switch: {switch.reason}"
+        action.decided_at = action.decided_at or timezone.now()
+        action.save(update_fields=["status", "feedback", "decided_at", "updated_at"])
+        _audit(action, verb, actor, {"kill_switch": switch.pk})
+        _owe_webhook(action, event)
+        _on_commit_broadcast(action, key)
+        counts[key] += 1
+    return counts

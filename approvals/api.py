@@ -1,0 +1,410 @@
+"""The agent API (v1) and the people's decision endpoint: thin DRF views over
+``approvals.actions`` and ``rollout.actions``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import close_old_connections
+from django.http import HttpRequest, HttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
+
+from approvals import actions
+from approvals.events import action_group
+from approvals.models import Action
+from approvals.permissions import IsAgent, IsPerson, can_view_action, visible_actions
+from approvals.serializers import (
+    ActionSerializer,
+    ActionSubmitSerializer,
+    DecisionInSerializer,
+    ExecutionReportSerializer,
+    KillSwitchInSerializer,
+    KillSwitchSerializer,
+    ReasonSerializer,
+    RollbackReportSerializer,
+)
+from audit.chain import Actor
+from config.api_errors import ApiError
+from rollout import actions as rollout_actions
+from rollout import permissions as agent_perms
+from rollout.authentication import AgentTokenAuthentication, is_agent
+from rollout.models import Agent, KillSwitch
+
+MAX_IDEMPOTENCY_KEY = 200
+
+
+class AgentRateThrottle(SimpleRateThrottle):
+    """HTTP-level flood protection per agent token (the gate's own per-agent rate limit is
+    a policy rule answered with ``denied/rate_limited``)."""
+
+    scope = "agent"
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        if is_agent(request.user):
+            return f"throttle_agent_{request.user.agent.pk}"
+        return None
+
+
+class PersonRateThrottle(SimpleRateThrottle):
+    scope = "person"
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        user = request.user
+        if user and user.is_authenticated and not is_agent(user):
+            return f"throttle_person_{user.pk}"
+        return None
+
+
+class AirlockAPIView(APIView):
+    # Bearer first: DRF answers 401 (not 403) when the first authenticator names a scheme.
+    authentication_classes = [AgentTokenAuthentication, *APIView.authentication_classes]
+    throttle_classes = [AgentRateThrottle, PersonRateThrottle]
+
+
+def _refused(exc: actions.ActionRefused) -> ApiError:
+    return ApiError(exc.status, exc.code, exc.detail)
+
+
+def _visible_action_or_404(request: Request, action_id: int) -> Action:
+    action = (
+        visible_actions(request.user)
+        .select_related("agent", "policy_version")
+        .filter(pk=action_id)
+        .first()
+    )
+    if action is None:
+        raise ApiError(404, "not_found", "No such action.")
+    return action
+
+
+def _own_action_or_404(request: Request, action_id: int) -> Action:
+    action = Action.objects.filter(pk=action_id, agent=request.user.agent).first()
+    if action is None:
+        raise ApiError(404, "not_found", "No such action.")
+    return action
+
+
+class ActionSubmitView(AirlockAPIView):
+    permission_classes = [IsAgent]
+
+    @extend_schema(
+        operation_id="submit_action",
+        summary="Ask the gate about one tool call",
+        request=ActionSubmitSerializer,
+        responses={201: ActionSerializer, 200: ActionSerializer},
+        parameters=[
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True)
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        key = (request.headers.get("Idempotency-Key") or "").strip()
+        if not key:
+            raise ApiError(
+                400,
+                "idempotency_key_required",
+                "Send an Idempotency-Key header.",
+                {"Idempotency-Key": ["Required."]},
+            )
+        if len(key) > MAX_IDEMPOTENCY_KEY:
+            raise ApiError(
+                400,
+                "invalid",
+                "Idempotency-Key is too long.",
+                {"Idempotency-Key": [f"At most {MAX_IDEMPOTENCY_KEY} characters."]},
+            )
+        if not isinstance(request.data, dict):
+            raise ApiError(400, "invalid", "The body must be a JSON object.")
+        serializer = ActionSubmitSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            submission = actions.submit_action(
+                agent=request.user.agent, idempotency_key=key, body=serializer.validated_data
+            )
+        except actions.ActionRefused as exc:
+            raise _refused(exc) from exc
+        code = status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK
+        return Response(ActionSerializer(submission.action).data, status=code)
+
+
+class ActionDetailView(AirlockAPIView):
+    @extend_schema(
+        operation_id="get_action",
+        summary="Read an action; with ?wait=N, long-poll until its status changes",
+        responses={200: ActionSerializer},
+        parameters=[
+            OpenApiParameter(
+                "wait", int, description="Seconds to wait for a status change (0..60)."
+            )
+        ],
+    )
+    def get(self, request: Request, action_id: int) -> Response:
+        return Response(ActionSerializer(_visible_action_or_404(request, action_id)).data)
+
+
+def _wait_seconds(request: HttpRequest) -> float:
+    try:
+        wait = float(request.GET.get("wait", "0"))
+    except ValueError:
+        return 0
+    if wait != wait:  # NaN
+        return 0
+    return max(0.0, min(wait, settings.LONG_POLL_MAX_SECONDS))
+
+
+def _status_if_visible(request: HttpRequest, action_id: int) -> str | None:
+    """The action's status when the request's credentials may see it, else None (then the
+    DRF view answers 401/404 as usual, without waiting)."""
+    try:
+        auth = AgentTokenAuthentication().authenticate(Request(request))
+    except Exception:
+        return None
+    user = auth[0] if auth else getattr(request, "user", None)
+    action = Action.objects.select_related("agent").filter(pk=action_id).first()
+    if (
+        action is None
+        or user is None
+        or not user.is_authenticated
+        or not can_view_action(user, action)
+    ):
+        return None
+    return action.status
+
+
+def _current_status(action_id: int) -> str | None:
+    return Action.objects.filter(pk=action_id).values_list("status", flat=True).first()
+
+
+async def action_detail(request: HttpRequest, action_id: int) -> HttpResponse:
+    """``GET /api/v1/actions/{id}?wait=N``: waits without a thread or a database
+    transaction, woken by the change's broadcast on the channel layer; re-reads the status
+    now and then in case the wake-up was lost (at-most-once delivery) or came from another
+    process without a shared layer."""
+    wait = _wait_seconds(request)
+    if wait > 0:
+        await _wait_for_change(request, action_id, wait)
+    return await sync_to_async(_detail_view)(request, action_id=action_id)
+
+
+_detail_view = ActionDetailView.as_view()
+# drf-spectacular documents this URL from the DRF view's schema.
+action_detail.cls = ActionDetailView  # type: ignore[attr-defined]
+action_detail.initkwargs = getattr(_detail_view, "initkwargs", {})  # type: ignore[attr-defined]
+
+
+async def _wait_for_change(request: HttpRequest, action_id: int, wait: float) -> None:
+    layer = get_channel_layer()
+    channel = await layer.new_channel() if layer else None
+    if layer:
+        await layer.group_add(action_group(action_id), channel)
+    try:
+        initial = await sync_to_async(_status_if_visible)(request, action_id)
+        if initial is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        recheck = settings.LONG_POLL_RECHECK_SECONDS
+        while (remaining := deadline - loop.time()) > 0:
+            step = min(remaining, recheck)
+            if layer:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(layer.receive(channel), timeout=step)
+            else:
+                await asyncio.sleep(step)
+            now_status = await sync_to_async(_current_status)(action_id)
+            if now_status != initial:
+                return
+    finally:
+        if layer:
+            await layer.group_discard(action_group(action_id), channel)
+        await sync_to_async(close_old_connections)()
+
+
+class ExecutionReportView(AirlockAPIView):
+    permission_classes = [IsAgent]
+
+    @extend_schema(
+        operation_id="report_execution",
+        request=ExecutionReportSerializer,
+        responses={200: ActionSerializer},
+    )
+    def post(self, request: Request, action_id: int) -> Response:
+        _own_action_or_404(request, action_id)
+        data = _valid(ExecutionReportSerializer, request)
+        try:
+            action = actions.report_execution(
+                action_id=action_id,
+                agent=request.user.agent,
+                outcome=data["outcome"],
+                reported_hash=data["payload_hash"],
+                result=data.get("result"),
+                error=data.get("error", ""),
+            )
+        except actions.ActionRefused as exc:
+            raise _refused(exc) from exc
+        return Response(ActionSerializer(action).data)
+
+
+class WithdrawView(AirlockAPIView):
+    permission_classes = [IsAgent]
+
+    @extend_schema(operation_id="withdraw_action", request=None, responses={200: ActionSerializer})
+    def post(self, request: Request, action_id: int) -> Response:
+        _own_action_or_404(request, action_id)
+        try:
+            action = actions.withdraw(action_id=action_id, agent=request.user.agent)
+        except actions.ActionRefused as exc:
+            raise _refused(exc) from exc
+        return Response(ActionSerializer(action).data)
+
+
+class RollbackReportView(AirlockAPIView):
+    permission_classes = [IsAgent]
+
+    @extend_schema(
+        operation_id="report_rollback",
+        request=RollbackReportSerializer,
+        responses={200: ActionSerializer},
+    )
+    def post(self, request: Request, action_id: int) -> Response:
+        _own_action_or_404(request, action_id)
+        data = _valid(RollbackReportSerializer, request)
+        try:
+            action = actions.report_rollback(
+                action_id=action_id,
+                agent=request.user.agent,
+                outcome=data["outcome"],
+                result=data.get("result"),
+            )
+        except actions.ActionRefused as exc:
+            raise _refused(exc) from exc
+        return Response(ActionSerializer(action).data)
+
+
+class DecisionView(AirlockAPIView):
+    permission_classes = [IsPerson]
+
+    @extend_schema(
+        operation_id="decide_action",
+        request=DecisionInSerializer,
+        responses={201: ActionSerializer},
+    )
+    def post(self, request: Request, action_id: int) -> Response:
+        _visible_action_or_404(request, action_id)
+        data = _valid(DecisionInSerializer, request)
+        try:
+            if data["verdict"] == "approve":
+                action = actions.approve(
+                    action_id=action_id,
+                    user=request.user,
+                    comment=data.get("comment", ""),
+                    arguments=data.get("arguments"),
+                )
+            else:
+                if "arguments" in data:
+                    raise ApiError(
+                        400,
+                        "invalid",
+                        "Only an approval can edit arguments.",
+                        {"arguments": ["Not allowed with reject."]},
+                    )
+                action = actions.reject(
+                    action_id=action_id, user=request.user, comment=data.get("comment", "")
+                )
+        except actions.ActionRefused as exc:
+            raise _refused(exc) from exc
+        return Response(ActionSerializer(action).data, status=status.HTTP_201_CREATED)
+
+
+def _valid(serializer_class: type, request: Request) -> dict:
+    if not isinstance(request.data, dict):
+        raise ApiError(400, "invalid", "The body must be a JSON object.")
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _switch_data(switch: KillSwitch) -> dict:
+    data = KillSwitchSerializer(switch).data
+    counts = getattr(switch, "stopped_counts", None)
+    if counts is not None:
+        data["stopped"] = counts
+    return data
+
+
+def _may_operate_switch(user: Any, scope: str, target: str) -> bool:
+    if scope == KillSwitch.Scope.AGENT:
+        agent = Agent.objects.filter(slug=target).first()
+        return agent is not None and agent_perms.can_kill(user, agent)
+    return agent_perms.can_kill_globally(user)
+
+
+class KillSwitchListView(AirlockAPIView):
+    permission_classes = [IsPerson]
+
+    @extend_schema(
+        operation_id="list_kill_switches", responses={200: KillSwitchSerializer(many=True)}
+    )
+    def get(self, request: Request) -> Response:
+        if not (
+            agent_perms.can_kill_globally(request.user)
+            or agent_perms.agents_for(request.user, agent_perms.KILL).exists()
+            or agent_perms.can_read_audit(request.user)
+        ):
+            raise ApiError(403, "permission_denied", "You may not see kill switches.")
+        switches = KillSwitch.objects.all()[:200]
+        return Response(KillSwitchSerializer(switches, many=True).data)
+
+    @extend_schema(
+        operation_id="engage_kill_switch",
+        request=KillSwitchInSerializer,
+        responses={201: KillSwitchSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        data = _valid(KillSwitchInSerializer, request)
+        target = data.get("target", "")
+        if not _may_operate_switch(request.user, data["scope"], target):
+            raise ApiError(403, "permission_denied", "You may not engage this kill switch.")
+        try:
+            switch = rollout_actions.engage_kill_switch(
+                scope=data["scope"],
+                target=target,
+                reason=data["reason"],
+                actor=Actor.user(request.user),
+            )
+        except rollout_actions.KillSwitchError as exc:
+            raise ApiError(400, exc.code, exc.detail) from exc
+        return Response(_switch_data(switch), status=status.HTTP_201_CREATED)
+
+
+class KillSwitchReleaseView(AirlockAPIView):
+    permission_classes = [IsPerson]
+
+    @extend_schema(
+        operation_id="release_kill_switch",
+        request=ReasonSerializer,
+        responses={200: KillSwitchSerializer},
+    )
+    def post(self, request: Request, switch_id: int) -> Response:
+        switch = KillSwitch.objects.filter(pk=switch_id).first()
+        if switch is None:
+            raise ApiError(404, "not_found", "No such kill switch.")
+        if not _may_operate_switch(request.user, switch.scope, switch.target):
+            raise ApiError(403, "permission_denied", "You may not release this kill switch.")
+        data = _valid(ReasonSerializer, request)
+        try:
+            switch = rollout_actions.release_kill_switch(
+                switch_id=switch_id, reason=data["reason"], actor=Actor.user(request.user)
+            )
+        except rollout_actions.KillSwitchError as exc:
+            raise ApiError(409, exc.code, exc.detail) from exc
+        return Response(_switch_data(switch))

@@ -1,0 +1,30 @@
+from django.urls import path
+
+from approvals import api
+
+urlpatterns = [
+    path("actions", api.ActionSubmitView.as_view(), name="api-action-submit"),
+    path("actions/<int:action_id>", api.action_detail, name="api-action-detail"),
+    path(
+        "actions/<int:action_id>/execution",
+        api.ExecutionReportView.as_view(),
+        name="api-action-execution",
+    ),
+    path(
+        "actions/<int:action_id>/withdraw", api.WithdrawView.as_view(), name="api-action-withdraw"
+    ),
+    path(
+        "actions/<int:action_id>/rollback",
+        api.RollbackReportView.as_view(),
+        name="api-action-rollback",
+    ),
+    path(
+        "actions/<int:action_id>/decisions", api.DecisionView.as_view(), name="api-action-decisions"
+    ),
+    path("kill-switches", api.KillSwitchListView.as_view(), name="api-kill-switches"),
+    path(
+        "kill-switches/<int:switch_id>/release",
+        api.KillSwitchReleaseView.as_view(),
+        name="api-kill-switch-release",
+    ),
+]

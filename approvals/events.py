@@ -1,0 +1,64 @@
+"""Channel-layer group names and the events sent to them.
+
+Delivery is at most once by design: dashboards re-read state on (re)connect, and long-polls
+re-read the action when woken or timed out. A failure to publish never fails the change
+that caused it (it has already committed)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+INCIDENTS_GROUP = "incidents"
+
+
+def agent_group(slug: str) -> str:
+    """Dashboards of people who may review ``slug`` join this group."""
+    return f"agent.{slug}"
+
+
+def action_group(action_id: int) -> str:
+    """Long-polls waiting on one action join this group."""
+    return f"action.{action_id}"
+
+
+def _send(group: str, message: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, message)
+    except Exception:  # the change is committed; dashboards re-sync, long-polls re-read
+        logger.warning("channel layer publish to %s failed", group, exc_info=True)
+
+
+def broadcast_action(action: Any, change: str) -> None:
+    """Tell the agent's dashboards and the action's waiting long-polls that it changed."""
+    message = {
+        "type": "action.changed",
+        "action_id": action.pk,
+        "agent": action.agent.slug,
+        "status": action.status,
+        "change": change,
+    }
+    _send(action_group(action.pk), message)
+    _send(agent_group(action.agent.slug), message)
+
+
+def broadcast_switch(switch: Any, change: str) -> None:
+    message = {
+        "type": "switch.changed",
+        "switch_id": switch.pk,
+        "scope": switch.scope,
+        "target": switch.target,
+        "change": change,
+        "drill": switch.is_drill,
+    }
+    _send(INCIDENTS_GROUP, message)
+    if switch.scope == "agent":
+        _send(agent_group(switch.target), message)

@@ -1,0 +1,157 @@
+"""Actions asked for by agents, the decisions people make on them and the reports agents
+send back. Every change goes through ``approvals.actions``."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from approvals.states import Status
+from rollout.models import Agent, PolicyVersion, Release, Risk
+
+
+class Action(models.Model):
+    """One tool call an agent asked the gate about, with the gate's answer and everything
+    that happened to it after."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="actions")
+    release = models.ForeignKey(Release, null=True, blank=True, on_delete=models.SET_NULL)
+    tool = models.CharField(max_length=120)
+    effect = models.CharField(max_length=10, blank=True)
+    # ``arguments`` are the ones to execute (a reviewer may have edited them);
+    # ``original_arguments`` are the ones the agent sent.
+    arguments = models.JSONField()
+    original_arguments = models.JSONField()
+    summary = models.TextField(blank=True)
+    rationale = models.JSONField(default=dict, blank=True)
+    evidence = models.JSONField(default=list, blank=True)
+    blast_radius = models.JSONField(default=dict, blank=True)
+    compensation = models.JSONField(null=True, blank=True)
+    on_behalf_of = models.CharField(max_length=150, blank=True)
+    callback_url = models.URLField(max_length=2000, blank=True)
+
+    status = models.CharField(max_length=20, choices=Status.choices, db_index=True)
+    reason_code = models.CharField(max_length=40)
+    reasons = models.JSONField(default=list)
+    risk = models.CharField(max_length=10, choices=Risk.choices)
+    required_approvals = models.PositiveSmallIntegerField(default=0)
+    needs_critical_approver = models.BooleanField(default=False)
+    payload_hash = models.CharField(max_length=64)
+    policy_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, null=True)
+    feedback = models.TextField(blank=True)
+
+    idempotency_key = models.CharField(max_length=200)
+    request_hash = models.CharField(max_length=64)
+    correlation_id = models.CharField(max_length=80, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    reversible_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "idempotency_key"], name="action_idempotency")
+        ]
+        indexes = [
+            models.Index(fields=["agent", "created_at"], name="action_agent_time"),
+            models.Index(fields=["agent", "tool", "created_at"], name="action_agent_tool_time"),
+            models.Index(
+                fields=["expires_at"], condition=Q(status="pending"), name="action_pending_expiry"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.agent_id}:{self.tool} ({self.status})"
+
+
+class Decision(models.Model):
+    """A reviewer's verdict. Approvals count toward the quorum only while they are bound to
+    the action's current payload; an edit voids earlier ones."""
+
+    class Verdict(models.TextChoices):
+        APPROVE = "approve"
+        REJECT = "reject"
+
+    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="decisions")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    comment = models.TextField(blank=True)
+    edited_arguments = models.JSONField(null=True, blank=True)
+    payload_hash = models.CharField(max_length=64)
+    voided = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # Nobody counts twice toward one payload.
+            models.UniqueConstraint(
+                fields=["action", "reviewer", "payload_hash"],
+                name="one_decision_per_reviewer_payload",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_id} {self.verdict} #{self.action_id}"
+
+
+class Report(models.Model):
+    """What the agent said happened: the execution, or a rollback. Accepted once each."""
+
+    class Kind(models.TextChoices):
+        EXECUTION = "execution"
+        ROLLBACK = "rollback"
+
+    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="reports")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    outcome = models.CharField(max_length=20)
+    payload_hash = models.CharField(max_length=64, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["action", "kind"], name="one_report_per_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of #{self.action_id}: {self.outcome}"
+
+
+class Outbox(models.Model):
+    """Work owed after a change (webhook to the agent, notification to people), written in
+    the change's transaction and delivered by Celery; undelivered rows are re-dispatched."""
+
+    class Kind(models.TextChoices):
+        WEBHOOK = "webhook"
+        NOTIFICATION = "notification"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    action = models.ForeignKey(Action, null=True, blank=True, on_delete=models.CASCADE)
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.CASCADE)
+    destination = models.CharField(max_length=2000)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["created_at"],
+                condition=Q(delivered_at__isnull=True, failed_at__isnull=True),
+                name="outbox_undelivered",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} → {self.destination}"

@@ -1,0 +1,219 @@
+"""Request and response shapes of the agent API. Every agent-supplied field is bounded;
+unknown fields are refused, so server-owned fields (status, risk, payload_hash, …) can
+never be written by a client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from approvals.actions import current_approvals
+from approvals.models import Action
+from approvals.validators import callback_url_problem
+
+MAX_EVIDENCE_ITEMS = 50
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not declare."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class RationaleSerializer(StrictSerializer):
+    objective = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    plan = serializers.CharField(max_length=4000, required=False, allow_blank=True)
+    alternatives = serializers.ListField(
+        child=serializers.CharField(max_length=1000, allow_blank=True),
+        max_length=20,
+        required=False,
+    )
+    confidence = serializers.FloatField(min_value=0, max_value=1, required=False)
+
+
+class EvidenceSerializer(StrictSerializer):
+    kind = serializers.CharField(max_length=60)
+    title = serializers.CharField(max_length=300)
+    content = serializers.CharField(max_length=20000, required=False, allow_blank=True)
+    url = serializers.URLField(max_length=2000, required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs.get("content") and not attrs.get("url"):
+            raise serializers.ValidationError("Evidence needs content or a url.")
+        return attrs
+
+
+class AmountSerializer(StrictSerializer):
+    value = serializers.DecimalField(max_digits=20, decimal_places=4, coerce_to_string=False)
+    currency = serializers.CharField(max_length=10, required=False, allow_blank=True)
+
+
+class BlastRadiusSerializer(StrictSerializer):
+    environment = serializers.CharField(max_length=60, required=False, allow_blank=True)
+    reversible = serializers.BooleanField(required=False)
+    records_affected = serializers.IntegerField(min_value=0, max_value=10**12, required=False)
+    users_affected = serializers.IntegerField(min_value=0, max_value=10**12, required=False)
+    amount = AmountSerializer(required=False)
+    systems = serializers.ListField(
+        child=serializers.CharField(max_length=120), max_length=20, required=False
+    )
+
+
+class BoundedJSONField(serializers.JSONField):
+    """A JSON object whose canonical size is bounded."""
+
+    def __init__(self, *args: Any, max_keys: int = 200, **kwargs: Any) -> None:
+        self.max_keys = max_keys
+        super().__init__(*args, **kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        if len(value) > self.max_keys:
+            raise serializers.ValidationError(f"At most {self.max_keys} keys.")
+        return value
+
+
+class ActionSubmitSerializer(StrictSerializer):
+    tool = serializers.RegexField(r"^[A-Za-z0-9_.:/\-]{1,120}$", max_length=120)
+    arguments = BoundedJSONField()
+    summary = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    rationale = RationaleSerializer(required=False)
+    evidence = EvidenceSerializer(many=True, required=False, max_length=MAX_EVIDENCE_ITEMS)
+    blast_radius = BlastRadiusSerializer(required=False)
+    release = BoundedJSONField(required=False, max_keys=20)
+    on_behalf_of = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    callback_url = serializers.URLField(max_length=2000, required=False, allow_blank=True)
+    compensation = BoundedJSONField(required=False, max_keys=20)
+    correlation_id = serializers.CharField(max_length=80, required=False, allow_blank=True)
+
+    def validate_callback_url(self, value: str) -> str:
+        if value:
+            problem = callback_url_problem(value)
+            if problem:
+                raise serializers.ValidationError(problem)
+        return value
+
+    def validate_release(self, value: dict) -> dict:
+        for key, item in value.items():
+            if not isinstance(item, str | int | float) or len(str(item)) > 200:
+                raise serializers.ValidationError(
+                    f"{key}: release values are short strings or numbers."
+                )
+        return value
+
+    def validate_blast_radius(self, value: dict) -> dict:
+        amount = value.get("amount")
+        if amount is not None:
+            # Stored as JSON: keep the number a number.
+            value["amount"] = {**amount, "value": float(amount["value"])}
+        return value
+
+
+class DecisionOutSerializer(serializers.Serializer):
+    reviewer = serializers.CharField(source="reviewer.username")
+    verdict = serializers.CharField()
+    comment = serializers.CharField()
+    at = serializers.DateTimeField(source="created_at")
+    payload_hash = serializers.CharField()
+    voided = serializers.BooleanField()
+
+
+class ActionSerializer(serializers.ModelSerializer):
+    agent = serializers.CharField(source="agent.slug")
+    approvals = serializers.SerializerMethodField()
+    decisions = serializers.SerializerMethodField()
+    policy_version = serializers.IntegerField(source="policy_version.number", allow_null=True)
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Action
+        fields = [
+            "id",
+            "agent",
+            "tool",
+            "status",
+            "reason_code",
+            "reasons",
+            "risk",
+            "required_approvals",
+            "approvals",
+            "decisions",
+            "feedback",
+            "expires_at",
+            "payload_hash",
+            "arguments",
+            "original_arguments",
+            "policy_version",
+            "created_at",
+            "decided_at",
+            "links",
+        ]
+        read_only_fields = fields
+
+    def get_approvals(self, action: Action) -> int:
+        return len(current_approvals(action))
+
+    def get_decisions(self, action: Action) -> list[dict]:
+        return DecisionOutSerializer(
+            action.decisions.select_related("reviewer").all(), many=True
+        ).data
+
+    def get_links(self, action: Action) -> dict:
+        base = f"/api/v1/actions/{action.pk}"
+        return {
+            "self": base,
+            "wait": f"{base}?wait=30",
+            "execution": f"{base}/execution",
+            "card": f"/actions/{action.pk}",
+        }
+
+
+class ExecutionReportSerializer(StrictSerializer):
+    outcome = serializers.ChoiceField(choices=["succeeded", "failed"])
+    payload_hash = serializers.RegexField(r"^[0-9a-f]{64}$")
+    result = serializers.JSONField(required=False, allow_null=True)
+    error = serializers.CharField(max_length=10000, required=False, allow_blank=True)
+
+
+class RollbackReportSerializer(StrictSerializer):
+    outcome = serializers.ChoiceField(choices=["rolled_back", "failed"])
+    result = serializers.JSONField(required=False, allow_null=True)
+
+
+class DecisionInSerializer(StrictSerializer):
+    verdict = serializers.ChoiceField(choices=["approve", "reject"])
+    comment = serializers.CharField(max_length=4000, required=False, allow_blank=True)
+    arguments = BoundedJSONField(required=False)
+
+
+class KillSwitchInSerializer(StrictSerializer):
+    scope = serializers.ChoiceField(choices=["global", "agent", "tool"])
+    target = serializers.CharField(max_length=120, required=False, allow_blank=True)
+    reason = serializers.CharField(max_length=2000)
+
+
+class ReasonSerializer(StrictSerializer):
+    reason = serializers.CharField(max_length=2000)
+
+
+class KillSwitchSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    scope = serializers.CharField()
+    target = serializers.CharField()
+    reason = serializers.CharField()
+    engaged = serializers.BooleanField()
+    engaged_by = serializers.CharField()
+    engaged_at = serializers.DateTimeField()
+    released_by = serializers.CharField()
+    released_at = serializers.DateTimeField(allow_null=True)
+    release_reason = serializers.CharField()
+    is_drill = serializers.BooleanField()
+    trip = serializers.JSONField()

@@ -1,0 +1,61 @@
+"""The tamper-evident audit log.
+
+Events are append-only. Each event belongs to one chain *partition* (one per agent, plus
+``global`` for events about no agent); inside a partition every event carries the hash of
+the one before it, so altering, removing or reordering a row breaks the chain from there
+on. Partitions let the gate of different agents append without waiting for one global
+lock; periodic ``audit.checkpoint`` events in the global partition record every
+partition's head and so join them into one verifiable history.
+"""
+
+from django.db import models
+
+
+class AuditChainHead(models.Model):
+    """The last event of one chain partition. Appends lock this row, so writers of one
+    partition are serialised and its chain never forks."""
+
+    partition = models.CharField(max_length=120, primary_key=True)
+    last_seq = models.BigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, default="")
+
+    def __str__(self) -> str:
+        return f"{self.partition}@{self.last_seq}"
+
+
+class AuditEvent(models.Model):
+    """One thing that happened. Written only by ``audit.chain.append_event`` inside the
+    transaction of the change it records; on PostgreSQL a trigger refuses UPDATE, DELETE
+    and TRUNCATE."""
+
+    class ActorType(models.TextChoices):
+        USER = "user"
+        AGENT = "agent"
+        SYSTEM = "system"
+
+    id = models.BigAutoField(primary_key=True)  # the global sequence number
+    partition = models.CharField(max_length=120)
+    chain_seq = models.BigIntegerField()
+    created_at = models.DateTimeField(db_index=True)
+    actor_type = models.CharField(max_length=10, choices=ActorType.choices)
+    actor = models.CharField(max_length=150)
+    verb = models.CharField(max_length=60, db_index=True)
+    target_type = models.CharField(max_length=40, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    agent_slug = models.CharField(max_length=80, blank=True, db_index=True)
+    correlation_id = models.CharField(max_length=80, blank=True, db_index=True)
+    data = models.JSONField(default=dict)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["partition", "chain_seq"], name="audit_partition_seq")
+        ]
+        indexes = [
+            models.Index(fields=["target_type", "target_id", "id"], name="audit_target"),
+            models.Index(fields=["agent_slug", "id"], name="audit_agent_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.verb} {self.target_type}:{self.target_id}"

@@ -1,0 +1,75 @@
+"""Every API error is JSON ``{code, detail, fields?}`` with a stable lower-case code."""
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class ApiError(exceptions.APIException):
+    """An error with an explicit status and code, raised by API views."""
+
+    def __init__(
+        self, status_code: int, code: str, detail: str, fields: dict | None = None
+    ) -> None:
+        super().__init__(detail=detail, code=code)
+        self.status_code = status_code
+        self.error_code = code
+        self.fields = fields
+
+
+DEFAULT_CODES = {
+    400: "invalid",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, ApiError):
+        body = {"code": exc.error_code, "detail": str(exc.detail)}
+        if exc.fields:
+            body["fields"] = exc.fields
+    elif isinstance(exc, exceptions.ValidationError):
+        body = {
+            "code": "invalid",
+            "detail": "The request is not valid.",
+            "fields": _flatten(exc.detail),
+        }
+    elif isinstance(exc, exceptions.ParseError):
+        body = {"code": "malformed_json", "detail": str(exc.detail)}
+    else:
+        code = DEFAULT_CODES.get(response.status_code, "error")
+        if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+            code = "not_authenticated"
+            response.status_code = status.HTTP_401_UNAUTHORIZED
+        body = {"code": code, "detail": str(getattr(exc, "detail", exc))}
+    response.data = body
+    return response
+
+
+def _flatten(detail: Any) -> Any:
+    if isinstance(detail, dict):
+        return {key: _flatten(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        if all(not isinstance(item, dict | list) for item in detail):
+            return [str(item) for item in detail]
+        return [_flatten(item) for item in detail]
+    return str(detail)

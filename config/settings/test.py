@@ -1,0 +1,20 @@
+"""Test settings: the base settings, with only what tests need changed."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import DATABASES
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+# Server processes started by live-server tests must reach the same test database.
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["TEST"] = {"NAME": "test_airlock"}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Lets the test runner empty the append-only audit table between tests (see the
+    # audit trigger migration); UPDATE and DELETE stay refused.
+    DATABASES["default"]["OPTIONS"] = {"options": "-c airlock.allow_audit_truncate=on"}

@@ -1,0 +1,293 @@
+"""Every change to agents, their policy, tokens and kill switches.
+
+Each action runs in one transaction, writes its audit event there, and queues broadcasts
+with ``transaction.on_commit``."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from audit import verbs
+from audit.chain import Actor, append_event
+from rollout.models import Agent, AgentToken, KillSwitch, PolicyVersion, Release, Tier, ToolRule
+from rollout.snapshots import build_snapshot
+from rollout.tokens import new_token, token_digest
+
+# Gate transactions hold this lock shared; engaging a switch holds it exclusively, so a gate
+# call either finished before the engage (and its action is swept by it) or starts after it
+# (and sees the switch). SQLite serialises writers anyway.
+KILL_SWITCH_LOCK_KEY = 0x41495231  # "AIR1"
+
+
+def hold_gate_lock_shared() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [KILL_SWITCH_LOCK_KEY])
+
+
+def _hold_gate_lock_exclusive() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [KILL_SWITCH_LOCK_KEY])
+
+
+def record_policy_version(*, agent: Agent, actor: Actor, reason: str) -> PolicyVersion:
+    """Snapshot ``agent``'s tier and rules as a new immutable policy version and make it
+    current. Audits ``policy.version_created``. Call inside the change's transaction."""
+    agent = Agent.objects.select_for_update().select_related("tier").get(pk=agent.pk)
+    last = agent.policy_versions.aggregate(n=Max("number"))["n"] or 0
+    version = PolicyVersion.objects.create(
+        agent=agent,
+        number=last + 1,
+        snapshot=build_snapshot(agent),
+        reason=reason,
+        created_by=str(actor),
+    )
+    Agent.objects.filter(pk=agent.pk).update(current_policy=version)
+    append_event(
+        verb=verbs.POLICY_VERSION_CREATED,
+        actor=actor,
+        target_type="policy_version",
+        target_id=version.pk,
+        agent_slug=agent.slug,
+        data={"number": version.number, "reason": reason},
+    )
+    return version
+
+
+@transaction.atomic
+def register_agent(
+    *,
+    actor: Actor,
+    slug: str,
+    name: str,
+    tier: str,
+    description: str = "",
+    owner: Any = None,
+    rules: list[dict] | None = None,
+    rate_limit_per_minute: int = 600,
+) -> Agent:
+    """Create an agent with its tool rules and first policy version, and a webhook secret.
+    Audits ``agent.registered`` and ``policy.version_created``."""
+    agent = Agent.objects.create(
+        slug=slug,
+        name=name,
+        description=description,
+        owner=owner,
+        tier=Tier.objects.get(name=tier),
+        rate_limit_per_minute=rate_limit_per_minute,
+        webhook_secret="whsec_" + secrets.token_urlsafe(32),
+    )
+    for rule in rules or []:
+        ToolRule.objects.create(agent=agent, **rule)
+    append_event(
+        verb=verbs.AGENT_REGISTERED,
+        actor=actor,
+        target_type="agent",
+        target_id=agent.pk,
+        agent_slug=agent.slug,
+        data={"name": name, "tier": tier, "tools": sorted(r["tool"] for r in rules or [])},
+    )
+    record_policy_version(agent=agent, actor=actor, reason="agent registered")
+    return agent
+
+
+@transaction.atomic
+def issue_agent_token(*, agent: Agent, actor: Actor, name: str = "default") -> str:
+    """Create a bearer token for ``agent`` and return it; only its digest is kept.
+    Audits ``agent.token_issued``."""
+    token = new_token()
+    record = AgentToken.objects.create(
+        agent=agent,
+        name=name,
+        prefix=token[:10],
+        token_hash=token_digest(token),
+        created_by=str(actor),
+    )
+    append_event(
+        verb=verbs.AGENT_TOKEN_ISSUED,
+        actor=actor,
+        target_type="agent_token",
+        target_id=record.pk,
+        agent_slug=agent.slug,
+        data={"name": name, "prefix": record.prefix},
+    )
+    return token
+
+
+@transaction.atomic
+def revoke_agent_token(*, token_id: int, actor: Actor) -> AgentToken:
+    """Revoke a token at once. Audits ``agent.token_revoked``."""
+    record = AgentToken.objects.select_for_update().select_related("agent").get(pk=token_id)
+    if record.revoked_at is None:
+        record.revoked_at = timezone.now()
+        record.save(update_fields=["revoked_at"])
+        append_event(
+            verb=verbs.AGENT_TOKEN_REVOKED,
+            actor=actor,
+            target_type="agent_token",
+            target_id=record.pk,
+            agent_slug=record.agent.slug,
+            data={"name": record.name, "prefix": record.prefix},
+        )
+    return record
+
+
+def authenticate_agent_token(token: str) -> AgentToken | None:
+    """The live token record for ``token``, or None. Marks it used (at most once a minute,
+    to keep the gate's hot path free of a write per call)."""
+    record = (
+        AgentToken.objects.select_related("agent")
+        .filter(token_hash=token_digest(token), revoked_at__isnull=True)
+        .first()
+    )
+    if record is None:
+        return None
+    now = timezone.now()
+    if record.last_used_at is None or (now - record.last_used_at).total_seconds() > 60:
+        AgentToken.objects.filter(pk=record.pk).update(last_used_at=now)
+    return record
+
+
+def release_for(agent: Agent, data: dict | None) -> Release | None:
+    """The release an agent declared, recorded the first time it is seen."""
+    if not data:
+        return None
+    from audit.canonical import canonical_json, sha256_hex
+
+    fingerprint = sha256_hex(canonical_json(data))
+    known = Release.objects.filter(agent=agent, fingerprint=fingerprint).first()
+    if known:
+        return known
+    extra = {
+        k: v for k, v in data.items() if k not in {"model", "prompt_version", "tool_schema_version"}
+    }
+    Release.objects.bulk_create(
+        [
+            Release(
+                agent=agent,
+                fingerprint=fingerprint,
+                model=str(data.get("model", ""))[:120],
+                prompt_version=str(data.get("prompt_version", ""))[:120],
+                tool_schema_version=str(data.get("tool_schema_version", ""))[:120],
+                extra=extra,
+            )
+        ],
+        ignore_conflicts=True,
+    )
+    return Release.objects.get(agent=agent, fingerprint=fingerprint)
+
+
+def engaged_switches_for(agent_slug: str, tool: str) -> list[KillSwitch]:
+    """The engaged switches that could stop ``tool`` for ``agent_slug``: one indexed query,
+    read inside the gate's transaction on every call (no cache can serve a stale allow)."""
+    return list(
+        KillSwitch.objects.filter(released_at__isnull=True).filter(
+            Q(scope=KillSwitch.Scope.GLOBAL)
+            | Q(scope=KillSwitch.Scope.AGENT, target=agent_slug)
+            | Q(scope=KillSwitch.Scope.TOOL, target=tool)
+        )
+    )
+
+
+class KillSwitchError(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def engage_kill_switch(
+    *,
+    scope: str,
+    target: str,
+    reason: str,
+    actor: Actor,
+    is_drill: bool = False,
+    trip: dict | None = None,
+) -> KillSwitch:
+    """Stop everything in scope, in one transaction: new gate calls are denied, pending
+    actions are cancelled, approved or allowed actions not yet reported are revoked, waiting
+    agents are answered. Audits ``kill_switch.engaged`` and each cancelled/revoked action;
+    broadcasts to dashboards and waiting long-polls on commit."""
+    from approvals.actions import stop_actions_in_scope
+
+    reason = (reason or "").strip()
+    if not reason:
+        raise KillSwitchError("reason_required", "Engaging a kill switch needs a reason.")
+    if scope not in KillSwitch.Scope.values:
+        raise KillSwitchError(
+            "invalid_scope", f"Scope must be one of {', '.join(KillSwitch.Scope.values)}."
+        )
+    target = "" if scope == KillSwitch.Scope.GLOBAL else (target or "").strip()
+    if scope != KillSwitch.Scope.GLOBAL and not target:
+        raise KillSwitchError("target_required", f"A {scope} switch needs a target.")
+    if scope == KillSwitch.Scope.AGENT and not Agent.objects.filter(slug=target).exists():
+        raise KillSwitchError("unknown_agent", f"No agent {target!r}.")
+    with transaction.atomic():
+        _hold_gate_lock_exclusive()
+        switch = KillSwitch.objects.create(
+            scope=scope,
+            target=target,
+            reason=reason,
+            engaged_by=str(actor),
+            is_drill=is_drill,
+            trip=trip or {},
+        )
+        agent_slug = target if scope == KillSwitch.Scope.AGENT else ""
+        append_event(
+            verb=verbs.KILL_SWITCH_ENGAGED,
+            actor=actor,
+            target_type="kill_switch",
+            target_id=switch.pk,
+            agent_slug=agent_slug,
+            data={
+                "scope": scope,
+                "target": target,
+                "reason": reason,
+                "drill": is_drill,
+                "trip": trip or {},
+            },
+        )
+        if not is_drill:
+            stopped = stop_actions_in_scope(switch=switch, actor=actor)
+            switch.stopped_counts = stopped  # for the caller's response; not stored
+        transaction.on_commit(lambda: _broadcast_switch(switch, "engaged"))
+    return switch
+
+
+def release_kill_switch(*, switch_id: int, reason: str, actor: Actor) -> KillSwitch:
+    """Lift a switch. Needs a reason; the switch stays in history. Audits
+    ``kill_switch.released``; broadcasts on commit."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise KillSwitchError("reason_required", "Releasing a kill switch needs a reason.")
+    with transaction.atomic():
+        switch = KillSwitch.objects.select_for_update().get(pk=switch_id)
+        if switch.released_at is not None:
+            raise KillSwitchError("already_released", "This kill switch is already released.")
+        switch.released_at = timezone.now()
+        switch.released_by = str(actor)
+        switch.release_reason = reason
+        switch.save(update_fields=["released_at", "released_by", "release_reason"])
+        append_event(
+            verb=verbs.KILL_SWITCH_RELEASED,
+            actor=actor,
+            target_type="kill_switch",
+            target_id=switch.pk,
+            agent_slug=switch.target if switch.scope == KillSwitch.Scope.AGENT else "",
+            data={"scope": switch.scope, "target": switch.target, "reason": reason},
+        )
+        transaction.on_commit(lambda: _broadcast_switch(switch, "released"))
+    return switch
+
+
+def _broadcast_switch(switch: KillSwitch, change: str) -> None:
+    from approvals import events
+
+    events.broadcast_switch(switch, change)

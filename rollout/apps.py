@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RolloutConfig(AppConfig):
+    name = "rollout"
+    verbose_name = "Rollout and governance"

@@ -1,0 +1,77 @@
+"""Who may do what to which agent. Every view, API endpoint, consumer and task asks here.
+
+A permission held through a group (or directly) as a model permission covers every agent;
+django-guardian object permissions cover one agent. Superusers hold all of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from guardian.shortcuts import get_objects_for_user
+
+from rollout.models import Agent
+
+REVIEW = "rollout.review_agent"
+CRITICAL_APPROVE = "rollout.critical_approve_agent"
+GOVERN = "rollout.govern_agent"
+KILL = "rollout.kill_agent"
+AUDIT = "rollout.audit_agent"
+
+
+def _active(user: Any) -> bool:
+    return bool(user and user.is_authenticated and user.is_active)
+
+
+def has_agent_perm(user: Any, perm: str, agent: Agent) -> bool:
+    """True when ``user`` holds ``perm`` for all agents or for this one."""
+    if not _active(user):
+        return False
+    return user.has_perm(perm) or user.has_perm(perm, agent)
+
+
+def can_review(user: Any, agent: Agent) -> bool:
+    return has_agent_perm(user, REVIEW, agent)
+
+
+def can_approve_critical(user: Any, agent: Agent) -> bool:
+    return has_agent_perm(user, CRITICAL_APPROVE, agent)
+
+
+def can_govern(user: Any, agent: Agent) -> bool:
+    return has_agent_perm(user, GOVERN, agent)
+
+
+def can_kill(user: Any, agent: Agent) -> bool:
+    return has_agent_perm(user, KILL, agent)
+
+
+def can_kill_globally(user: Any) -> bool:
+    """Global and tool-wide switches reach every agent, so they need the global right."""
+    return _active(user) and user.has_perm(KILL)
+
+
+def can_read_audit(user: Any, agent: Agent | None = None) -> bool:
+    if not _active(user):
+        return False
+    if user.has_perm(AUDIT):
+        return True
+    return agent is not None and user.has_perm(AUDIT, agent)
+
+
+def agents_for(user: Any, perm: str) -> QuerySet[Agent]:
+    """The agents ``user`` holds ``perm`` on (all of them for a global holder)."""
+    if not _active(user):
+        return Agent.objects.none()
+    if user.has_perm(perm):
+        return Agent.objects.all()
+    return get_objects_for_user(user, perm, klass=Agent, accept_global_perms=False)
+
+
+def reviewable_agents(user: Any) -> QuerySet[Agent]:
+    return agents_for(user, REVIEW)
+
+
+def can_see_agent(user: Any, agent: Agent) -> bool:
+    """Any role on the agent lets a person see it."""
+    return any(has_agent_perm(user, perm, agent) for perm in (REVIEW, GOVERN, KILL, AUDIT))

@@ -1,0 +1,113 @@
+"""Shared fixtures. The suite runs on PostgreSQL and Redis started by scripts/test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from django.apps import apps as django_apps
+
+from rollout.reference import ensure_reference_data
+from tests import factories
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # sync Playwright beside the ORM
+
+
+@pytest.fixture
+def reference_data(db: None) -> None:
+    """Tiers and roles (emptied between transactional tests, so restored here)."""
+    ensure_reference_data(django_apps)
+
+
+@pytest.fixture
+def support_agent(reference_data: None):
+    return factories.make_agent("support-assistant")
+
+
+@pytest.fixture
+def other_agent(reference_data: None):
+    return factories.make_agent("other-agent")
+
+
+@pytest.fixture
+def reviewer(reference_data: None):
+    return factories.make_user("rita", groups=("reviewer",))
+
+
+@pytest.fixture
+def reviewer2(reference_data: None):
+    return factories.make_user("rob", groups=("reviewer",))
+
+
+@pytest.fixture
+def critical_reviewer(reference_data: None):
+    return factories.make_user(
+        "cora", groups=("reviewer",), perms=("rollout.critical_approve_agent",)
+    )
+
+
+@pytest.fixture
+def incident_owner(reference_data: None):
+    return factories.make_user("ivan", groups=("incident_owner",))
+
+
+@pytest.fixture
+def auditor(reference_data: None):
+    return factories.make_user("audrey", groups=("auditor",))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ThreadedASGIServer:
+    """The real ASGI application served by uvicorn on a loopback port, in a thread of the
+    test process (so it shares the test database settings)."""
+
+    def __init__(self) -> None:
+        import uvicorn
+
+        from config.asgi import application
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                application, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning"
+            )
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("ASGI test server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def asgi_server(django_db_setup: None, django_db_blocker) -> Iterator[ThreadedASGIServer]:
+    server = ThreadedASGIServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_api(asgi_server: ThreadedASGIServer, transactional_db: None) -> Iterator[httpx.Client]:
+    """A real HTTP client against the running server; data is committed (transactional)."""
+    with httpx.Client(base_url=asgi_server.url, timeout=90) as client:
+        yield client
