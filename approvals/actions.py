@@ -90,7 +90,7 @@ def _audit(action: Action, verb: str, actor: Actor, data: dict | None = None) ->
 
 def _lock(action_id: int) -> Action:
     return (
-        Action.objects.select_for_update()
+        Action.objects.select_for_update(of=("self",))
         .select_related("agent", "policy_version")
         .get(pk=action_id)
     )
