@@ -143,7 +143,7 @@ def submit_action(*, agent: Agent, idempotency_key: str, body: dict) -> Submissi
     if replay:
         return replay
     try:
-        return _decide_and_record(agent, idempotency_key, fingerprint, body)
+        submission = _decide_and_record(agent, idempotency_key, fingerprint, body)
     except IntegrityError:
         # A concurrent request with the same key won the unique constraint; answer with its
         # action (or the conflict) exactly as a later replay would.
@@ -151,6 +151,16 @@ def submit_action(*, agent: Agent, idempotency_key: str, body: dict) -> Submissi
         if replay:
             return replay
         raise
+    _check_breaker(agent)
+    return submission
+
+
+def _check_breaker(agent: Agent) -> None:
+    """After the change committed: let the agent's circuit breaker look at the window."""
+    if agent.circuit_breaker:
+        from rollout.breakers import check_circuit_breaker
+
+        check_circuit_breaker(agent.pk)
 
 
 @transaction.atomic
@@ -415,6 +425,7 @@ def reject(*, action_id: int, user: Any, comment: str) -> Action:
             _on_commit_broadcast(action, "rejected")
     if refusal is not None:
         raise refusal
+    _check_breaker(action.agent)
     return action
 
 
@@ -485,6 +496,8 @@ def report_execution(
             {"outcome": outcome, "payload_hash": reported_hash, "error": error[:2000]},
         )
         _on_commit_broadcast(action, action.status)
+    if action.status == Status.FAILED:
+        _check_breaker(action.agent)
     return action
 
 
@@ -570,9 +583,15 @@ def stop_actions_in_scope(*, switch: KillSwitch, actor: Actor) -> dict[str, int]
     elif switch.scope == KillSwitch.Scope.TOOL:
         scope &= Q(tool=switch.target)
     counts = {"cancelled": 0, "revoked": 0}
-    for action in (
-        Action.objects.select_for_update().select_related("agent").filter(scope).order_by("id")
-    ):
+    # Evaluated in full first, so every row in scope is locked (in id order) before anything
+    # is audited; only the action rows, not the joined agents.
+    in_scope = list(
+        Action.objects.select_for_update(of=("self",))
+        .select_related("agent")
+        .filter(scope)
+        .order_by("id")
+    )
+    for action in in_scope:
         if action.status == Status.PENDING:
             transition(action, Status.CANCELLED)
             verb, event, key = verbs.ACTION_CANCELLED, "action.cancelled", "cancelled"

@@ -34,6 +34,10 @@ class Actor:
         return cls(AuditEvent.ActorType.USER, user.get_username())
 
     @classmethod
+    def user_named(cls, username: str) -> Actor:
+        return cls(AuditEvent.ActorType.USER, username)
+
+    @classmethod
     def agent(cls, agent: Any) -> Actor:
         return cls(AuditEvent.ActorType.AGENT, agent.slug)
 

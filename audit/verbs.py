@@ -53,5 +53,11 @@ POLICY_VERSION_CREATED = register(
 KILL_SWITCH_ENGAGED = register("kill_switch.engaged", "{actor} engaged kill switch {target}")
 KILL_SWITCH_RELEASED = register("kill_switch.released", "{actor} released kill switch {target}")
 
+CIRCUIT_BREAKER_TRIPPED = register(
+    "circuit_breaker.tripped", "circuit breaker tripped for {target}"
+)
+AGENT_DEMOTED = register("agent.demoted", "{actor} demoted {target}")
+DRILL_COMPLETED = register("drill.completed", "{actor} ran a kill-switch drill on {target}")
+
 # The log itself
 AUDIT_CHECKPOINT = register("audit.checkpoint", "checkpoint of every chain partition")

@@ -239,24 +239,26 @@ def engage_kill_switch(
             is_drill=is_drill,
             trip=trip or {},
         )
-        agent_slug = target if scope == KillSwitch.Scope.AGENT else ""
+        # Lock order everywhere is action rows, then audit chain heads: the sweep locks the
+        # actions in scope before anything is audited (a racing approval does the same).
+        switch.stopped_counts = {}  # for the caller's response; not stored
+        if not is_drill:
+            switch.stopped_counts = stop_actions_in_scope(switch=switch, actor=actor)
         append_event(
             verb=verbs.KILL_SWITCH_ENGAGED,
             actor=actor,
             target_type="kill_switch",
             target_id=switch.pk,
-            agent_slug=agent_slug,
+            agent_slug=target if scope == KillSwitch.Scope.AGENT else "",
             data={
                 "scope": scope,
                 "target": target,
                 "reason": reason,
                 "drill": is_drill,
                 "trip": trip or {},
+                "stopped": switch.stopped_counts,
             },
         )
-        if not is_drill:
-            stopped = stop_actions_in_scope(switch=switch, actor=actor)
-            switch.stopped_counts = stopped  # for the caller's response; not stored
         transaction.on_commit(lambda: _broadcast_switch(switch, "engaged"))
     return switch
 

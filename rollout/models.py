@@ -235,3 +235,140 @@ class KillSwitch(models.Model):
     @property
     def engaged(self) -> bool:
         return self.released_at is None
+
+
+class Drill(models.Model):
+    """A kill-switch drill: a drill switch stopped a probe of one agent through the real gate,
+    measured from another process, without touching the agent's real work."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="drills")
+    switch = models.ForeignKey(KillSwitch, null=True, on_delete=models.SET_NULL, related_name="+")
+    started_by = models.CharField(max_length=150)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    succeeded = models.BooleanField(default=False)
+    # Milliseconds from the engage's commit until the probe was denied / a dashboard heard.
+    stop_ms = models.FloatField(null=True, blank=True)
+    notify_ms = models.FloatField(null=True, blank=True)
+    probes = models.PositiveIntegerField(default=0)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"drill of {self.agent.slug} at {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class ChangeRequest(models.Model):
+    """A proposed governance change that would give an agent more autonomy (promote, allow a
+    tool, loosen a limit, raise a rate, activate). It waits for another governance owner of
+    that agent; once approved it is applied atomically as a new policy version.
+
+    ``before`` holds the agent's values of exactly the parts the change touches, as they
+    were when it was written (or last edited); ``after`` the values it sets. Both use the
+    shape of ``rollout.policy_diff`` pieces, so the diff shown to approvers is stable, and
+    an approval of a request whose ``before`` no longer matches the live policy is refused
+    as stale. Written only by ``rollout.governance``."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        APPLIED = "applied"
+        REJECTED = "rejected"
+        WITHDRAWN = "withdrawn"
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="change_requests")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
+    classification = models.CharField(max_length=12)
+    reason = models.CharField(max_length=300)
+    before = models.JSONField()
+    after = models.JSONField()
+    # Bumped by every edit; approvals count only for the revision they were given on.
+    revision = models.PositiveIntegerField(default=1)
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    base_version = models.ForeignKey(
+        PolicyVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    applied_version = models.ForeignKey(
+        PolicyVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    close_comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "agent"], name="change_request_status")]
+
+    def __str__(self) -> str:
+        return f"change #{self.pk} of {self.agent.slug} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+
+class ChangeApproval(models.Model):
+    """One governance owner's approval of one revision of a change request. An edit voids
+    the approvals of earlier revisions (they stay, marked ``voided``)."""
+
+    change_request = models.ForeignKey(
+        ChangeRequest, on_delete=models.CASCADE, related_name="approvals"
+    )
+    approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    revision = models.PositiveIntegerField()
+    comment = models.TextField(blank=True)
+    voided = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["change_request", "approver", "revision"],
+                name="one_approval_per_approver_revision",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.approver_id} approved change #{self.change_request_id} r{self.revision}"
+
+
+class ShadowLabel(models.Model):
+    """A reviewer's judgement of a shadowed action: would they have approved it? Feeds the
+    shadow-agreement figure of promotion readiness. One label per reviewer and action (a
+    reviewer may change their mind); written only by ``rollout.governance``."""
+
+    class Label(models.TextChoices):
+        WOULD_APPROVE = "would_approve"
+        WOULD_REJECT = "would_reject"
+
+    action = models.ForeignKey(
+        "approvals.Action", on_delete=models.CASCADE, related_name="shadow_labels"
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    label = models.CharField(max_length=20, choices=Label.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["action", "reviewer"], name="one_label_per_reviewer")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_id} {self.label} #{self.action_id}"

@@ -50,7 +50,7 @@ ensure_deps() {
 
     echo "==> installing dependencies (${name})"
     if [[ ! -x .venv/bin/uv ]]; then
-        .venv/bin/python -m pip --isolated install --quiet "uv==${AIRLOCK_UV_VERSION}"
+        .venv/bin/python -m pip --isolated install --quiet --disable-pip-version-check "uv==${AIRLOCK_UV_VERSION}"
     fi
     local args=(-r pyproject.toml)
     local extra

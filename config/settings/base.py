@@ -229,3 +229,6 @@ LOGGING = {
 
 # Hosts webhooks may reach even though they resolve to private or loopback addresses.
 WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", "")
+
+# Where drills send their probe (the gate as agents reach it).
+AIRLOCK_GATE_URL = os.environ.get("AIRLOCK_GATE_URL", "http://127.0.0.1:8000")

@@ -1,0 +1,163 @@
+"""Kill-switch drills: prove the stop path end to end without disturbing real work.
+
+A drill engages a *drill* switch on one agent — read by every process exactly like a real
+one, but matching only that agent's probe tool — while a separate probe process calls the
+real gate over HTTP with the probe tool. It measures the time from the engage's commit
+until the probe is denied, and until the agent's dashboard group hears of it, then releases
+the switch. Real pending and approved actions are untouched (drill switches do not sweep).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit import verbs
+from audit.chain import Actor, append_event
+from rollout.actions import (
+    engage_kill_switch,
+    issue_agent_token,
+    release_kill_switch,
+    revoke_agent_token,
+)
+from rollout.models import Agent, AgentToken, Drill, KillSwitch
+
+PROBE_TIMEOUT_SECONDS = 20
+
+
+def run_drill(*, agent: Agent, actor: Actor, gate_url: str | None = None) -> Drill:
+    """Run one drill of ``agent`` against the gate at ``gate_url``. Records a ``Drill`` with
+    the measured stop and notification times; audits ``drill.completed``. Takes a few
+    seconds: call it from a task or a command, not a request."""
+    gate_url = (gate_url or settings.AIRLOCK_GATE_URL).rstrip("/")
+    drill = Drill.objects.create(agent=agent, started_by=str(actor))
+    token = issue_agent_token(agent=agent, actor=actor, name=f"drill-{drill.pk}")
+    probe = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "drill_probe",
+            "--url",
+            gate_url,
+            "--timeout",
+            str(PROBE_TIMEOUT_SECONDS),
+        ],
+        cwd=Path(settings.BASE_DIR),
+        env={**os.environ, "AIRLOCK_PROBE_TOKEN": token},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    switch = None
+    detail = ""
+    stop_ms = notify_ms = None
+    probes = 0
+    try:
+        first = probe.stdout.readline()
+        if not first.startswith("{") or json.loads(first).get("reason_code") != "allowed":
+            raise RuntimeError(
+                f"probe did not reach the gate: {first.strip() or probe.stderr.read()[:500]}"
+            )
+        listener = _GroupListener(f"agent.{agent.slug}")
+        listener.start()
+        switch = engage_kill_switch(
+            scope=KillSwitch.Scope.AGENT,
+            target=agent.slug,
+            reason=f"drill {drill.pk}",
+            actor=actor,
+            is_drill=True,
+        )
+        engaged_at = time.time()
+        heard_at = listener.wait(timeout=10)
+        if heard_at is not None:
+            notify_ms = max(0.0, (heard_at - engaged_at) * 1000)
+        output, errors = probe.communicate(timeout=PROBE_TIMEOUT_SECONDS + 10)
+        lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        probes = len(lines) + 1
+        denied = next((line for line in lines if line.get("reason_code") == "kill_switch"), None)
+        if denied is None:
+            detail = "the probe was never denied" + (f": {errors[:500]}" if errors else "")
+        else:
+            # From the engage's commit until the probe held its denial.
+            stop_ms = max(0.0, (denied["received_at"] - engaged_at) * 1000)
+    except Exception as exc:  # record the failed drill rather than lose it
+        detail = str(exc)[:2000]
+    finally:
+        if probe.poll() is None:
+            probe.kill()
+            probe.wait()
+        if switch is not None:
+            release_kill_switch(
+                switch_id=switch.pk, reason=f"drill {drill.pk} finished", actor=actor
+            )
+        for record in AgentToken.objects.filter(
+            agent=agent, name=f"drill-{drill.pk}", revoked_at__isnull=True
+        ):
+            revoke_agent_token(token_id=record.pk, actor=actor)
+    with transaction.atomic():
+        drill.switch = switch
+        drill.finished_at = timezone.now()
+        drill.stop_ms = stop_ms
+        drill.notify_ms = notify_ms
+        drill.probes = probes
+        drill.succeeded = stop_ms is not None and not detail
+        drill.detail = detail
+        drill.save()
+        append_event(
+            verb=verbs.DRILL_COMPLETED,
+            actor=actor,
+            target_type="drill",
+            target_id=drill.pk,
+            agent_slug=agent.slug,
+            data={
+                "succeeded": drill.succeeded,
+                "stop_ms": stop_ms,
+                "notify_ms": notify_ms,
+                "detail": detail,
+            },
+        )
+    return drill
+
+
+class _GroupListener:
+    """Joins a dashboard group on the channel layer and notes when a switch event arrives,
+    as a dashboard would."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self.layer = get_channel_layer()
+        self.channel = None
+
+    def start(self) -> None:
+        async def join() -> None:
+            self.channel = await self.layer.new_channel()
+            await self.layer.group_add(self.group, self.channel)
+
+        async_to_sync(join)()
+
+    def wait(self, timeout: float) -> float | None:
+        async def receive() -> float | None:
+            deadline = time.monotonic() + timeout
+            try:
+                while (left := deadline - time.monotonic()) > 0:
+                    message = await asyncio.wait_for(self.layer.receive(self.channel), timeout=left)
+                    if message.get("type") == "switch.changed" and message.get("drill"):
+                        return time.time()
+            except TimeoutError:
+                return None
+            finally:
+                await self.layer.group_discard(self.group, self.channel)
+            return None
+
+        return async_to_sync(receive)()
