@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from approvals import events
+from approvals import events, notifications
 from approvals.models import Action, Decision, Outbox, Report
 from approvals.states import EXECUTABLE, Status, transition
 from audit import verbs
@@ -212,6 +213,7 @@ def _decide_and_record(agent: Agent, key: str, fingerprint: str, body: dict) -> 
         request_hash=fingerprint,
         correlation_id=str(body.get("correlation_id") or ""),
         expires_at=now + timedelta(seconds=decision.ttl_seconds) if decision.ttl_seconds else None,
+        grant_expires_at=_grant_deadline(now) if decision.outcome == Status.ALLOWED else None,
     )
     if decision.outcome == Status.DENIED and decision.reason_code == "kill_switch":
         action.feedback = "; ".join(decision.reasons)
@@ -236,8 +238,13 @@ def _decide_and_record(agent: Agent, key: str, fingerprint: str, body: dict) -> 
         },
     )
     if action.status == Status.PENDING:
+        notifications.owe_new_pending(action)
         _on_commit_broadcast(action, "submitted")
     return Submission(action, created=True)
+
+
+def _grant_deadline(start: Any) -> Any:
+    return start + timedelta(seconds=settings.GRANT_TTL_SECONDS)
 
 
 # --- people's decisions -------------------------------------------------------------------
@@ -386,7 +393,8 @@ def _record_approval(action: Action, user: Any, comment: str) -> None:
     if _quorum_met(action, approvals):
         transition(action, Status.APPROVED)
         action.decided_at = timezone.now()
-        action.save(update_fields=["status", "decided_at", "updated_at"])
+        action.grant_expires_at = _grant_deadline(action.decided_at)
+        action.save(update_fields=["status", "decided_at", "grant_expires_at", "updated_at"])
         _audit(
             action,
             verbs.ACTION_APPROVED,
@@ -458,47 +466,134 @@ def report_execution(
     error: str = "",
 ) -> Action:
     """Accept the agent's one report of running an allowed or approved action with exactly
-    the approved payload. Audits ``action.executed`` / ``action.failed``; broadcasts."""
+    the approved payload, within its grant window. Audits ``action.executed`` /
+    ``action.failed`` (or revokes a grant that ran out); broadcasts."""
+    refusal = None
     with transaction.atomic():
         action = _lock(action_id)
         if action.reports.filter(kind=Report.Kind.EXECUTION).exists():
             raise ActionRefused("already_reported", "This action's execution was already reported.")
-        if action.status not in EXECUTABLE:
-            code = {Status.REVOKED: "revoked", Status.EXPIRED: "expired"}.get(
-                action.status, "not_executable"
+        if _grant_expired(action):
+            # Too late: the revocation is recorded now, in this transaction; then refused.
+            _revoke_grant_locked(action)
+            refusal = ActionRefused(
+                "grant_expired", "The time to execute this action has passed; it was revoked."
             )
-            raise ActionRefused(code, f"This action is {action.status}; it may not be executed.")
-        if reported_hash != action.payload_hash:
-            raise ActionRefused(
-                "payload_mismatch",
-                "payload_hash does not match the approved arguments; execute exactly those.",
-            )
-        Report.objects.create(
-            action=action,
-            kind=Report.Kind.EXECUTION,
-            outcome=outcome,
-            payload_hash=reported_hash,
-            result=result,
-            error=error,
-        )
-        succeeded = outcome == "succeeded"
-        transition(action, Status.EXECUTED if succeeded else Status.FAILED)
-        fields = ["status", "updated_at"]
-        if succeeded and action.compensation:
-            window = _reversible_window(action.compensation)
-            action.reversible_until = timezone.now() + timedelta(seconds=window)
-            fields.append("reversible_until")
-        action.save(update_fields=fields)
-        _audit(
-            action,
-            verbs.ACTION_EXECUTED if succeeded else verbs.ACTION_FAILED,
-            Actor.agent(agent),
-            {"outcome": outcome, "payload_hash": reported_hash, "error": error[:2000]},
-        )
-        _on_commit_broadcast(action, action.status)
+        else:
+            _record_execution(action, agent, outcome, reported_hash, result, error)
+    if refusal is not None:
+        raise refusal
     if action.status == Status.FAILED:
         _check_breaker(action.agent)
     return action
+
+
+def _record_execution(
+    action: Action, agent: Agent, outcome: str, reported_hash: str, result: Any, error: str
+) -> None:
+    if action.status not in EXECUTABLE:
+        code = {Status.REVOKED: "revoked", Status.EXPIRED: "expired"}.get(
+            action.status, "not_executable"
+        )
+        raise ActionRefused(code, f"This action is {action.status}; it may not be executed.")
+    if reported_hash != action.payload_hash:
+        raise ActionRefused(
+            "payload_mismatch",
+            "payload_hash does not match the approved arguments; execute exactly those.",
+        )
+    Report.objects.create(
+        action=action,
+        kind=Report.Kind.EXECUTION,
+        outcome=outcome,
+        payload_hash=reported_hash,
+        result=result,
+        error=error,
+    )
+    succeeded = outcome == "succeeded"
+    transition(action, Status.EXECUTED if succeeded else Status.FAILED)
+    fields = ["status", "updated_at"]
+    if succeeded and action.compensation:
+        action.reversible_until = timezone.now() + timedelta(
+            seconds=_reversible_window(action.compensation)
+        )
+        fields.append("reversible_until")
+    action.save(update_fields=fields)
+    _audit(
+        action,
+        verbs.ACTION_EXECUTED if succeeded else verbs.ACTION_FAILED,
+        Actor.agent(agent),
+        {"outcome": outcome, "payload_hash": reported_hash, "error": error[:2000]},
+    )
+    _on_commit_broadcast(action, action.status)
+
+
+def _grant_expired(action: Action) -> bool:
+    return (
+        action.status in EXECUTABLE
+        and action.grant_expires_at is not None
+        and timezone.now() >= action.grant_expires_at
+    )
+
+
+def _revoke_grant_locked(action: Action) -> None:
+    transition(action, Status.REVOKED)
+    action.feedback = "Not executed within its grant window; revoked."
+    action.save(update_fields=["status", "feedback", "updated_at"])
+    _audit(
+        action,
+        verbs.ACTION_REVOKED,
+        Actor.system("expiry"),
+        {"grant_expires_at": action.grant_expires_at.isoformat()},
+    )
+    _owe_webhook(action, "action.revoked")
+    _on_commit_broadcast(action, "revoked")
+
+
+def revoke_stale_grant(*, action_id: int) -> bool:
+    """Revoke an approved or allowed action whose grant window passed unexecuted (no-op
+    otherwise). Audits ``action.revoked``; owes a webhook; broadcasts."""
+    with transaction.atomic():
+        action = _lock(action_id)
+        if not _grant_expired(action) or action.reports.filter(kind=Report.Kind.EXECUTION).exists():
+            return False
+        _revoke_grant_locked(action)
+        return True
+
+
+def escalation_due_at(action: Action) -> Any:
+    """When an undecided action escalates: at ``ESCALATION_FRACTION`` of its time to expiry."""
+    if action.expires_at is None:
+        return None
+    return (
+        action.created_at + (action.expires_at - action.created_at) * settings.ESCALATION_FRACTION
+    )
+
+
+def escalate(*, action_id: int) -> bool:
+    """Mark a pending action escalated once its escalation time came, and tell the
+    escalation people (no-op otherwise, so running twice changes nothing more). Audits
+    ``action.escalated``; broadcasts."""
+    with transaction.atomic():
+        action = _lock(action_id)
+        due = escalation_due_at(action)
+        if (
+            action.status != Status.PENDING
+            or action.escalated_at
+            or due is None
+            or timezone.now() < due
+        ):
+            return False
+        action.escalated_at = timezone.now()
+        action.save(update_fields=["escalated_at", "updated_at"])
+        _audit(
+            action,
+            verbs.ACTION_ESCALATED,
+            Actor.system("escalation"),
+            {"expires_at": action.expires_at.isoformat()},
+        )
+        notifications.owe_escalation(action)
+        _on_commit_broadcast(action, "escalated")
+        return True
 
 
 def _reversible_window(compensation: Any) -> int:

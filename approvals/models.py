@@ -48,6 +48,8 @@ class Action(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     escalated_at = models.DateTimeField(null=True, blank=True)
+    # An approved or allowed action must be executed (reported) before this, or it is revoked.
+    grant_expires_at = models.DateTimeField(null=True, blank=True)
     reversible_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -125,12 +127,14 @@ class Report(models.Model):
 
 
 class Outbox(models.Model):
-    """Work owed after a change (webhook to the agent, notification to people), written in
-    the change's transaction and delivered by Celery; undelivered rows are re-dispatched."""
+    """Work owed after a change — a webhook to the agent, an email or a chat message to
+    people — written in the change's transaction and delivered by Celery. Undelivered rows
+    are re-dispatched, so a crash or a broker outage delays delivery but never loses it."""
 
     class Kind(models.TextChoices):
-        WEBHOOK = "webhook"
-        NOTIFICATION = "notification"
+        WEBHOOK = "webhook"  # signed POST to the action's callback_url, one per row
+        EMAIL = "email"  # to a person; batched per address
+        CHAT = "chat"  # Slack-compatible incoming webhook; batched per URL
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     action = models.ForeignKey(Action, null=True, blank=True, on_delete=models.CASCADE)
@@ -139,7 +143,6 @@ class Outbox(models.Model):
     payload = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True)
     attempts = models.PositiveSmallIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
@@ -147,7 +150,7 @@ class Outbox(models.Model):
     class Meta:
         indexes = [
             models.Index(
-                fields=["created_at"],
+                fields=["kind", "created_at"],
                 condition=Q(delivered_at__isnull=True, failed_at__isnull=True),
                 name="outbox_undelivered",
             )
@@ -155,3 +158,43 @@ class Outbox(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} → {self.destination}"
+
+
+class NotificationRoute(models.Model):
+    """Who hears about one agent beyond its reviewers: the escalation people (a group and/or
+    named users) and a Slack-compatible incoming-webhook URL."""
+
+    agent = models.OneToOneField(Agent, on_delete=models.CASCADE, related_name="notification_route")
+    escalation_group = models.ForeignKey(
+        "auth.Group", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    escalation_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="+"
+    )
+    chat_webhook_url = models.URLField(max_length=2000, blank=True)
+
+    def __str__(self) -> str:
+        return f"notifications of {self.agent.slug}"
+
+
+class DailyAgentStats(models.Model):
+    """Per-agent daily counts, rolled up by a periodic task so governance charts and
+    promotion readiness stay fast with millions of actions. Recomputed idempotently."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="daily_stats")
+    day = models.DateField()
+    submitted = models.PositiveIntegerField(default=0)
+    by_status = models.JSONField(default=dict)  # final/current status -> count
+    decided = models.PositiveIntegerField(default=0)
+    decision_seconds_total = models.FloatField(default=0)
+    executed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["agent", "day"]
+        constraints = [models.UniqueConstraint(fields=["agent", "day"], name="daily_stats_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id} {self.day}"

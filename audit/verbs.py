@@ -61,3 +61,34 @@ DRILL_COMPLETED = register("drill.completed", "{actor} ran a kill-switch drill o
 
 # The log itself
 AUDIT_CHECKPOINT = register("audit.checkpoint", "checkpoint of every chain partition")
+
+# Governance: change classification, change requests, shadow labels
+GOVERNANCE_CHANGE_APPLIED = register(
+    "governance.change_applied", "{actor} applied a tightening change to {target}"
+)
+CHANGE_REQUEST_CREATED = register(
+    "change_request.created", "{actor} proposed governance change {target}"
+)
+CHANGE_REQUEST_EDITED = register(
+    "change_request.edited", "{actor} edited governance change {target}"
+)
+CHANGE_REQUEST_APPROVAL_RECORDED = register(
+    "change_request.approval_recorded", "{actor} approved governance change {target}"
+)
+CHANGE_REQUEST_APPLIED = register(
+    "change_request.applied", "governance change {target} was applied"
+)
+CHANGE_REQUEST_REJECTED = register(
+    "change_request.rejected", "{actor} rejected governance change {target}"
+)
+CHANGE_REQUEST_WITHDRAWN = register(
+    "change_request.withdrawn", "{actor} withdrew governance change {target}"
+)
+ACTION_SHADOW_LABELLED = register(
+    "action.shadow_labelled", "{actor} labelled shadow action {target}"
+)
+
+# Background work
+ACTION_ESCALATED = register("action.escalated", "{target} was escalated: time is running out")
+WEBHOOK_FAILED = register("webhook.failed", "a webhook about {target} could not be delivered")
+WEBHOOK_SECRET_ROTATED = register("agent.webhook_secret_rotated", "{actor} rotated the webhook secret of {target}")

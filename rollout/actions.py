@@ -259,6 +259,10 @@ def engage_kill_switch(
                 "stopped": switch.stopped_counts,
             },
         )
+        if not is_drill:
+            from approvals.notifications import owe_kill_switch
+
+            owe_kill_switch(switch, "engaged")
         transaction.on_commit(lambda: _broadcast_switch(switch, "engaged"))
     return switch
 
@@ -285,6 +289,10 @@ def release_kill_switch(*, switch_id: int, reason: str, actor: Actor) -> KillSwi
             agent_slug=switch.target if switch.scope == KillSwitch.Scope.AGENT else "",
             data={"scope": switch.scope, "target": switch.target, "reason": reason},
         )
+        if not switch.is_drill:
+            from approvals.notifications import owe_kill_switch
+
+            owe_kill_switch(switch, "released")
         transaction.on_commit(lambda: _broadcast_switch(switch, "released"))
     return switch
 

@@ -206,13 +206,13 @@ def check_argument_limits(arguments: dict, limits: list[dict]) -> list[str]:
                 ">": number > limit_number,
             }[op]
         elif op == "==":
-            ok = value == bound
+            ok = _same(value, bound)
         elif op == "!=":
-            ok = value != bound
+            ok = not _same(value, bound)
         elif op == "in":
-            ok = value in bound
+            ok = any(_same(value, item) for item in bound)
         elif op == "not_in":
-            ok = value not in bound
+            ok = not any(_same(value, item) for item in bound)
         elif op == "max_length":
             ok = isinstance(value, str | list | dict) and len(value) <= int(_number(bound))
         else:  # matches
@@ -220,6 +220,11 @@ def check_argument_limits(arguments: dict, limits: list[dict]) -> list[str]:
         if not ok:
             broken.append(f"argument {name!r} must satisfy {op} {bound!r}")
     return broken
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality for limits, where ``true`` is not ``1``."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
 
 
 def _switch_applies(switch: SwitchState, slug: str, tool: str) -> bool:
@@ -244,7 +249,7 @@ def evaluate(
     tool = request.tool
     tools: dict = snapshot.get("tools", {})
     rule = tools.get(tool)
-    if tool == PROBE_TOOL:
+    if tool == PROBE_TOOL and rule is None:
         rule = {"effect": "read", "rule": "allowed", "base_risk": "low", "argument_limits": []}
     base_risk = rule["base_risk"] if rule else "low"
     effect = rule["effect"] if rule else ""
@@ -295,6 +300,11 @@ def evaluate(
         )
 
     tier_name = tier["name"]
+    if rule["rule"] not in ("allowed", "requires_approval"):
+        # A rule kind this engine does not know is not permission: fail closed.
+        return answer(
+            "denied", "tool_forbidden", [f"tool {tool} has an unrecognised rule {rule['rule']!r}"]
+        )
     if rule["rule"] == "requires_approval":
         # Never auto-approved: the tier only decides whether a human sees it at all.
         write_outcome = outcomes["write"]
@@ -321,7 +331,7 @@ def evaluate(
         )
     if outcome == "auto":
         limit = tier.get("auto_approve_max_risk") or "low"
-        if RISKS.index(risk) <= RISKS.index(limit):
+        if limit in RISKS and RISKS.index(risk) <= RISKS.index(limit):
             return answer(
                 "allowed",
                 "auto_approved",

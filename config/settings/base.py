@@ -232,3 +232,38 @@ WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", "")
 
 # Where drills send their probe (the gate as agents reach it).
 AIRLOCK_GATE_URL = os.environ.get("AIRLOCK_GATE_URL", "http://127.0.0.1:8000")
+
+# --- Background work ----------------------------------------------------------------------
+# An approved or allowed action must be executed within this many seconds, or it is revoked.
+GRANT_TTL_SECONDS = int(os.environ.get("GRANT_TTL_SECONDS", "3600"))
+# Undecided actions escalate at this fraction of their time to expiry.
+ESCALATION_FRACTION = float(os.environ.get("ESCALATION_FRACTION", "0.5"))
+# Pending actions at or above this risk notify their reviewers (low, medium, high, critical).
+NOTIFY_MIN_RISK = os.environ.get("NOTIFY_MIN_RISK", "high")
+# A Slack-compatible incoming-webhook URL that hears every notification (per-agent routes too).
+NOTIFY_CHAT_WEBHOOK_URL = os.environ.get("NOTIFY_CHAT_WEBHOOK_URL", "")
+# Links in notifications point here.
+AIRLOCK_PUBLIC_URL = os.environ.get("AIRLOCK_PUBLIC_URL", "http://127.0.0.1:8000")
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "airlock@localhost")
+# Webhook signing: a rotated secret is still accepted (sent as a second signature) this long.
+WEBHOOK_SECRET_GRACE_SECONDS = int(os.environ.get("WEBHOOK_SECRET_GRACE_SECONDS", "86400"))
+# /metrics is served to this bearer token (and to staff sessions); empty: staff only.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "escalate-due-actions": {"task": "approvals.tasks.escalate_due_actions", "schedule": 30.0},
+        "redispatch-outbox": {"task": "approvals.tasks.redispatch_outbox", "schedule": 60.0},
+        "send-notification-batches": {"task": "approvals.tasks.send_notification_batches", "schedule": 15.0},
+        "rollup-daily-stats": {"task": "approvals.tasks.rollup_daily_stats", "schedule": 300.0},
+    }
+)
