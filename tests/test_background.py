@@ -364,3 +364,27 @@ def test_celery_worker__on_redis__delivers_signed_webhook_after_decision(
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+# --- /metrics -----------------------------------------------------------------------------
+
+
+def test_metrics__scraper_token__prometheus_text_with_gate_and_backlog(
+    client, support_agent, settings
+):
+    settings.METRICS_TOKEN = "scrape-me"
+    factories.submit(support_agent, "get_order_status", {"order_id": "1"})
+    factories.submit(support_agent, "approve_refund", {})
+    factories.submit(support_agent, "send_email")
+    assert client.get("/metrics").status_code == 403
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me")
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert (
+        'airlock_gate_decisions_total{agent="support-assistant",reason_code="tool_forbidden"} 1.0'
+        in text
+    )
+    assert 'airlock_pending_actions{agent="support-assistant"} 1.0' in text
+    assert "airlock_time_to_decision_seconds_bucket" in text
+    assert "airlock_oldest_pending_age_seconds" in text
