@@ -417,3 +417,24 @@ def test_openapi_schema__served_and_documents_the_gate(live_api):
     assert "/api/v1/actions/{action_id}" in schema["paths"]
     docs = live_api.get("/api/docs/")
     assert docs.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"tool": "send_email", "arguments": ' + b'{"a": ' * 200 + b"1" + b"}" * 200 + b"}",
+        b'{"tool": "send_email", "arguments": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"tool": "send_email", "arguments": {"amount": 1e400}}',
+        b'{"tool": "send_email", "arguments": {"amount": NaN}}',
+        b'{"tool": "send_email", "arguments": {"n": ' + b"9" * 5000 + b"}}",
+        b'{"tool": "send_email", "arguments": {"to": "\xff\xfe"}}',
+    ],
+    ids=["deep-objects", "deep-arrays", "huge-float", "nan", "huge-int", "invalid-utf8"],
+)
+def test_submit__hostile_json__clean_400_and_no_rows(live_api, token, raw):
+    response = live_api.post(
+        "/api/v1/actions", content=raw, headers={**auth(token), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] in {"malformed_json", "invalid"}
+    assert Action.objects.count() == 0

@@ -176,7 +176,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["config.parsers.SafeJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.api_errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
@@ -246,7 +246,9 @@ NOTIFY_CHAT_WEBHOOK_URL = os.environ.get("NOTIFY_CHAT_WEBHOOK_URL", "")
 AIRLOCK_PUBLIC_URL = os.environ.get("AIRLOCK_PUBLIC_URL", "http://127.0.0.1:8000")
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
 )
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
@@ -263,7 +265,10 @@ CELERY_BEAT_SCHEDULE.update(
     {
         "escalate-due-actions": {"task": "approvals.tasks.escalate_due_actions", "schedule": 30.0},
         "redispatch-outbox": {"task": "approvals.tasks.redispatch_outbox", "schedule": 60.0},
-        "send-notification-batches": {"task": "approvals.tasks.send_notification_batches", "schedule": 15.0},
+        "send-notification-batches": {
+            "task": "approvals.tasks.send_notification_batches",
+            "schedule": 15.0,
+        },
         "rollup-daily-stats": {"task": "approvals.tasks.rollup_daily_stats", "schedule": 300.0},
     }
 )
