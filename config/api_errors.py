@@ -1,8 +1,10 @@
 """Every API error is JSON ``{code, detail, fields?}`` with a stable lower-case code."""
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -21,6 +23,8 @@ class ApiError(exceptions.APIException):
         self.fields = fields
 
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_CODES = {
     400: "invalid",
     401: "not_authenticated",
@@ -36,6 +40,17 @@ DEFAULT_CODES = {
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DatabaseError):
+        # Fail closed and say so: an agent must never read a database outage as an answer.
+        logger.error("database unavailable during %s", context.get("view"), exc_info=exc)
+        return Response(
+            {
+                "code": "unavailable",
+                "detail": "Airlock cannot reach its database; nothing was decided. Retry later.",
+            },
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
