@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -41,9 +42,23 @@ from rollout.authentication import AgentTokenAuthentication, is_agent
 from rollout.models import Agent, KillSwitch
 
 MAX_IDEMPOTENCY_KEY = 200
+logger = logging.getLogger(__name__)
 
 
-class AgentRateThrottle(SimpleRateThrottle):
+class ResilientThrottle(SimpleRateThrottle):
+    """HTTP flood limits live in the cache (Redis in production). When the cache is
+    unreachable the request is let through: the gate's own rate limit (read from the
+    database) and every decision rule still apply, so availability wins here."""
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except Exception:
+            logger.warning("throttle cache unavailable; not throttling", exc_info=True)
+            return True
+
+
+class AgentRateThrottle(ResilientThrottle):
     """HTTP-level flood protection per agent token (the gate's own per-agent rate limit is
     a policy rule answered with ``denied/rate_limited``)."""
 
@@ -55,7 +70,7 @@ class AgentRateThrottle(SimpleRateThrottle):
         return None
 
 
-class PersonRateThrottle(SimpleRateThrottle):
+class PersonRateThrottle(ResilientThrottle):
     scope = "person"
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
@@ -203,9 +218,17 @@ action_detail.initkwargs = getattr(_detail_view, "initkwargs", {})  # type: igno
 
 async def _wait_for_change(request: HttpRequest, action_id: int, wait: float) -> None:
     layer = get_channel_layer()
-    channel = await layer.new_channel() if layer else None
+    channel = None
     if layer:
-        await layer.group_add(action_group(action_id), channel)
+        try:
+            channel = await layer.new_channel()
+            await layer.group_add(action_group(action_id), channel)
+        except Exception:
+            # Redis is down: wait by re-reading the action instead of by wake-up.
+            logger.warning(
+                "channel layer unavailable; long-poll falls back to re-reading", exc_info=True
+            )
+            layer = None
     try:
         initial = await sync_to_async(_status_if_visible)(request, action_id)
         if initial is None:
@@ -216,8 +239,13 @@ async def _wait_for_change(request: HttpRequest, action_id: int, wait: float) ->
         while (remaining := deadline - loop.time()) > 0:
             step = min(remaining, recheck)
             if layer:
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(layer.receive(channel), timeout=step)
+                except TimeoutError:
+                    pass
+                except Exception:
+                    logger.warning("channel layer lost during a long-poll", exc_info=True)
+                    layer = None
             else:
                 await asyncio.sleep(step)
             now_status = await sync_to_async(_current_status)(action_id)
@@ -225,7 +253,8 @@ async def _wait_for_change(request: HttpRequest, action_id: int, wait: float) ->
                 return
     finally:
         if layer:
-            await layer.group_discard(action_group(action_id), channel)
+            with contextlib.suppress(Exception):
+                await layer.group_discard(action_group(action_id), channel)
         await sync_to_async(close_old_connections)()
 
 
