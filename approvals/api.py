@@ -42,6 +42,8 @@ from rollout.authentication import AgentTokenAuthentication, is_agent
 from rollout.models import Agent, KillSwitch
 
 MAX_IDEMPOTENCY_KEY = 200
+# Seconds a channel-layer call may take before the long-poll stops relying on it.
+LAYER_TIMEOUT = 3
 logger = logging.getLogger(__name__)
 
 
@@ -222,7 +224,7 @@ async def _wait_for_change(request: HttpRequest, action_id: int, wait: float) ->
     if layer:
         try:
             channel = await layer.new_channel()
-            await layer.group_add(action_group(action_id), channel)
+            await asyncio.wait_for(layer.group_add(action_group(action_id), channel), LAYER_TIMEOUT)
         except Exception:
             # Redis is down: wait by re-reading the action instead of by wake-up.
             logger.warning(
@@ -254,7 +256,9 @@ async def _wait_for_change(request: HttpRequest, action_id: int, wait: float) ->
     finally:
         if layer:
             with contextlib.suppress(Exception):
-                await layer.group_discard(action_group(action_id), channel)
+                await asyncio.wait_for(
+                    layer.group_discard(action_group(action_id), channel), LAYER_TIMEOUT
+                )
         await sync_to_async(close_old_connections)()
 
 

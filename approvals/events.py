@@ -6,6 +6,7 @@ that caused it (it has already committed)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -15,6 +16,7 @@ from channels.layers import get_channel_layer
 logger = logging.getLogger(__name__)
 
 INCIDENTS_GROUP = "incidents"
+PUBLISH_TIMEOUT_SECONDS = 3
 
 
 def agent_group(slug: str) -> str:
@@ -27,12 +29,17 @@ def action_group(action_id: int) -> str:
     return f"action.{action_id}"
 
 
+async def _bounded_send(layer: Any, group: str, message: dict[str, Any]) -> None:
+    # A Redis that hangs must not hold the request that made the change.
+    await asyncio.wait_for(layer.group_send(group, message), PUBLISH_TIMEOUT_SECONDS)
+
+
 def _send(group: str, message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, message)
+        async_to_sync(_bounded_send)(layer, group, message)
     except Exception:  # the change is committed; dashboards re-sync, long-polls re-read
         logger.warning("channel layer publish to %s failed", group, exc_info=True)
 

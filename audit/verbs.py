@@ -91,4 +91,14 @@ ACTION_SHADOW_LABELLED = register(
 # Background work
 ACTION_ESCALATED = register("action.escalated", "{target} was escalated: time is running out")
 WEBHOOK_FAILED = register("webhook.failed", "a webhook about {target} could not be delivered")
-WEBHOOK_SECRET_ROTATED = register("agent.webhook_secret_rotated", "{actor} rotated the webhook secret of {target}")
+WEBHOOK_SECRET_ROTATED = register(
+    "agent.webhook_secret_rotated", "{actor} rotated the webhook secret of {target}"
+)
+
+# Audit of the audit log
+AUDIT_RETENTION_APPLIED = register(
+    "audit.retention_applied", "{actor} redacted action payloads past their retention"
+)
+AUDIT_VERIFICATION_FAILED = register(
+    "audit.verification_failed", "{actor} found the audit chain broken"
+)

@@ -39,7 +39,13 @@ def _hold_gate_lock_exclusive() -> None:
 def record_policy_version(*, agent: Agent, actor: Actor, reason: str) -> PolicyVersion:
     """Snapshot ``agent``'s tier and rules as a new immutable policy version and make it
     current. Audits ``policy.version_created``. Call inside the change's transaction."""
-    agent = Agent.objects.select_for_update().select_related("tier").get(pk=agent.pk)
+    # Only the agent row, and no-key: gate inserts of this agent's actions (which key-share
+    # lock it) and other agents at the same tier are not held up.
+    agent = (
+        Agent.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("tier")
+        .get(pk=agent.pk)
+    )
     last = agent.policy_versions.aggregate(n=Max("number"))["n"] or 0
     version = PolicyVersion.objects.create(
         agent=agent,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from rollout.actions import authenticate_agent_token
@@ -63,3 +64,17 @@ class AgentTokenAuthentication(authentication.BaseAuthentication):
 
 def is_agent(user: Any) -> bool:
     return bool(getattr(user, "is_agent", False))
+
+
+class AgentTokenScheme(OpenApiAuthenticationExtension):
+    """Documents the agent bearer token in the OpenAPI schema."""
+
+    target_class = "rollout.authentication.AgentTokenAuthentication"
+    name = "agentToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A per-agent token (manage.py agent_token SLUG).",
+        }

@@ -81,7 +81,11 @@ def _check(agent_id: int) -> KillSwitch | Tier | None:
     from rollout.actions import engage_kill_switch, record_policy_version
 
     with transaction.atomic():
-        agent = Agent.objects.select_for_update().select_related("tier").get(pk=agent_id)
+        agent = (
+            Agent.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("tier")
+            .get(pk=agent_id)
+        )
         config = agent.circuit_breaker or {}
         if not config:
             return None

@@ -342,7 +342,7 @@ def test_celery_worker__on_redis__delivers_signed_webhook_after_decision(
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # never a pipe nobody reads: a full one blocks the worker
     )
     try:
         with Receiver() as receiver:

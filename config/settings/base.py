@@ -119,11 +119,23 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+            # Timeouts: a Redis that hangs (rather than refuses) must not hold a request; longer than
+            # the layer's 5 s blocking receive.
+            "CONFIG": {
+                "hosts": [
+                    {"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 10}
+                ],
+                "capacity": 1500,
+                "expiry": 30,
+            },
         }
     }
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
     }
 else:
     # One process only: events produced in other processes (worker, CLI) reach dashboards
@@ -141,6 +153,8 @@ def default_broker_url() -> str:
 
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or default_broker_url()
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -148,6 +162,14 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Enqueueing happens after a change committed, inside the request: when the broker is down,
+# give up quickly (the outbox row stays and is re-dispatched) rather than hold the answer.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 CELERY_BEAT_SCHEDULE = {
     "expire-stale-actions": {"task": "approvals.tasks.expire_stale_actions", "schedule": 15.0},
     "audit-checkpoint": {"task": "audit.tasks.write_checkpoint", "schedule": 60.0},
@@ -272,3 +294,44 @@ CELERY_BEAT_SCHEDULE.update(
         "rollup-daily-stats": {"task": "approvals.tasks.rollup_daily_stats", "schedule": 300.0},
     }
 )
+
+# --- Audit --------------------------------------------------------------------------------
+import json  # noqa: E402  (only the audit settings below parse JSON)
+
+# Signed checkpoints of the chain head go to AUDIT_CHECKPOINT_DIR (above), outside the
+# database. Their HMAC key; empty: derived from SECRET_KEY (set a separate key in production,
+# so that whoever can read the database settings cannot forge checkpoints).
+AUDIT_CHECKPOINT_KEY = os.environ.get("AUDIT_CHECKPOINT_KEY", "")
+# Action payloads (arguments, original arguments, evidence, rationale, results) older than
+# this many days are redacted on the action rows; the chain keeps only their hashes, so it
+# still verifies. 0 keeps them forever.
+AUDIT_PAYLOAD_RETENTION_DAYS = int(os.environ.get("AUDIT_PAYLOAD_RETENTION_DAYS", "0"))
+# Argument fields masked for viewers without ``audit.view_sensitive``: tool name (or "*" for
+# every tool) -> dotted paths; "*" matches any key or list item, a leading "**." any depth.
+AUDIT_REDACTED_ARGUMENT_PATHS = json.loads(
+    os.environ.get("AUDIT_REDACTED_ARGUMENT_PATHS", '{"*": ["**.card_number", "**.cvv"]}')
+)
+if not isinstance(AUDIT_REDACTED_ARGUMENT_PATHS, dict) or not all(
+    isinstance(paths, list) and all(isinstance(p, str) for p in paths)
+    for paths in AUDIT_REDACTED_ARGUMENT_PATHS.values()
+):
+    raise ImproperlyConfigured(
+        'AUDIT_REDACTED_ARGUMENT_PATHS must be a JSON object {"tool": ["path", ...]}'
+    )
+# The periodic verification: incremental every AUDIT_VERIFY_INTERVAL_SECONDS, a full walk
+# when the last full one is older than AUDIT_FULL_VERIFY_HOURS.
+AUDIT_VERIFY_INTERVAL_SECONDS = float(os.environ.get("AUDIT_VERIFY_INTERVAL_SECONDS", "300"))
+AUDIT_FULL_VERIFY_HOURS = float(os.environ.get("AUDIT_FULL_VERIFY_HOURS", "24"))
+# A person's views of one action are audited at most once per this many seconds.
+AUDIT_VIEW_DEDUP_SECONDS = int(os.environ.get("AUDIT_VIEW_DEDUP_SECONDS", "600"))
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "audit-verify": {
+            "task": "audit.tasks.verify_chain_periodically",
+            "schedule": AUDIT_VERIFY_INTERVAL_SECONDS,
+        },
+        "audit-retention": {"task": "audit.tasks.apply_payload_retention", "schedule": 3600.0},
+    }
+)
+# Processes a full verification of a large log uses on PostgreSQL; 0: the cores, up to 4.
+AUDIT_VERIFY_WORKERS = int(os.environ.get("AUDIT_VERIFY_WORKERS", "0"))

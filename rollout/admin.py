@@ -1,0 +1,149 @@
+"""Admin for rollout: a read-only window on policy, plus per-agent object permissions.
+
+Policy never changes here: tiers' outcomes, agents' tiers and tool rules, tokens and
+change requests change only through ``rollout.governance`` (the governance pages and API),
+so that every change is classified, versioned, four-eyes where it loosens, and audited.
+What the admin adds is django-guardian's per-agent permission screen ("Object
+permissions" on an agent), where governance owners assign who may review, govern, kill or
+audit that agent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from guardian.admin import GuardedModelAdmin
+
+from rollout.models import (
+    Agent,
+    AgentToken,
+    ChangeApproval,
+    ChangeRequest,
+    Drill,
+    KillSwitch,
+    PolicyVersion,
+    Release,
+    ShadowLabel,
+    Tier,
+    ToolRule,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Lists and shows rows; never adds, changes or deletes them."""
+
+    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Tier)
+class TierAdmin(admin.ModelAdmin):
+    """Only a tier's description and exit criteria are editable here: its outcomes and
+    limits are part of every policy snapshot, and changing them would change agents'
+    autonomy without a change request or a new policy version."""
+
+    list_display = ["rank", "name", "read_outcome", "draft_outcome", "write_outcome"]
+    readonly_fields = [
+        "name",
+        "rank",
+        "read_outcome",
+        "draft_outcome",
+        "write_outcome",
+        "auto_approve_max_risk",
+        "pending_ttl_seconds",
+    ]
+    fields = [*readonly_fields, "description", "exit_criteria"]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+class ToolRuleInline(admin.TabularInline):
+    model = ToolRule
+    extra = 0
+    can_delete = False
+    fields = ["tool", "effect", "rule", "base_risk", "argument_limits", "rate_limit_per_minute"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Agent)
+class AgentAdmin(GuardedModelAdmin):
+    """Agents, read-only, with django-guardian's "Object permissions" screen."""
+
+    list_display = ["slug", "name", "tier", "active", "current_policy"]
+    search_fields = ["slug", "name"]
+    inlines = [ToolRuleInline]
+    readonly_fields = [
+        "slug",
+        "name",
+        "description",
+        "owner",
+        "tier",
+        "active",
+        "rate_limit_per_minute",
+        "circuit_breaker",
+        "current_policy",
+        "created_at",
+    ]
+    exclude = ["webhook_secret"]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False  # register at /agents/new
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(PolicyVersion)
+class PolicyVersionAdmin(ReadOnlyAdmin):
+    list_display = ["agent", "number", "created_by", "created_at", "reason"]
+    list_filter = ["agent"]
+
+
+@admin.register(ChangeRequest)
+class ChangeRequestAdmin(ReadOnlyAdmin):
+    list_display = ["id", "agent", "author", "status", "classification", "created_at"]
+    list_filter = ["status", "agent"]
+
+
+@admin.register(ChangeApproval)
+class ChangeApprovalAdmin(ReadOnlyAdmin):
+    list_display = ["change_request", "approver", "revision", "voided", "created_at"]
+
+
+@admin.register(ShadowLabel)
+class ShadowLabelAdmin(ReadOnlyAdmin):
+    list_display = ["action", "reviewer", "label", "updated_at"]
+
+
+@admin.register(AgentToken)
+class AgentTokenAdmin(ReadOnlyAdmin):
+    list_display = ["agent", "name", "prefix", "created_by", "created_at", "revoked_at"]
+    exclude = ["token_hash"]
+
+
+@admin.register(Release)
+class ReleaseAdmin(ReadOnlyAdmin):
+    list_display = ["agent", "model", "prompt_version", "tool_schema_version", "first_seen_at"]
+
+
+@admin.register(KillSwitch)
+class KillSwitchAdmin(ReadOnlyAdmin):
+    list_display = ["scope", "target", "engaged_by", "engaged_at", "released_at", "is_drill"]
+
+
+@admin.register(Drill)
+class DrillAdmin(ReadOnlyAdmin):
+    list_display = ["agent", "started_by", "started_at", "succeeded", "stop_ms", "notify_ms"]

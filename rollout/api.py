@@ -1,0 +1,467 @@
+"""The governance API: thin DRF views over ``rollout.selectors`` and ``rollout.governance``.
+
+People only (session with CSRF, or a personal token where one is configured): an agent's
+bearer token is answered 403 everywhere here — agents never change, nor read, their own
+policy through this API. An agent or change request the caller may not see is 404; one
+they may see but not change is 403."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from approvals.api import AirlockAPIView
+from approvals.models import Action
+from approvals.permissions import IsPerson
+from config.api_errors import ApiError
+from rollout import governance
+from rollout import permissions as agent_perms
+from rollout.backtest import backtest_change
+from rollout.governance import GovernanceRefused
+from rollout.metrics import pending_counts
+from rollout.models import Agent, ChangeRequest, KillSwitch, Tier
+from rollout.policy_diff import diff_policies
+from rollout.readiness import compute_readiness
+from rollout.selectors import (
+    agent_visible_to,
+    can_read_governance,
+    change_request_visible_to,
+    visible_agents,
+    visible_change_requests,
+)
+from rollout.serializers import (
+    AgentTokenSerializer,
+    ApproveInSerializer,
+    BacktestInSerializer,
+    ChangeRequestSerializer,
+    CommentInSerializer,
+    EditChangeInSerializer,
+    PolicyVersionDetailSerializer,
+    PolicyVersionSerializer,
+    ProposalInSerializer,
+    RegisterAgentInSerializer,
+    ShadowLabelInSerializer,
+    TokenInSerializer,
+    agent_summary,
+    backtest_data,
+    readiness_data,
+)
+from rollout.tokens import token_digest
+
+
+class GovernanceAPIView(AirlockAPIView):
+    permission_classes = [IsPerson]
+
+
+def _refused(exc: GovernanceRefused) -> ApiError:
+    return ApiError(exc.status, exc.code, exc.detail, exc.fields)
+
+
+def _valid(serializer_class: type, request: Request) -> dict:
+    if not isinstance(request.data, dict):
+        raise ApiError(400, "invalid", "The body must be a JSON object.")
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _agent(request: Request, slug: str) -> Agent:
+    agent = agent_visible_to(request.user, slug)
+    if agent is None:
+        raise ApiError(404, "not_found", "No such agent.")
+    return agent
+
+
+def _governed(request: Request, slug: str) -> Agent:
+    agent = _agent(request, slug)
+    if not agent_perms.can_govern(request.user, agent):
+        raise ApiError(403, "not_governor", "You may not govern this agent.")
+    return agent
+
+
+def _change_request(request: Request, change_id: int) -> ChangeRequest:
+    change_request = change_request_visible_to(request.user, change_id)
+    if change_request is None:
+        raise ApiError(404, "not_found", "No such change request.")
+    return change_request
+
+
+def _engaged_agent_slugs() -> tuple[bool, set[str]]:
+    engaged = KillSwitch.objects.filter(released_at__isnull=True, is_drill=False)
+    return (
+        engaged.filter(scope=KillSwitch.Scope.GLOBAL).exists(),
+        set(engaged.filter(scope=KillSwitch.Scope.AGENT).values_list("target", flat=True)),
+    )
+
+
+class AgentListView(GovernanceAPIView):
+    @extend_schema(
+        operation_id="list_agents",
+        summary="Agents the caller may see",
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request) -> Response:
+        agents = list(visible_agents(request.user).select_related("tier", "current_policy"))
+        pending = pending_counts([a.pk for a in agents])
+        global_switch, switched = _engaged_agent_slugs()
+        return Response(
+            [
+                agent_summary(
+                    agent,
+                    pending=pending.get(agent.pk, 0),
+                    switch_engaged=global_switch or agent.slug in switched,
+                )
+                for agent in agents
+            ]
+        )
+
+    @extend_schema(
+        operation_id="register_agent",
+        summary="Register an agent (bottom tier, no tools)",
+        request=RegisterAgentInSerializer,
+        responses={201: OpenApiTypes.OBJECT},
+    )
+    def post(self, request: Request) -> Response:
+        data = _valid(RegisterAgentInSerializer, request)
+        try:
+            agent = governance.register(user=request.user, **data)
+        except GovernanceRefused as exc:
+            raise _refused(exc) from exc
+        return Response(agent_summary(agent), status=status.HTTP_201_CREATED)
+
+
+class AgentDetailView(GovernanceAPIView):
+    @extend_schema(
+        operation_id="get_agent",
+        summary="An agent's tier, rules, tokens, policy",
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        agent = _agent(request, slug)
+        global_switch, switched = _engaged_agent_slugs()
+        data = agent_summary(
+            agent,
+            pending=pending_counts([agent.pk]).get(agent.pk, 0),
+            switch_engaged=global_switch or agent.slug in switched,
+        )
+        snapshot = agent.current_policy.snapshot if agent.current_policy else {}
+        data.update(
+            {
+                "description": agent.description,
+                "tier_ladder": [t.as_policy() for t in Tier.objects.order_by("rank")],
+                "tools": snapshot.get("tools", {}),
+                "policy": snapshot,
+                "tokens": AgentTokenSerializer(
+                    agent.tokens.order_by("-created_at"), many=True
+                ).data,
+                "open_change_requests": list(
+                    agent.change_requests.filter(status=ChangeRequest.Status.OPEN).values_list(
+                        "id", flat=True
+                    )
+                ),
+            }
+        )
+        return Response(data)
+
+
+class AgentChangesView(GovernanceAPIView):
+    @extend_schema(
+        operation_id="list_agent_changes",
+        summary="The agent's change requests",
+        responses={200: ChangeRequestSerializer(many=True)},
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        agent = _agent(request, slug)
+        if not can_read_governance(request.user, agent):
+            raise ApiError(403, "permission_denied", "You may not read this agent's governance.")
+        requests_ = visible_change_requests(request.user).filter(agent=agent)[:200]
+        return Response(ChangeRequestSerializer(requests_, many=True).data)
+
+    @extend_schema(
+        operation_id="propose_change",
+        summary="Propose a change: a tightening applies at once, else a change request opens",
+        request=ProposalInSerializer,
+        responses={201: OpenApiTypes.OBJECT},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        agent = _governed(request, slug)
+        data = _valid(ProposalInSerializer, request)
+        try:
+            result = governance.propose_change(
+                agent=agent,
+                user=request.user,
+                changes=data["changes"],
+                reason=data["reason"],
+                required_approvals=data.get("required_approvals", 1),
+            )
+        except GovernanceRefused as exc:
+            raise _refused(exc) from exc
+        return Response(
+            {
+                "classification": result.classification,
+                "applied": result.applied,
+                "changes": [change.as_dict() for change in result.changes],
+                "policy_version": result.policy_version.number if result.applied else None,
+                "change_request": (
+                    ChangeRequestSerializer(result.change_request).data
+                    if result.change_request
+                    else None
+                ),
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class PolicyVersionListView(GovernanceAPIView):
+    @extend_schema(
+        operation_id="list_policy_versions", responses={200: PolicyVersionSerializer(many=True)}
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        agent = _agent(request, slug)
+        versions = agent.policy_versions.order_by("-number")[:500]
+        return Response(PolicyVersionSerializer(versions, many=True).data)
+
+
+class PolicyVersionDetailView(GovernanceAPIView):
+    @extend_schema(
+        operation_id="get_policy_version", responses={200: PolicyVersionDetailSerializer}
+    )
+    def get(self, request: Request, slug: str, number: int) -> Response:
+        agent = _agent(request, slug)
+        version = agent.policy_versions.filter(number=number).first()
+        if version is None:
+            raise ApiError(404, "not_found", "No such policy version.")
+        return Response(PolicyVersionDetailSerializer(version).data)
+
+
+class PolicyDiffView(GovernanceAPIView):
+    @extend_schema(
+        operation_id="diff_policy_versions",
+        parameters=[
+            OpenApiParameter("from", int, required=True),
+            OpenApiParameter("to", int, required=True),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        agent = _agent(request, slug)
+        try:
+            numbers = int(request.query_params["from"]), int(request.query_params["to"])
+        except (KeyError, ValueError):
+            raise ApiError(
+                400, "invalid", "Give ?from=N&to=M (version numbers).", {"from": ["Required."]}
+            ) from None
+        versions = {v.number: v for v in agent.policy_versions.filter(number__in=numbers)}
+        if any(n not in versions for n in numbers):
+            raise ApiError(404, "not_found", "No such policy version.")
+        old, new = versions[numbers[0]], versions[numbers[1]]
+        return Response(
+            {"from": old.number, "to": new.number, **diff_policies(old.snapshot, new.snapshot)}
+        )
+
+
+class ReadinessView(GovernanceAPIView):
+    @extend_schema(operation_id="get_promotion_readiness", responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request, slug: str) -> Response:
+        return Response(readiness_data(compute_readiness(_agent(request, slug))))
+
+
+class BacktestView(GovernanceAPIView):
+    @extend_schema(
+        operation_id="backtest_policy",
+        summary="Replay recorded actions through a proposed tier or change (read-only)",
+        request=BacktestInSerializer,
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        agent = _agent(request, slug)
+        data = _valid(BacktestInSerializer, request)
+        if "tier" in data:
+            changes: Any = {"tier": data["tier"]}
+        elif "changes" in data:
+            changes = data["changes"]
+        else:
+            raise ApiError(400, "invalid", "Give a tier or changes.", {"tier": ["Required."]})
+        try:
+            proposal = governance.preview_change(agent=agent, changes=changes)
+        except GovernanceRefused as exc:
+            raise _refused(exc) from exc
+        result = backtest_change(agent, proposal.after, days=data["days"])
+        return Response(
+            {
+                "classification": proposal.classification,
+                "changes": [change.as_dict() for change in proposal.changes],
+                **backtest_data(result),
+            }
+        )
+
+
+class TokenListView(GovernanceAPIView):
+    @extend_schema(
+        operation_id="list_agent_tokens", responses={200: AgentTokenSerializer(many=True)}
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        agent = _agent(request, slug)
+        return Response(AgentTokenSerializer(agent.tokens.order_by("-created_at"), many=True).data)
+
+    @extend_schema(
+        operation_id="issue_agent_token",
+        summary="Issue a token; the token is in this response only",
+        request=TokenInSerializer,
+        responses={201: OpenApiTypes.OBJECT},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        agent = _governed(request, slug)
+        data = _valid(TokenInSerializer, request)
+        try:
+            token = governance.issue_token(agent=agent, user=request.user, name=data["name"])
+        except GovernanceRefused as exc:
+            raise _refused(exc) from exc
+        record = agent.tokens.get(token_hash=token_digest(token))
+        response = Response(
+            {**AgentTokenSerializer(record).data, "token": token}, status=status.HTTP_201_CREATED
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class TokenRevokeView(GovernanceAPIView):
+    @extend_schema(
+        operation_id="revoke_agent_token", request=None, responses={200: AgentTokenSerializer}
+    )
+    def post(self, request: Request, slug: str, token_id: int) -> Response:
+        agent = _governed(request, slug)
+        try:
+            record = governance.revoke_token(agent=agent, token_id=token_id, user=request.user)
+        except GovernanceRefused as exc:
+            raise _refused(exc) from exc
+        return Response(AgentTokenSerializer(record).data)
+
+
+class ShadowLabelView(GovernanceAPIView):
+    @extend_schema(
+        operation_id="label_shadow_action",
+        summary="Label a shadow action would_approve / would_reject (reviewers)",
+        request=ShadowLabelInSerializer,
+        responses={201: OpenApiTypes.OBJECT},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        agent = _agent(request, slug)
+        data = _valid(ShadowLabelInSerializer, request)
+        if not Action.objects.filter(pk=data["action_id"], agent=agent).exists():
+            raise ApiError(404, "not_found", "No such action for this agent.")
+        try:
+            label = governance.label_shadow_action(
+                action_id=data["action_id"], user=request.user, label=data["label"]
+            )
+        except GovernanceRefused as exc:
+            raise _refused(exc) from exc
+        return Response(
+            {"action_id": label.action_id, "label": label.label, "reviewer": request.user.username},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class ChangeListView(GovernanceAPIView):
+    @extend_schema(
+        operation_id="list_change_requests",
+        parameters=[OpenApiParameter("status", str), OpenApiParameter("agent", str)],
+        responses={200: ChangeRequestSerializer(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        requests_ = visible_change_requests(request.user)
+        wanted = request.query_params.get("status")
+        if wanted:
+            requests_ = requests_.filter(status=wanted)
+        if agent := request.query_params.get("agent"):
+            requests_ = requests_.filter(agent__slug=agent)
+        return Response(ChangeRequestSerializer(requests_[:200], many=True).data)
+
+
+class ChangeDetailView(GovernanceAPIView):
+    @extend_schema(operation_id="get_change_request", responses={200: ChangeRequestSerializer})
+    def get(self, request: Request, change_id: int) -> Response:
+        return Response(ChangeRequestSerializer(_change_request(request, change_id)).data)
+
+    @extend_schema(
+        operation_id="edit_change_request",
+        summary="The author replaces the proposal; earlier approvals are voided",
+        request=EditChangeInSerializer,
+        responses={200: ChangeRequestSerializer},
+    )
+    def patch(self, request: Request, change_id: int) -> Response:
+        _change_request(request, change_id)
+        data = _valid(EditChangeInSerializer, request)
+        try:
+            change_request = governance.edit_change_request(
+                change_request_id=change_id,
+                user=request.user,
+                changes=data["changes"],
+                reason=data.get("reason"),
+                required_approvals=data.get("required_approvals"),
+            )
+        except GovernanceRefused as exc:
+            raise _refused(exc) from exc
+        return Response(ChangeRequestSerializer(change_request).data)
+
+
+class ChangeApproveView(GovernanceAPIView):
+    @extend_schema(
+        operation_id="approve_change_request",
+        request=ApproveInSerializer,
+        responses={200: ChangeRequestSerializer},
+    )
+    def post(self, request: Request, change_id: int) -> Response:
+        _change_request(request, change_id)
+        data = _valid(ApproveInSerializer, request)
+        try:
+            change_request = governance.approve_change_request(
+                change_request_id=change_id,
+                user=request.user,
+                revision=data.get("revision"),
+                comment=data.get("comment", ""),
+            )
+        except GovernanceRefused as exc:
+            raise _refused(exc) from exc
+        return Response(ChangeRequestSerializer(change_request).data)
+
+
+class ChangeRejectView(GovernanceAPIView):
+    @extend_schema(
+        operation_id="reject_change_request",
+        request=CommentInSerializer,
+        responses={200: ChangeRequestSerializer},
+    )
+    def post(self, request: Request, change_id: int) -> Response:
+        _change_request(request, change_id)
+        data = _valid(CommentInSerializer, request)
+        try:
+            change_request = governance.reject_change_request(
+                change_request_id=change_id, user=request.user, comment=data.get("comment", "")
+            )
+        except GovernanceRefused as exc:
+            raise _refused(exc) from exc
+        return Response(ChangeRequestSerializer(change_request).data)
+
+
+class ChangeWithdrawView(GovernanceAPIView):
+    @extend_schema(
+        operation_id="withdraw_change_request",
+        request=CommentInSerializer,
+        responses={200: ChangeRequestSerializer},
+    )
+    def post(self, request: Request, change_id: int) -> Response:
+        _change_request(request, change_id)
+        data = _valid(CommentInSerializer, request)
+        try:
+            change_request = governance.withdraw_change_request(
+                change_request_id=change_id, user=request.user, comment=data.get("comment", "")
+            )
+        except GovernanceRefused as exc:
+            raise _refused(exc) from exc
+        return Response(ChangeRequestSerializer(change_request).data)

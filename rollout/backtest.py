@@ -1,0 +1,142 @@
+"""Backtest: "if this agent had had that policy over the last N days, which of its actions
+would have run without a human?"
+
+Replays the recorded actions (the agent's original arguments and declared blast radius)
+through the pure gate ``rollout.policy.evaluate`` with a proposed snapshot. Kill switches
+and rate limits are left out of the replay: they describe a moment, not the policy under
+test. Read-only.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from rollout.models import Agent
+from rollout.policy import GateRequest, evaluate
+from rollout.snapshots import build_snapshot
+
+MAX_REPLAYED = 20_000
+MAX_ROWS = 500
+
+# The gate's first answer, recovered from the reason code an action keeps for life.
+INITIAL_OUTCOME = {
+    "allowed": "allowed",
+    "auto_approved": "allowed",
+    "tier_shadow": "shadowed",
+    "requires_approval": "pending",
+    "tier_requires_approval": "pending",
+    "risk_above_auto_limit": "pending",
+}
+
+
+def recorded_outcome(reason_code: str) -> str:
+    return INITIAL_OUTCOME.get(reason_code, "denied")
+
+
+def snapshot_with(snapshot: dict, after: dict) -> dict:
+    """A full snapshot with a governance piece (``rollout.policy_diff``) applied to it."""
+    result = copy.deepcopy(snapshot)
+    if "tier" in after:
+        result["tier"] = copy.deepcopy(after["tier"])
+    for key in ("active", "rate_limit_per_minute"):
+        if key in after:
+            result["agent"][key] = after[key]
+    for tool, rule in (after.get("tools") or {}).items():
+        if rule is None:
+            result["tools"].pop(tool, None)
+        else:
+            result["tools"][tool] = copy.deepcopy(rule)
+    return result
+
+
+@dataclass(frozen=True)
+class BacktestRow:
+    action_id: int
+    created_at: datetime
+    tool: str
+    recorded_outcome: str
+    recorded_status: str
+    proposed_outcome: str
+    proposed_reason_code: str
+    risk: str
+
+    @property
+    def newly_without_human(self) -> bool:
+        return self.proposed_outcome == "allowed" and self.recorded_outcome != "allowed"
+
+
+@dataclass
+class BacktestResult:
+    days: int
+    since: datetime
+    until: datetime
+    replayed: int = 0
+    would_run_without_human: int = 0
+    newly_without_human: int = 0
+    changed: int = 0
+    by_outcome: dict[str, int] = field(default_factory=dict)
+    rows: list[BacktestRow] = field(default_factory=list)  # those that would have run
+    truncated: bool = False
+
+
+def backtest(
+    agent: Agent, snapshot: dict, *, days: int = 14, now: datetime | None = None
+) -> BacktestResult:
+    """Replay ``agent``'s actions of the last ``days`` days through ``snapshot``. Counts
+    every proposed outcome; lists (up to ``MAX_ROWS``) the actions that would have run
+    without a human, oldest first."""
+    from approvals.models import Action
+
+    now = now or timezone.now()
+    since = now - timedelta(days=days)
+    result = BacktestResult(days=days, since=since, until=now)
+    actions = (
+        Action.objects.filter(agent=agent, created_at__gte=since, created_at__lt=now)
+        .order_by("created_at", "id")
+        .values_list(
+            "id",
+            "created_at",
+            "tool",
+            "reason_code",
+            "status",
+            "original_arguments",
+            "blast_radius",
+        )
+    )
+    for count, (action_id, created_at, tool, code, status, arguments, radius) in enumerate(
+        actions.iterator(chunk_size=2000), start=1
+    ):
+        if count > MAX_REPLAYED:
+            result.truncated = True
+            break
+        decision = evaluate(snapshot, GateRequest(tool, arguments or {}, radius or {}))
+        before = recorded_outcome(code)
+        result.replayed += 1
+        result.by_outcome[decision.outcome] = result.by_outcome.get(decision.outcome, 0) + 1
+        if decision.outcome != before:
+            result.changed += 1
+        if decision.outcome != "allowed":
+            continue
+        row = BacktestRow(
+            action_id, created_at, tool, before, status, decision.outcome, decision.reason_code,
+            decision.risk,
+        )  # fmt: skip
+        result.would_run_without_human += 1
+        if row.newly_without_human:
+            result.newly_without_human += 1
+        if len(result.rows) < MAX_ROWS:
+            result.rows.append(row)
+        else:
+            result.truncated = True
+    return result
+
+
+def backtest_change(
+    agent: Agent, after: dict, *, days: int = 14, now: datetime | None = None
+) -> BacktestResult:
+    """Backtest the agent's live policy with a proposed change (a piece) applied."""
+    return backtest(agent, snapshot_with(build_snapshot(agent), after), days=days, now=now)

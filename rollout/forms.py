@@ -1,0 +1,273 @@
+"""Forms of the governance pages. They validate input and turn it into the ``changes``
+that ``rollout.governance.propose_change`` takes; the write path validates again."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django import forms
+
+from rollout.governance import AGENT_SLUG, MAX_LIMITS_PER_TOOL, TOOL_NAME
+from rollout.models import Effect, Risk, RuleKind, ShadowLabel, Tier
+from rollout.policy import LIMIT_OPERATORS, validate_limit
+
+# "amount <= 10000", "environment in [staging, dev]", "name matches ^[a-z]+$"
+LIMIT_LINE = re.compile(
+    r"^\s*(?P<field>[A-Za-z0-9_.\-]+)\s+(?P<op>"
+    + "|".join(re.escape(op) for op in sorted(LIMIT_OPERATORS, key=len, reverse=True))
+    + r")\s+(?P<value>.+?)\s*$"
+)
+
+
+def _scalar(text: str) -> Any:
+    """A JSON scalar when ``text`` is one (number, quoted string, true/false/null), else
+    the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _value(op: str, text: str) -> Any:
+    if op == "matches":
+        value = _scalar(text)
+        return value if isinstance(value, str) else text
+    if op in {"in", "not_in"}:
+        value = _scalar(text)
+        if isinstance(value, list):
+            return value
+        inner = text.strip()
+        if inner.startswith("[") and inner.endswith("]"):
+            inner = inner[1:-1]
+        return [_scalar(item.strip()) for item in inner.split(",") if item.strip()]
+    return _scalar(text)
+
+
+def parse_limits(text: str) -> list[dict]:
+    """Argument limits from one-per-line text (``amount <= 10000``) or a JSON list.
+    Raises ``forms.ValidationError`` naming each line that does not parse."""
+    text = (text or "").strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        try:
+            limits = json.loads(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from exc
+        if not isinstance(limits, list):
+            raise forms.ValidationError("A JSON list of {field, op, value} objects.")
+        problems = [
+            f"limit {index}: {problem}"
+            for index, limit in enumerate(limits, start=1)
+            if (problem := validate_limit(limit))
+        ]
+        if problems:
+            raise forms.ValidationError(problems)
+        return limits
+    limits, problems = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        match = LIMIT_LINE.match(line)
+        if match is None:
+            problems.append(
+                f"line {number}: write it as 'field operator value' with an operator among "
+                + ", ".join(LIMIT_OPERATORS)
+            )
+            continue
+        limit = {
+            "field": match["field"],
+            "op": match["op"],
+            "value": _value(match["op"], match["value"]),
+        }
+        problem = validate_limit(limit)
+        if problem:
+            problems.append(f"line {number}: {problem}")
+        else:
+            limits.append(limit)
+    if problems:
+        raise forms.ValidationError(problems)
+    if len(limits) > MAX_LIMITS_PER_TOOL:
+        raise forms.ValidationError(f"At most {MAX_LIMITS_PER_TOOL} limits.")
+    return limits
+
+
+def format_limits(limits: list[dict]) -> str:
+    """The text ``parse_limits`` reads back to the same limits."""
+    lines = []
+    for limit in limits or []:
+        value = limit.get("value")
+        shown = value if limit.get("op") == "matches" and isinstance(value, str) else None
+        if shown is None or _scalar(shown) != shown:
+            shown = json.dumps(value, ensure_ascii=False)
+        lines.append(f"{limit.get('field')} {limit.get('op')} {shown}")
+    return "\n".join(lines)
+
+
+def _reason_field() -> forms.CharField:
+    return forms.CharField(
+        max_length=300,
+        label="Reason",
+        help_text="Kept in the policy version and the audit log.",
+        widget=forms.TextInput(attrs={"class": "reason"}),
+    )
+
+
+class RegisterAgentForm(forms.Form):
+    slug = forms.CharField(max_length=80, help_text="Lower-case letters, digits and dashes.")
+    name = forms.CharField(max_length=120)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+    def clean_slug(self) -> str:
+        slug = self.cleaned_data["slug"].strip()
+        if not AGENT_SLUG.match(slug):
+            raise forms.ValidationError("Lower-case letters, digits and dashes (at most 80).")
+        return slug
+
+
+class TierForm(forms.Form):
+    tier = forms.ChoiceField()
+    reason = _reason_field()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["tier"].choices = [
+            (tier.name, f"{tier.rank} · {tier.name}") for tier in Tier.objects.order_by("rank")
+        ]
+
+    def changes(self) -> dict:
+        return {"tier": self.cleaned_data["tier"]}
+
+
+class ToolRuleForm(forms.Form):
+    """Add a tool rule, or change one (then ``tool`` is fixed by the page)."""
+
+    tool = forms.CharField(max_length=120)
+    effect = forms.ChoiceField(choices=Effect.choices)
+    rule = forms.ChoiceField(choices=RuleKind.choices)
+    base_risk = forms.ChoiceField(choices=Risk.choices, initial=Risk.LOW)
+    argument_limits = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "class": "limits"}),
+        help_text="One per line, e.g. 'amount <= 10000' or 'environment in [staging, dev]'.",
+    )
+    rate_limit_per_minute = forms.IntegerField(
+        required=False, min_value=0, max_value=1_000_000, help_text="Empty: no limit."
+    )
+    reason = _reason_field()
+
+    def __init__(self, *args: Any, fixed_tool: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fixed_tool = fixed_tool
+        if fixed_tool:
+            self.fields["tool"].disabled = True
+            self.fields["tool"].initial = fixed_tool
+
+    def clean_tool(self) -> str:
+        tool = self.fixed_tool or self.cleaned_data["tool"].strip()
+        if not TOOL_NAME.match(tool):
+            raise forms.ValidationError("Letters, digits and _.:/- only.")
+        return tool
+
+    def clean_argument_limits(self) -> list[dict]:
+        return parse_limits(self.cleaned_data.get("argument_limits", ""))
+
+    def changes(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "tools": {
+                data["tool"]: {
+                    "effect": data["effect"],
+                    "rule": data["rule"],
+                    "base_risk": data["base_risk"],
+                    "argument_limits": data["argument_limits"],
+                    "rate_limit_per_minute": data["rate_limit_per_minute"],
+                }
+            }
+        }
+
+    @classmethod
+    def initial_for(cls, tool: str, rule: dict) -> dict:
+        return {
+            "tool": tool,
+            "effect": rule.get("effect"),
+            "rule": rule.get("rule"),
+            "base_risk": rule.get("base_risk"),
+            "argument_limits": format_limits(rule.get("argument_limits") or []),
+            "rate_limit_per_minute": rule.get("rate_limit_per_minute"),
+        }
+
+
+class RemoveToolForm(forms.Form):
+    reason = _reason_field()
+
+
+class AgentSettingsForm(forms.Form):
+    active = forms.BooleanField(required=False)
+    rate_limit_per_minute = forms.IntegerField(min_value=0, max_value=1_000_000)
+    reason = _reason_field()
+
+    def changes(self) -> dict:
+        return {
+            "active": self.cleaned_data["active"],
+            "rate_limit_per_minute": self.cleaned_data["rate_limit_per_minute"],
+        }
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=80, initial="default")
+
+
+class ApproveChangeForm(forms.Form):
+    revision = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
+    comment = forms.CharField(
+        max_length=4000, required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+
+class RejectChangeForm(forms.Form):
+    comment = forms.CharField(
+        max_length=4000, widget=forms.Textarea(attrs={"rows": 2}), label="Why reject it?"
+    )
+
+
+class WithdrawChangeForm(forms.Form):
+    comment = forms.CharField(
+        max_length=4000, required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+
+class EditChangeForm(forms.Form):
+    changes = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 12, "class": "json"}),
+        help_text='JSON: {"tier": …, "active": …, "rate_limit_per_minute": …, '
+        '"tools": {tool: rule or null}}',
+    )
+    reason = _reason_field()
+    required_approvals = forms.IntegerField(min_value=1, max_value=3)
+
+    def clean_changes(self) -> dict:
+        try:
+            value = json.loads(self.cleaned_data["changes"])
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise forms.ValidationError("A JSON object.")
+        return value
+
+
+class BacktestForm(forms.Form):
+    backtest_tier = forms.ChoiceField(label="If the agent had been at tier")
+    days = forms.IntegerField(min_value=1, max_value=90, initial=14, label="over the last days")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["backtest_tier"].choices = [
+            (tier.name, tier.name) for tier in Tier.objects.order_by("rank")
+        ]
+
+
+class ShadowLabelForm(forms.Form):
+    label = forms.ChoiceField(choices=ShadowLabel.Label.choices)

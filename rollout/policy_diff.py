@@ -1,0 +1,485 @@
+"""Comparing two policies, as pure functions: what changed (``diff_policies``,
+``changes_between``) and which way the change moves the agent's autonomy
+(``classify_change``). No database, no clock.
+
+A *piece* is the part of a policy that governance changes::
+
+    {"tier": {"name", "rank", "outcomes", "auto_approve_max_risk", "pending_ttl_seconds"},
+     "active": bool,
+     "rate_limit_per_minute": int | None,        # None: no limit
+     "tools": {tool: rule | None}}               # None: no rule (default deny)
+
+Every key is optional: a piece says nothing about what it leaves out, so a change request
+stores only the parts it touches. A full policy snapshot (``rollout.snapshots``) is
+turned into a piece by ``piece_of_snapshot``; the functions here accept either.
+
+Direction, per DESIGN "Asymmetric governance": a change *tightens* when it can only
+reduce what the agent may do without a human (demote, deactivate, forbid or remove a
+tool, allowed → requires_approval, add or tighten an argument limit, lower a rate limit,
+raise a base risk, move a tool's effect toward ``write``); anything else *loosens*. A
+change with parts going both ways is a loosening. When in doubt (two limits whose
+relation cannot be proven) the answer is loosening, which only ever asks for one more
+human.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from rollout.policy import RISKS
+
+TIGHTENING = "tightening"
+LOOSENING = "loosening"
+NO_CHANGE = "no_change"
+
+# How much each value lets the agent do on its own; higher is more autonomy.
+RULE_AUTONOMY = {"forbidden": 0, "requires_approval": 1, "allowed": 2}
+# Every tier of the default ladder treats read at least as well as draft, draft at least
+# as well as write; a tool moving toward ``write`` can only lose autonomy.
+EFFECT_AUTONOMY = {"write": 0, "draft": 1, "read": 2}
+OUTCOME_AUTONOMY = {"deny": 0, "shadow": 1, "pending": 2, "auto": 3, "allow": 4}
+
+PIECE_KEYS = ("tier", "active", "rate_limit_per_minute", "tools")
+RULE_FIELDS = ("effect", "rule", "base_risk", "argument_limits", "rate_limit_per_minute")
+UPPER_BOUNDS = {"<=", "<"}
+LOWER_BOUNDS = {">=", ">"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One elementary difference between two pieces, with the way it moves autonomy."""
+
+    path: str  # "tier", "active", "rate_limit_per_minute", "tools.<tool>[.<field>]"
+    direction: str  # tightening | loosening
+    text: str  # readable, e.g. "send_email: rule requires_approval → allowed"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def piece_of_snapshot(snapshot: dict) -> dict:
+    """The governable part of a full policy snapshot, plus the settings governance does not
+    change here (risk rules, approval matrix), kept so that version diffs show them."""
+    agent = snapshot.get("agent") or {}
+    piece: dict[str, Any] = {
+        "tier": snapshot.get("tier") or {},
+        "active": agent.get("active", True),
+        "rate_limit_per_minute": agent.get("rate_limit_per_minute"),
+        "tools": dict(snapshot.get("tools") or {}),
+    }
+    for extra in ("risk_rules", "approval_matrix"):
+        if extra in snapshot:
+            piece[extra] = snapshot[extra]
+    return piece
+
+
+def as_piece(policy: dict) -> dict:
+    """``policy`` as a piece, whether it is a full snapshot or already a piece."""
+    if "agent" in policy:
+        return piece_of_snapshot(policy)
+    return policy
+
+
+def apply_piece(base: dict, change: dict) -> dict:
+    """``base`` with the parts ``change`` sets replaced (a tool set to None is removed)."""
+    base = as_piece(base)
+    result = {key: value for key, value in base.items() if key != "tools"}
+    tools = dict(base.get("tools") or {})
+    for key, value in change.items():
+        if key == "tools":
+            for tool, rule in value.items():
+                if rule is None:
+                    tools.pop(tool, None)
+                else:
+                    tools[tool] = rule
+        else:
+            result[key] = value
+    if "tools" in base or "tools" in change:
+        result["tools"] = tools
+    return result
+
+
+def touched_piece(full: dict, change: dict) -> dict:
+    """The values ``full`` holds for exactly the parts ``change`` touches (a tool without a
+    rule as None): the "before" of a change request."""
+    full = as_piece(full)
+    before: dict[str, Any] = {}
+    for key in change:
+        if key == "tools":
+            before["tools"] = {tool: full.get("tools", {}).get(tool) for tool in change["tools"]}
+        else:
+            before[key] = full.get(key)
+    return before
+
+
+# --- comparing ------------------------------------------------------------------------------
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal as JSON (so 1 and True, or 1 and 1.0, are different values)."""
+    return _json(a) == _json(b)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _number(value: Any) -> Decimal | None:
+    """The number the gate would read from ``value`` (bools and non-finite values are not
+    numbers), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _rate(value: Any) -> float:
+    return math.inf if value is None else float(value)
+
+
+def _rate_text(value: Any) -> str:
+    return "no limit" if value is None else f"{value}/min"
+
+
+def _limit_text(limit: Any) -> str:
+    if not isinstance(limit, dict):
+        return _json(limit)
+    return f"{limit.get('field')} {limit.get('op')} {_json(limit.get('value'))}"
+
+
+def limit_implies(stricter: Any, looser: Any) -> bool:
+    """True only when every argument that passes ``stricter`` provably passes ``looser``
+    under the gate's own checks (``rollout.policy.check_argument_limits``). False when
+    that cannot be shown, which makes a classification err toward loosening."""
+    if same_value(stricter, looser):
+        return True
+    if not (isinstance(stricter, dict) and isinstance(looser, dict)):
+        return False
+    if stricter.get("field") != looser.get("field"):
+        return False
+    a_op, a_value = stricter.get("op"), stricter.get("value")
+    b_op, b_value = looser.get("op"), looser.get("value")
+    if a_op == "in" and a_value == []:
+        return True  # nothing passes
+    a_number, b_number = _number(a_value), _number(b_value)
+    if b_op in UPPER_BOUNDS | LOWER_BOUNDS:
+        same_side = UPPER_BOUNDS if b_op in UPPER_BOUNDS else LOWER_BOUNDS
+        if a_op not in same_side or a_number is None or b_number is None:
+            return False
+        if a_number == b_number:
+            return a_op == b_op or a_op in {"<", ">"}
+        return a_number < b_number if b_op in UPPER_BOUNDS else a_number > b_number
+    if b_op == "max_length":
+        return (
+            a_op == "max_length"
+            and a_number is not None
+            and b_number is not None
+            and a_number <= b_number
+        )
+    a_list = a_value if isinstance(a_value, list) else None
+    b_list = b_value if isinstance(b_value, list) else None
+    # Membership uses the gate's own equality (``true`` is not ``1``), which is transitive,
+    # so "x equals v and v equals w" proves "x equals w".
+    if b_op == "in" and b_list is not None:
+        if a_op == "in" and a_list is not None:
+            return all(_member(value, b_list) for value in a_list)
+        return a_op == "==" and _member(a_value, b_list)
+    if b_op == "not_in" and b_list is not None:
+        if a_op == "not_in" and a_list is not None:
+            return all(_member(value, a_list) for value in b_list)
+        if a_op == "in" and a_list is not None:
+            return not any(_member(value, b_list) for value in a_list)
+        return a_op == "==" and not _member(a_value, b_list)
+    if b_op == "==":
+        if a_op == "in" and a_list is not None:
+            return all(_equal(value, b_value) for value in a_list)
+        return False
+    if b_op == "!=":
+        if a_op == "not_in" and a_list is not None:
+            return _member(b_value, a_list)
+        if a_op == "in" and a_list is not None:
+            return not _member(b_value, a_list)
+        return a_op == "==" and not _equal(a_value, b_value)
+    return False
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """The gate's equality for argument limits: Python's, except that a bool only equals a
+    bool (``rollout.policy.check_argument_limits``)."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
+def _member(value: Any, values: list) -> bool:
+    return any(_equal(value, item) for item in values)
+
+
+def _limit_changes(tool: str, before: list, after: list) -> list[Change]:
+    changes: list[Change] = []
+    for old in before:
+        if not any(limit_implies(new, old) for new in after):
+            changes.append(
+                Change(
+                    f"tools.{tool}.argument_limits",
+                    LOOSENING,
+                    f"{tool}: drop or loosen limit {_limit_text(old)}",
+                )
+            )
+    for new in after:
+        if not any(limit_implies(old, new) for old in before):
+            changes.append(
+                Change(
+                    f"tools.{tool}.argument_limits",
+                    TIGHTENING,
+                    f"{tool}: add or tighten limit {_limit_text(new)}",
+                )
+            )
+    return changes
+
+
+def _ranked(path: str, label: str, before: Any, after: Any, scale: dict) -> list[Change]:
+    if same_value(before, after):
+        return []
+    old, new = scale.get(before, -1), scale.get(after, math.inf)
+    direction = TIGHTENING if new < old else LOOSENING
+    return [Change(path, direction, f"{label} {before} → {after}")]
+
+
+def _rule_description(rule: dict) -> str:
+    parts = [rule.get("effect", "?"), rule.get("rule", "?"), f"base risk {rule.get('base_risk')}"]
+    limits = rule.get("argument_limits") or []
+    if limits:
+        parts.append("limits " + "; ".join(_limit_text(limit) for limit in limits))
+    if rule.get("rate_limit_per_minute") is not None:
+        parts.append(_rate_text(rule["rate_limit_per_minute"]))
+    return ", ".join(parts)
+
+
+def _tool_changes(tool: str, before: dict | None, after: dict | None) -> list[Change]:
+    path = f"tools.{tool}"
+    if before is None and after is None:
+        return []
+    if before is None:
+        assert after is not None
+        if after.get("rule") == "forbidden":
+            return [Change(path, TIGHTENING, f"forbid {tool} ({_rule_description(after)})")]
+        return [Change(path, LOOSENING, f"add {tool} ({_rule_description(after)})")]
+    if after is None:
+        return [Change(path, TIGHTENING, f"remove {tool} (default deny)")]
+    changes = _ranked(
+        f"{path}.rule", f"{tool}: rule", before.get("rule"), after.get("rule"), RULE_AUTONOMY
+    )
+    changes += _ranked(
+        f"{path}.effect",
+        f"{tool}: effect",
+        before.get("effect"),
+        after.get("effect"),
+        EFFECT_AUTONOMY,
+    )
+    # A higher base risk means more approvals and less auto-approval: tighter.
+    risk_autonomy = {risk: len(RISKS) - index for index, risk in enumerate(RISKS)}
+    changes += _ranked(
+        f"{path}.base_risk",
+        f"{tool}: base risk",
+        before.get("base_risk"),
+        after.get("base_risk"),
+        risk_autonomy,
+    )
+    changes += _limit_changes(
+        tool, list(before.get("argument_limits") or []), list(after.get("argument_limits") or [])
+    )
+    old_rate, new_rate = before.get("rate_limit_per_minute"), after.get("rate_limit_per_minute")
+    if not same_value(old_rate, new_rate):
+        direction = TIGHTENING if _rate(new_rate) < _rate(old_rate) else LOOSENING
+        verb = "lower" if direction == TIGHTENING else "raise"
+        changes.append(
+            Change(
+                f"{path}.rate_limit_per_minute",
+                direction,
+                f"{tool}: {verb} rate limit {_rate_text(old_rate)} → {_rate_text(new_rate)}",
+            )
+        )
+    known = set(RULE_FIELDS)
+    for field in sorted((set(before) | set(after)) - known):
+        if not same_value(before.get(field), after.get(field)):
+            changes.append(
+                Change(
+                    f"{path}.{field}",
+                    LOOSENING,
+                    f"{tool}: {field} {_json(before.get(field))} → {_json(after.get(field))}",
+                )
+            )
+    return changes
+
+
+def _tier_changes(before: dict, after: dict) -> list[Change]:
+    if same_value(before, after):
+        return []
+    old_name, new_name = before.get("name"), after.get("name")
+    if old_name != new_name:
+        old_rank, new_rank = before.get("rank"), after.get("rank")
+        if old_rank is not None and new_rank is not None and old_rank != new_rank:
+            if new_rank < old_rank:
+                return [Change("tier", TIGHTENING, f"demote {old_name} → {new_name}")]
+            return [Change("tier", LOOSENING, f"promote {old_name} → {new_name}")]
+    # Same tier whose definition was edited (or ranks unknown): compare what it grants.
+    changes: list[Change] = []
+    old_outcomes, new_outcomes = before.get("outcomes") or {}, after.get("outcomes") or {}
+    for effect in sorted(set(old_outcomes) | set(new_outcomes)):
+        changes += _ranked(
+            f"tier.outcomes.{effect}",
+            f"tier {new_name}: {effect} tools",
+            old_outcomes.get(effect),
+            new_outcomes.get(effect),
+            OUTCOME_AUTONOMY,
+        )
+    risk_scale = {"": -1, **{risk: index for index, risk in enumerate(RISKS)}}
+    changes += _ranked(
+        "tier.auto_approve_max_risk",
+        f"tier {new_name}: auto-approve limit",
+        before.get("auto_approve_max_risk") or "",
+        after.get("auto_approve_max_risk") or "",
+        risk_scale,
+    )
+    if old_name != new_name:
+        changes.insert(0, Change("tier", LOOSENING, f"tier {old_name} → {new_name}"))
+    elif not changes:
+        # Only pending timeouts changed: longer waits give humans more time, not the agent
+        # more power, but the approver should still see it.
+        changes.append(Change("tier.pending_ttl_seconds", LOOSENING, "tier: pending timeouts"))
+    return changes
+
+
+def changes_between(before: dict, after: dict) -> list[Change]:
+    """Every elementary difference from ``before`` to ``after`` (pieces or snapshots), in
+    a stable order. Only the parts both sides speak about are compared."""
+    before, after = as_piece(before), as_piece(after)
+    changes: list[Change] = []
+    if "tier" in before and "tier" in after:
+        changes += _tier_changes(before["tier"] or {}, after["tier"] or {})
+    if "active" in before and "active" in after and before["active"] != after["active"]:
+        if after["active"]:
+            changes.append(Change("active", LOOSENING, "activate the agent"))
+        else:
+            changes.append(Change("active", TIGHTENING, "deactivate the agent"))
+    if "rate_limit_per_minute" in before and "rate_limit_per_minute" in after:
+        old, new = before["rate_limit_per_minute"], after["rate_limit_per_minute"]
+        if not same_value(old, new):
+            direction = TIGHTENING if _rate(new) < _rate(old) else LOOSENING
+            verb = "lower" if direction == TIGHTENING else "raise"
+            changes.append(
+                Change(
+                    "rate_limit_per_minute",
+                    direction,
+                    f"{verb} the agent's rate limit {_rate_text(old)} → {_rate_text(new)}",
+                )
+            )
+    if "tools" in before and "tools" in after:
+        old_tools, new_tools = before["tools"] or {}, after["tools"] or {}
+        for tool in sorted(set(old_tools) | set(new_tools)):
+            changes += _tool_changes(tool, old_tools.get(tool), new_tools.get(tool))
+    for extra in ("risk_rules", "approval_matrix"):
+        if extra in before and extra in after and not same_value(before[extra], after[extra]):
+            changes.append(Change(extra, LOOSENING, f"{extra.replace('_', ' ')} changed"))
+    return changes
+
+
+def classify(changes: list[Change]) -> str:
+    if not changes:
+        return NO_CHANGE
+    if all(change.direction == TIGHTENING for change in changes):
+        return TIGHTENING
+    return LOOSENING
+
+
+def classify_change(before: dict, after: dict) -> str:
+    """``"tightening"`` when going from ``before`` to ``after`` can only reduce the agent's
+    autonomy (apply at once), ``"loosening"`` when any part of it may increase it (needs a
+    second governance owner), ``"no_change"`` when nothing differs. Pure."""
+    return classify(changes_between(before, after))
+
+
+# --- readable diffs -------------------------------------------------------------------------
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        flat: dict[str, Any] = {}
+        for key in sorted(value):
+            flat.update(_flat(value[key], f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+def _field_diff(before: Any, after: Any) -> dict[str, dict[str, Any]]:
+    old, new = _flat(before or {}), _flat(after or {})
+    return {
+        key: {"before": old.get(key), "after": new.get(key)}
+        for key in sorted(set(old) | set(new))
+        if not same_value(old.get(key), new.get(key))
+    }
+
+
+def diff_policies(before: dict, after: dict) -> dict:
+    """A structured, readable diff between two policies (pieces or snapshots)::
+
+    {"tier": {"before": "supervised", "after": "autonomous", "fields": {...}} | None,
+     "agent": {"active": {"before": True, "after": False}, ...},
+     "tools": {"added": {tool: rule}, "removed": {tool: rule},
+               "changed": {tool: {field: {"before": …, "after": …}}}},
+     "other": {"risk_rules.high_amount": {"before": …, "after": …}},
+     "changes": [{"path", "direction", "text"}, …],
+     "classification": "tightening" | "loosening" | "no_change",
+     "empty": bool}
+    """
+    before, after = as_piece(before), as_piece(after)
+    diff: dict[str, Any] = {
+        "tier": None,
+        "agent": {},
+        "tools": {"added": {}, "removed": {}, "changed": {}},
+        "other": {},
+    }
+    if "tier" in before and "tier" in after and not same_value(before["tier"], after["tier"]):
+        diff["tier"] = {
+            "before": (before["tier"] or {}).get("name"),
+            "after": (after["tier"] or {}).get("name"),
+            "fields": _field_diff(before["tier"], after["tier"]),
+        }
+    for key in ("active", "rate_limit_per_minute"):
+        if key in before and key in after and not same_value(before[key], after[key]):
+            diff["agent"][key] = {"before": before[key], "after": after[key]}
+    if "tools" in before and "tools" in after:
+        old_tools, new_tools = before["tools"] or {}, after["tools"] or {}
+        for tool in sorted(set(old_tools) | set(new_tools)):
+            old, new = old_tools.get(tool), new_tools.get(tool)
+            if old is None and new is not None:
+                diff["tools"]["added"][tool] = new
+            elif new is None and old is not None:
+                diff["tools"]["removed"][tool] = old
+            elif old is not None and new is not None and not same_value(old, new):
+                diff["tools"]["changed"][tool] = {
+                    field: {"before": old.get(field), "after": new.get(field)}
+                    for field in sorted(set(old) | set(new))
+                    if not same_value(old.get(field), new.get(field))
+                }
+    for extra in ("risk_rules", "approval_matrix"):
+        if extra in before and extra in after:
+            for key, values in _field_diff(before[extra], after[extra]).items():
+                diff["other"][f"{extra}.{key}"] = values
+    changes = changes_between(before, after)
+    diff["changes"] = [change.as_dict() for change in changes]
+    diff["classification"] = classify(changes)
+    diff["empty"] = not (
+        diff["tier"]
+        or diff["agent"]
+        or any(diff["tools"].values())
+        or diff["other"]
+        or diff["changes"]
+    )
+    return diff

@@ -1,0 +1,37 @@
+"""Template helpers of the governance pages."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def as_json(value: Any) -> str:
+    """``value`` as compact JSON text (auto-escaped by the template like any string)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+@register.filter
+def limit_text(limit: Any) -> str:
+    """An argument limit as ``field op value``."""
+    if not isinstance(limit, dict):
+        return as_json(limit)
+    return f"{limit.get('field')} {limit.get('op')} {as_json(limit.get('value'))}"
+
+
+@register.filter
+def per_minute(value: Any) -> str:
+    return "no limit" if value is None else f"{value}/min"
+
+
+@register.filter
+def lookup(mapping: Any, key: Any) -> Any:
+    try:
+        return mapping.get(key)
+    except AttributeError:
+        return None

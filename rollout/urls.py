@@ -1,0 +1,100 @@
+"""Governance pages and the governance REST API (``/api/v1/agents…``, ``/api/v1/changes…``).
+Mounted at the site root, before the approvals pages."""
+
+from django.urls import path
+
+from rollout import api, views
+
+app_name = "rollout"
+
+pages = [
+    path("agents", views.agent_list, name="agent-list"),
+    path("agents/new", views.agent_register, name="agent-register"),
+    path("agents/<slug:slug>", views.agent_detail, name="agent-detail"),
+    path("agents/<slug:slug>/tier", views.change_tier, name="agent-tier"),
+    path("agents/<slug:slug>/settings", views.change_settings, name="agent-settings"),
+    path("agents/<slug:slug>/rules/add", views.rule_form, name="rule-add"),
+    # Tool names may hold "/", so the tool comes last.
+    path("agents/<slug:slug>/rules/edit/<path:tool>", views.rule_form, name="rule-edit"),
+    path("agents/<slug:slug>/rules/remove/<path:tool>", views.remove_rule, name="rule-remove"),
+    path("agents/<slug:slug>/tokens", views.issue_token, name="token-issue"),
+    path(
+        "agents/<slug:slug>/tokens/<int:token_id>/revoke",
+        views.revoke_token,
+        name="token-revoke",
+    ),
+    path("agents/<slug:slug>/versions/<int:number>", views.version_detail, name="version-detail"),
+    path("agents/<slug:slug>/shadow", views.shadow_actions, name="shadow-actions"),
+    path(
+        "agents/<slug:slug>/shadow/<int:action_id>",
+        views.label_shadow_action,
+        name="shadow-label",
+    ),
+    path("changes", views.change_list, name="change-list"),
+    path("changes/<int:change_id>", views.change_detail, name="change-detail"),
+    path("changes/<int:change_id>/approve", views.approve_change, name="change-approve"),
+    path("changes/<int:change_id>/reject", views.reject_change, name="change-reject"),
+    path("changes/<int:change_id>/withdraw", views.withdraw_change, name="change-withdraw"),
+    path("changes/<int:change_id>/edit", views.edit_change, name="change-edit"),
+]
+
+api_v1 = [
+    path("api/v1/agents", api.AgentListView.as_view(), name="api-agents"),
+    path("api/v1/agents/<slug:slug>", api.AgentDetailView.as_view(), name="api-agent"),
+    path(
+        "api/v1/agents/<slug:slug>/changes",
+        api.AgentChangesView.as_view(),
+        name="api-agent-changes",
+    ),
+    path(
+        "api/v1/agents/<slug:slug>/versions",
+        api.PolicyVersionListView.as_view(),
+        name="api-agent-versions",
+    ),
+    path(
+        "api/v1/agents/<slug:slug>/versions/<int:number>",
+        api.PolicyVersionDetailView.as_view(),
+        name="api-agent-version",
+    ),
+    path("api/v1/agents/<slug:slug>/diff", api.PolicyDiffView.as_view(), name="api-agent-diff"),
+    path(
+        "api/v1/agents/<slug:slug>/readiness",
+        api.ReadinessView.as_view(),
+        name="api-agent-readiness",
+    ),
+    path(
+        "api/v1/agents/<slug:slug>/backtest",
+        api.BacktestView.as_view(),
+        name="api-agent-backtest",
+    ),
+    path("api/v1/agents/<slug:slug>/tokens", api.TokenListView.as_view(), name="api-agent-tokens"),
+    path(
+        "api/v1/agents/<slug:slug>/tokens/<int:token_id>/revoke",
+        api.TokenRevokeView.as_view(),
+        name="api-agent-token-revoke",
+    ),
+    path(
+        "api/v1/agents/<slug:slug>/shadow-labels",
+        api.ShadowLabelView.as_view(),
+        name="api-agent-shadow-labels",
+    ),
+    path("api/v1/changes", api.ChangeListView.as_view(), name="api-changes"),
+    path("api/v1/changes/<int:change_id>", api.ChangeDetailView.as_view(), name="api-change"),
+    path(
+        "api/v1/changes/<int:change_id>/approve",
+        api.ChangeApproveView.as_view(),
+        name="api-change-approve",
+    ),
+    path(
+        "api/v1/changes/<int:change_id>/reject",
+        api.ChangeRejectView.as_view(),
+        name="api-change-reject",
+    ),
+    path(
+        "api/v1/changes/<int:change_id>/withdraw",
+        api.ChangeWithdrawView.as_view(),
+        name="api-change-withdraw",
+    ),
+]
+
+urlpatterns = pages + api_v1
