@@ -99,3 +99,24 @@ def start_servers(count: int) -> list[ServerProcess]:
             server.stop()
         raise
     return servers
+
+
+def login(server: ServerProcess, username: str, password: str = "pw-for-tests") -> httpx.Client:
+    """A browser-like session on ``server``: session cookie, and the CSRF token in headers
+    for the JSON API."""
+    client = httpx.Client(base_url=server.url, timeout=30)
+    client.get("/accounts/login/")
+    response = client.post(
+        "/accounts/login/",
+        data={
+            "username": username,
+            "password": password,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        },
+        headers={"Referer": server.url + "/accounts/login/"},
+    )
+    if response.status_code != 302:
+        client.close()
+        raise AssertionError(f"login as {username} failed: HTTP {response.status_code}")
+    client.headers.update({"X-CSRFToken": client.cookies["csrftoken"], "Referer": server.url + "/"})
+    return client

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.servers import ROOT, ServerProcess
+from tests.servers import ROOT, ServerProcess, login
 from tests.throwaway import ThrowawayPostgres, ThrowawayRedis
 
 pytestmark = pytest.mark.multiprocess
@@ -96,23 +96,6 @@ def test_postgres_down__gate_answers_503_never_allowed__then_recovers(stack):
     assert recovered[-1].status_code == 201 and recovered[-1].json()["status"] == "allowed"
 
 
-def _login(server: ServerProcess, username: str) -> httpx.Client:
-    client = httpx.Client(base_url=server.url, timeout=30)
-    client.get("/accounts/login/")
-    response = client.post(
-        "/accounts/login/",
-        data={
-            "username": username,
-            "password": "airlock-demo",
-            "csrfmiddlewaretoken": client.cookies["csrftoken"],
-        },
-        headers={"Referer": server.url + "/accounts/login/"},
-    )
-    assert response.status_code == 302
-    client.headers.update({"X-CSRFToken": client.cookies["csrftoken"], "Referer": server.url + "/"})
-    return client
-
-
 def test_redis_down__gate_decisions_audit_and_kill_switch_keep_working(stack):
     server = stack["server"]
     stack["redis"].stop()
@@ -120,7 +103,7 @@ def test_redis_down__gate_decisions_audit_and_kill_switch_keep_working(stack):
     assert gate(stack, READ).json()["status"] == "allowed"
     pending = gate(stack, EMAIL).json()
     assert pending["status"] == "pending"
-    with contextlib.closing(_login(server, "reviewer")) as person:
+    with contextlib.closing(login(server, "reviewer", "airlock-demo")) as person:
         decided = person.post(
             f"/api/v1/actions/{pending['id']}/decisions", json={"verdict": "approve"}
         )
@@ -139,7 +122,7 @@ def test_redis_down__gate_decisions_audit_and_kill_switch_keep_working(stack):
     assert "chain intact" in stack["manage"]("audit_verify")
     # When Redis returns, dashboards connect and hear events again
     stack["redis"].start()
-    with contextlib.closing(_login(server, "reviewer")) as person:
+    with contextlib.closing(login(server, "reviewer", "airlock-demo")) as person:
         cookie = f"sessionid={person.cookies['sessionid']}"
 
     async def hello() -> dict:

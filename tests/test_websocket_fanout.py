@@ -12,8 +12,7 @@ import pytest
 import websockets
 
 from tests import factories
-from tests.servers import start_servers
-from tests.test_multiprocess_dashboard import login
+from tests.servers import login, start_servers
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.django_db(transaction=True)]
 CLIENTS = 100
