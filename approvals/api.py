@@ -13,6 +13,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -42,6 +43,8 @@ from rollout.authentication import AgentTokenAuthentication, is_agent
 from rollout.models import Agent, KillSwitch
 
 MAX_IDEMPOTENCY_KEY = 200
+# A long-poll waits only while a human (or a reviewer's rollback request) is still pending.
+WAITING_STATUSES = frozenset({"pending", "rollback_requested"})
 # Seconds a channel-layer call may take before the long-poll stops relying on it.
 LAYER_TIMEOUT = 3
 logger = logging.getLogger(__name__)
@@ -161,11 +164,21 @@ class ActionDetailView(AirlockAPIView):
         parameters=[
             OpenApiParameter(
                 "wait", int, description="Seconds to wait for a status change (0..60)."
-            )
+            ),
+            OpenApiParameter(
+                "status",
+                str,
+                description="The status the client last saw; a different current status answers at once.",
+            ),
         ],
     )
     def get(self, request: Request, action_id: int) -> Response:
-        return Response(ActionSerializer(_visible_action_or_404(request, action_id)).data)
+        action = _visible_action_or_404(request, action_id)
+        if action.status == "pending" and action.expires_at and action.expires_at <= timezone.now():
+            # Expiry never waits for the background task: the reader sees it (audited).
+            actions.expire(action_id=action.pk)
+            action = _visible_action_or_404(request, action_id)
+        return Response(ActionSerializer(action).data)
 
 
 def _wait_seconds(request: HttpRequest) -> float:
@@ -233,8 +246,11 @@ async def _wait_for_change(request: HttpRequest, action_id: int, wait: float) ->
             layer = None
     try:
         initial = await sync_to_async(_status_if_visible)(request, action_id)
-        if initial is None:
-            return
+        if initial is None or initial not in WAITING_STATUSES:
+            return  # nothing to wait for: a decided action answers at once
+        known = request.GET.get("status")
+        if known and known != initial:
+            return  # it changed since the client last looked
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         recheck = settings.LONG_POLL_RECHECK_SECONDS

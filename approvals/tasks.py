@@ -70,7 +70,10 @@ def deliver_outbox(self, outbox_id: int) -> str:
     )
     if row is None or row.delivered_at or row.failed_at:
         return "nothing to do"
-    body = json.dumps(row.payload, sort_keys=True, separators=(",", ":")).encode()
+    # delivery_id lets a receiver drop a retried delivery it already processed.
+    body = json.dumps(
+        {**row.payload, "delivery_id": row.pk}, sort_keys=True, separators=(",", ":")
+    ).encode()
     headers = {
         "Content-Type": "application/json",
         "X-Airlock-Signature": sign_with_agent_secrets(row.agent, body),

@@ -438,3 +438,36 @@ def test_submit__hostile_json__clean_400_and_no_rows(live_api, token, raw):
     assert response.status_code == 400
     assert response.json()["code"] in {"malformed_json", "invalid"}
     assert Action.objects.count() == 0
+
+
+def test_long_poll__decided_before_the_poll_started__answers_at_once(live_api, token, reviewer):
+    action_id = submit(live_api, token, REFUND).json()["id"]
+    actions.approve(action_id=action_id, user=reviewer)
+    started = time.monotonic()
+    body = live_api.get(
+        f"/api/v1/actions/{action_id}?wait=30", headers=auth(token, key=False)
+    ).json()
+    assert body["status"] == "approved"
+    assert time.monotonic() - started < 10
+
+
+def test_long_poll__known_status_differs__answers_at_once(live_api, token):
+    action_id = submit(live_api, token, REFUND).json()["id"]
+    started = time.monotonic()
+    body = live_api.get(
+        f"/api/v1/actions/{action_id}?wait=30&status=approved", headers=auth(token, key=False)
+    ).json()
+    assert body["status"] == "pending"
+    assert time.monotonic() - started < 10
+
+
+def test_get__pending_past_expiry__is_expired_by_the_read_and_audited(live_api, token):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    action_id = submit(live_api, token, REFUND).json()["id"]
+    Action.objects.filter(pk=action_id).update(expires_at=timezone.now() - timedelta(seconds=1))
+    body = live_api.get(f"/api/v1/actions/{action_id}", headers=auth(token, key=False)).json()
+    assert body["status"] == "expired"
+    assert AuditEvent.objects.filter(verb="action.expired", target_id=str(action_id)).count() == 1

@@ -16,7 +16,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:  # http.server names it so
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 receiver.attempts += 1
                 status = receiver.always_status or (

@@ -1,0 +1,80 @@
+"""``manage.py demo_agent`` against the real server: it drives the demo agents through the
+SDK, waits on pending calls in the background and executes what people approve; it
+survives an unreachable server."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from django.core.management import call_command
+
+from approvals import actions
+from approvals.management.commands.seed_demo import AGENTS
+from approvals.models import Action, Report
+from audit.chain import Actor
+from rollout.actions import register_agent
+from rollout.models import AgentToken
+from tests.sdk_support import Decider, approve_with, closed_port
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def demo_agents(reference_data):
+    return [register_agent(actor=Actor.system("t"), **spec) for spec in AGENTS]
+
+
+def run_demo(**options) -> str:
+    out = io.StringIO()
+    call_command("demo_agent", stdout=out, **options)
+    return out.getvalue()
+
+
+def test_demo_agent__drives_the_agents_and_executes_what_people_approve(
+    asgi_server, demo_agents, reviewer, reviewer2
+):
+    edited = {}
+
+    def approve_then_roll_back(action: Action) -> None:
+        edited.update({**action.arguments, "amount": 10.0})
+        approve_with(reviewer, edited, "partial refund")(action)
+        if Action.objects.get(pk=action.pk).status == "pending":  # a high-risk refund
+            approve_with(reviewer2)(action)
+        deadline = time.monotonic() + 10
+        while Action.objects.get(pk=action.pk).status != "executed":
+            assert time.monotonic() < deadline, "the demo agent did not execute the refund"
+            time.sleep(0.05)  # polling for the agent's execution report
+        actions.request_rollback(action_id=action.pk, user=reviewer, comment="Customer cancelled")
+
+    # Seed 20: all four agents; the third call is a refund; a shadow deploy and a forbidden
+    # call follow.
+    with Decider([("create_refund_request", approve_then_roll_back)], timeout=60):
+        log = run_demo(
+            url=asgi_server.url, interval="0.2", max_calls=16, seed=20, rollback_check=0.2
+        )
+
+    assert "demo agent stopped after 16 calls" in log and " ERROR " not in log
+    assert AgentToken.objects.filter(name="demo-agent").count() == 4
+    by_agent = set(Action.objects.values_list("agent__slug", flat=True))
+    assert by_agent == {spec["slug"] for spec in AGENTS}
+    statuses = set(Action.objects.values_list("status", flat=True))
+    assert {"executed", "denied", "shadowed", "cancelled"} <= statuses
+    # The approved refund ran with the reviewer's edit, was reported, then rolled back
+    # when the reviewer asked.
+    refund = Action.objects.get(tool="create_refund_request")
+    assert refund.arguments == edited and refund.original_arguments["amount"] != 10.0
+    assert Report.objects.get(action=refund, kind="execution").result["amount"] == 10.0
+    assert "approved with edited arguments: executing" in log
+    assert refund.status == "rolled_back" and "rolled back as requested" in log
+    # Nothing is left waiting for a person when the agent stops.
+    assert not Action.objects.filter(status="pending").exists()
+
+
+def test_demo_agent__server_unreachable__logs_and_keeps_going(demo_agents):
+    log = run_demo(
+        url=f"http://127.0.0.1:{closed_port()}", interval="0", max_calls=3, give_up_after=0.3
+    )
+    assert log.count(" ERROR ") >= 3
+    assert "demo agent stopped after 3 calls" in log
