@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from approvals import events, notifications
@@ -174,11 +174,10 @@ def _decide_and_record(agent: Agent, key: str, fingerprint: str, body: dict) -> 
     blast_radius = body.get("blast_radius") or {}
     now = timezone.now()
     minute_ago = now - timedelta(seconds=60)
-    recent = Action.objects.filter(agent=agent, created_at__gte=minute_ago)
-    counters = Counters(
-        agent_last_minute=recent.count(),
-        tool_last_minute=recent.filter(tool=tool).count(),
+    recent = Action.objects.filter(agent=agent, created_at__gte=minute_ago).aggregate(
+        agent_last_minute=Count("id"), tool_last_minute=Count("id", filter=Q(tool=tool))
     )
+    counters = Counters(**recent)
     switches = [
         SwitchState(s.pk, s.scope, s.target, s.is_drill)
         for s in engaged_switches_for(agent.slug, tool)
@@ -217,8 +216,8 @@ def _decide_and_record(agent: Agent, key: str, fingerprint: str, body: dict) -> 
     )
     if decision.outcome == Status.DENIED and decision.reason_code == "kill_switch":
         action.feedback = "; ".join(decision.reasons)
-    with transaction.atomic():  # a savepoint, so a duplicate key leaves the outer block usable
-        action.save()
+    # A duplicate idempotency key aborts this whole transaction; submit_action answers it.
+    action.save()
     append_event(
         verb=verbs.ACTION_SUBMITTED,
         actor=Actor.agent(agent),

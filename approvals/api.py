@@ -153,7 +153,8 @@ class ActionSubmitView(AirlockAPIView):
         except actions.ActionRefused as exc:
             raise _refused(exc) from exc
         code = status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK
-        return Response(ActionSerializer(submission.action).data, status=code)
+        context = {"just_created": submission.created}
+        return Response(ActionSerializer(submission.action, context=context).data, status=code)
 
 
 class ActionDetailView(AirlockAPIView):

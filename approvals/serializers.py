@@ -159,9 +159,13 @@ class ActionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_approvals(self, action: Action) -> int:
+        if self.context.get("just_created"):
+            return 0  # the gate's answer: nobody can have decided yet
         return len(current_approvals(action))
 
     def get_decisions(self, action: Action) -> list[dict]:
+        if self.context.get("just_created"):
+            return []
         return DecisionOutSerializer(
             action.decisions.select_related("reviewer").all(), many=True
         ).data

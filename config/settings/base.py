@@ -102,8 +102,20 @@ def database_config(url: str) -> dict:
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     elif config["ENGINE"] == "django.db.backends.postgresql":
-        config["CONN_MAX_AGE"] = int(os.environ.get("DATABASE_CONN_MAX_AGE", "60"))
-        config["CONN_HEALTH_CHECKS"] = True
+        # A connection pool per process, not persistent connections: under ASGI each sync
+        # request runs in a fresh thread, and per-thread persistent connections pile up
+        # until PostgreSQL refuses more clients.
+        # (Django's pool checks each connection before handing it out, so connections
+        # broken by a database restart are replaced.)
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"] = {
+            "pool": {
+                "min_size": int(os.environ.get("DATABASE_POOL_MIN", "2")),
+                "max_size": int(os.environ.get("DATABASE_POOL_MAX", "10")),
+                # Past this wait for a connection, the request fails (the API answers 503).
+                "timeout": 5,
+            }
+        }
     else:
         raise ImproperlyConfigured("DATABASE_URL must be a sqlite:// or postgres:// URL")
     return config
@@ -134,7 +146,11 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+            "OPTIONS": {
+                "socket_connect_timeout": 2,
+                "socket_timeout": 2,
+                "pool_class": "config.cache.SharedConnectionPool",
+            },
         }
     }
 else:
@@ -335,3 +351,5 @@ CELERY_BEAT_SCHEDULE.update(
 )
 # Processes a full verification of a large log uses on PostgreSQL; 0: the cores, up to 4.
 AUDIT_VERIFY_WORKERS = int(os.environ.get("AUDIT_VERIFY_WORKERS", "0"))
+# Retired checkpoint keys (comma-separated), still accepted for lines signed before a rotation.
+AUDIT_CHECKPOINT_PREVIOUS_KEYS = env_list("AUDIT_CHECKPOINT_PREVIOUS_KEYS", "")

@@ -17,4 +17,6 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # Lets the test runner empty the append-only audit table between tests (see the
     # audit trigger migration); UPDATE and DELETE stay refused.
+    # Tests open and close connections across threads and processes on their own terms:
+    # plain connections, no pool.
     DATABASES["default"]["OPTIONS"] = {"options": "-c airlock.allow_audit_truncate=on"}
