@@ -17,5 +17,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("approvals.api_urls")),
     path("", include("rollout.urls")),
+    path("", include("rollout.incident_urls")),
     path("", include("approvals.urls")),
 ]

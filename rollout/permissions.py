@@ -75,3 +75,12 @@ def reviewable_agents(user: Any) -> QuerySet[Agent]:
 def can_see_agent(user: Any, agent: Agent) -> bool:
     """Any role on the agent lets a person see it."""
     return any(has_agent_perm(user, perm, agent) for perm in (REVIEW, GOVERN, KILL, AUDIT))
+
+
+def can_operate_switch(user: Any, scope: str, target: str) -> bool:
+    """Engage or release a kill switch: an agent's needs the kill right on that agent;
+    global and tool-wide switches reach every agent, so they need the global right."""
+    if scope == "agent":
+        agent = Agent.objects.filter(slug=target).first()
+        return agent is not None and can_kill(user, agent)
+    return can_kill_globally(user)

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from rollout import incidents
+
+urlpatterns = [
+    path("incidents", incidents.incidents, name="incidents"),
+    path("incidents/engage", incidents.engage, name="incident-engage"),
+    path("incidents/<int:switch_id>/release", incidents.release, name="incident-release"),
+    path("incidents/drills/<slug:slug>", incidents.run_drill, name="incident-drill"),
+]
