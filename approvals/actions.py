@@ -697,6 +697,8 @@ def stop_actions_in_scope(*, switch: KillSwitch, actor: Actor) -> dict[str, int]
         action.save(update_fields=["status", "feedback", "decided_at", "updated_at"])
         _audit(action, verb, actor, {"kill_switch": switch.pk})
         _owe_webhook(action, event)
-        _on_commit_broadcast(action, key)
+        transaction.on_commit(
+            lambda action=action, key=key: events.broadcast_action(action, key, to_dashboards=False)
+        )
         counts[key] += 1
     return counts

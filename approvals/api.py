@@ -39,8 +39,15 @@ from audit.chain import Actor
 from config.api_errors import ApiError
 from rollout import actions as rollout_actions
 from rollout import permissions as agent_perms
-from rollout.authentication import AgentTokenAuthentication, is_agent
-from rollout.models import Agent, KillSwitch
+from rollout.authentication import (
+    AgentTokenAuthentication,
+    PersonalTokenAuthentication,
+    is_agent,
+    require_step_up,
+    require_token_scope,
+)
+from rollout.models import KillSwitch
+from rollout.stepup import STEP_UP_RISKS
 
 MAX_IDEMPOTENCY_KEY = 200
 # A long-poll waits only while a human (or a reviewer's rollback request) is still pending.
@@ -87,7 +94,12 @@ class PersonRateThrottle(ResilientThrottle):
 
 class AirlockAPIView(APIView):
     # Bearer first: DRF answers 401 (not 403) when the first authenticator names a scheme.
-    authentication_classes = [AgentTokenAuthentication, *APIView.authentication_classes]
+    # Agents' tokens (alk_) and people's personal tokens (alp_), then the session.
+    authentication_classes = [
+        AgentTokenAuthentication,
+        PersonalTokenAuthentication,
+        *APIView.authentication_classes,
+    ]
     throttle_classes = [AgentRateThrottle, PersonRateThrottle]
 
 
@@ -349,8 +361,11 @@ class DecisionView(AirlockAPIView):
         responses={201: ActionSerializer},
     )
     def post(self, request: Request, action_id: int) -> Response:
-        _visible_action_or_404(request, action_id)
+        require_token_scope(request, "decide")
+        action = _visible_action_or_404(request, action_id)
         data = _valid(DecisionInSerializer, request)
+        if data["verdict"] == "approve" and action.risk in STEP_UP_RISKS:
+            require_step_up(request, f"approve a {action.risk}-risk action (#{action.pk})")
         try:
             if data["verdict"] == "approve":
                 action = actions.approve(
@@ -391,13 +406,6 @@ def _switch_data(switch: KillSwitch) -> dict:
     return data
 
 
-def _may_operate_switch(user: Any, scope: str, target: str) -> bool:
-    if scope == KillSwitch.Scope.AGENT:
-        agent = Agent.objects.filter(slug=target).first()
-        return agent is not None and agent_perms.can_kill(user, agent)
-    return agent_perms.can_kill_globally(user)
-
-
 class KillSwitchListView(AirlockAPIView):
     permission_classes = [IsPerson]
 
@@ -420,9 +428,10 @@ class KillSwitchListView(AirlockAPIView):
         responses={201: KillSwitchSerializer},
     )
     def post(self, request: Request) -> Response:
+        require_token_scope(request, "kill")
         data = _valid(KillSwitchInSerializer, request)
         target = data.get("target", "")
-        if not _may_operate_switch(request.user, data["scope"], target):
+        if not agent_perms.can_operate_switch(request.user, data["scope"], target):
             raise ApiError(403, "permission_denied", "You may not engage this kill switch.")
         try:
             switch = rollout_actions.engage_kill_switch(
@@ -445,12 +454,14 @@ class KillSwitchReleaseView(AirlockAPIView):
         responses={200: KillSwitchSerializer},
     )
     def post(self, request: Request, switch_id: int) -> Response:
+        require_token_scope(request, "kill")
         switch = KillSwitch.objects.filter(pk=switch_id).first()
         if switch is None:
             raise ApiError(404, "not_found", "No such kill switch.")
-        if not _may_operate_switch(request.user, switch.scope, switch.target):
+        if not agent_perms.can_operate_switch(request.user, switch.scope, switch.target):
             raise ApiError(403, "permission_denied", "You may not release this kill switch.")
         data = _valid(ReasonSerializer, request)
+        require_step_up(request, "release a kill switch")
         try:
             switch = rollout_actions.release_kill_switch(
                 switch_id=switch_id, reason=data["reason"], actor=Actor.user(request.user)

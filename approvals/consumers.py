@@ -2,39 +2,99 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.contrib.auth import get_user_model
 
 from approvals.events import agent_group
 from rollout.permissions import reviewable_agents
 
+# Close code for "not logged in (any more)": the page re-reads over HTTP, which sends a
+# person whose session ended to the login page.
+CLOSE_UNAUTHENTICATED = 4401
+
 
 class QueueConsumer(AsyncJsonWebsocketConsumer):
     """A reviewer's live queue: joins the group of every agent they may review (decided by
-    ``rollout.permissions``) and forwards action and switch events. The page re-reads the
-    queue from the server on (re)connect, since delivery is at most once."""
+    ``rollout.permissions``) and forwards action and switch events.
+
+    Messages are hints, not state: the page re-reads the queue from the server on every
+    message and (re)connect, since delivery is at most once. Access is checked again every
+    ``access_recheck_seconds``: a person who logged out or was deactivated is disconnected,
+    and groups follow granted or revoked review rights (the page is told to re-read)."""
+
+    access_recheck_seconds: float = 60.0
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active:
-            await self.close(code=4401)
+            await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.groups_joined = [agent_group(slug) for slug in await self._agent_slugs(user)]
-        for group in self.groups_joined:
-            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined: set[str] = set()
+        await self._join_exactly(await self._reviewable_groups(user))
         await self.accept()
         await self.send_json({"type": "hello", "agents": len(self.groups_joined)})
+        self._access_task = asyncio.ensure_future(self._recheck_access_periodically())
 
     async def disconnect(self, code: int) -> None:
-        for group in getattr(self, "groups_joined", []):
+        task = getattr(self, "_access_task", None)
+        if task is not None:
+            # Not awaited: awaiting it under a suppress(CancelledError) would also swallow a
+            # cancellation of this consumer itself, which would then never stop.
+            task.cancel()
+        for group in getattr(self, "groups_joined", set()):
             await self.channel_layer.group_discard(group, self.channel_name)
 
-    @database_sync_to_async
-    def _agent_slugs(self, user) -> list[str]:
-        return list(reviewable_agents(user).values_list("slug", flat=True))
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """The page sends nothing that matters; decisions go through HTTP forms."""
+
+    # --- events from the channel layer ----------------------------------------------------
 
     async def action_changed(self, event: dict) -> None:
         await self.send_json(dict(event))
 
     async def switch_changed(self, event: dict) -> None:
         await self.send_json(dict(event))
+
+    # --- access ---------------------------------------------------------------------------
+
+    async def _join_exactly(self, groups: set[str]) -> None:
+        for group in groups - self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        for group in self.groups_joined - groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.groups_joined = set(groups)
+
+    async def _recheck_access_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.access_recheck_seconds)
+            groups = await self._current_groups()
+            if groups is None:
+                await self.close(code=CLOSE_UNAUTHENTICATED)
+                return
+            if groups != self.groups_joined:
+                await self._join_exactly(groups)
+                await self.send_json({"type": "access.changed", "agents": len(groups)})
+
+    @database_sync_to_async
+    def _reviewable_groups(self, user: Any) -> set[str]:
+        return {
+            agent_group(slug) for slug in reviewable_agents(user).values_list("slug", flat=True)
+        }
+
+    @database_sync_to_async
+    def _current_groups(self) -> set[str] | None:
+        """The groups the person should be in now, read afresh; None once their session has
+        ended or they were deactivated."""
+        session = self.scope.get("session")
+        if session is None or not session.session_key or not session.exists(session.session_key):
+            return None
+        user = get_user_model().objects.filter(pk=self.scope["user"].pk, is_active=True).first()
+        if user is None:
+            return None
+        return {
+            agent_group(slug) for slug in reviewable_agents(user).values_list("slug", flat=True)
+        }

@@ -44,8 +44,10 @@ def _send(group: str, message: dict[str, Any]) -> None:
         logger.warning("channel layer publish to %s failed", group, exc_info=True)
 
 
-def broadcast_action(action: Any, change: str) -> None:
-    """Tell the agent's dashboards and the action's waiting long-polls that it changed."""
+def broadcast_action(action: Any, change: str, *, to_dashboards: bool = True) -> None:
+    """Tell the agent's dashboards and the action's waiting long-polls that it changed.
+    A kill switch's sweep tells only the long-polls: its one switch event makes the
+    dashboards re-read, instead of a burst of events ahead of it."""
     message = {
         "type": "action.changed",
         "action_id": action.pk,
@@ -54,7 +56,8 @@ def broadcast_action(action: Any, change: str) -> None:
         "change": change,
     }
     _send(action_group(action.pk), message)
-    _send(agent_group(action.agent.slug), message)
+    if to_dashboards:
+        _send(agent_group(action.agent.slug), message)
 
 
 def broadcast_switch(switch: Any, change: str) -> None:
@@ -67,5 +70,19 @@ def broadcast_switch(switch: Any, change: str) -> None:
         "drill": switch.is_drill,
     }
     _send(INCIDENTS_GROUP, message)
-    if switch.scope == "agent":
+    if switch.is_drill:
+        # Dashboards of the drilled agent hear it (that is what a drill measures); nothing
+        # else changes for them.
         _send(agent_group(switch.target), message)
+        return
+    from rollout.models import Agent
+
+    # Every affected agent's dashboards: one event each, which makes them re-read their
+    # queue (the swept actions are not announced one by one to them).
+    slugs = (
+        [switch.target]
+        if switch.scope == "agent"
+        else list(Agent.objects.values_list("slug", flat=True))
+    )
+    for slug in slugs:
+        _send(agent_group(slug), message)

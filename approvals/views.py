@@ -1,24 +1,259 @@
-"""Dashboard pages: thin views over selectors and ``approvals.actions``."""
+"""Dashboard pages: thin views over ``approvals.selectors`` (reads) and ``approvals.actions``
+(the one write path).
 
+Every page answers a whole page to a normal request and a fragment to htmx or to
+``static/live.js`` (``?partial=1``). Decision forms work both ways: with htmx the card is
+swapped in place; without JavaScript the browser is redirected back (or, when the input
+was wrong, shown the card again with the error)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
 
-from approvals.permissions import reviewable_actions, visible_actions
+from approvals import actions, selectors
+from approvals.forms import (
+    ApproveForm,
+    DecidedFilterForm,
+    EditAndApproveForm,
+    QueueFilterForm,
+    RejectForm,
+    RollbackForm,
+)
+from approvals.models import Action
 from approvals.states import Status
+from audit.trace import action_trace, record_action_view, trace_total
+
+QUEUE_PAGE_SIZE = 25
+DECIDED_PAGE_SIZE = 50
+# Tells live.js that a response is the fragment it asked for (and not, say, the login page
+# it was redirected to after the session ended).
+FRAGMENT_HEADER = "X-Airlock-Fragment"
+
+
+def _wants_fragment(request: HttpRequest) -> bool:
+    return bool(request.htmx) or request.GET.get("partial") == "1"
+
+
+def _fragment(request: HttpRequest, template: str, context: dict, name: str) -> HttpResponse:
+    response = render(request, template, context)
+    response[FRAGMENT_HEADER] = name
+    return response
+
+
+def _list_url(request: HttpRequest, view_name: str) -> str:
+    """The page's own URL with its filters, minus what only live refreshes add."""
+    query = request.GET.copy()
+    for transient in ("partial", "shown"):
+        query.pop(transient, None)
+    encoded = query.urlencode()
+    return reverse(view_name) + (f"?{encoded}" if encoded else "")
+
+
+def _shown_ids(request: HttpRequest) -> list[int]:
+    raw = request.GET.get("shown", "")
+    return [int(part) for part in raw.split(",") if part.isdigit()][: selectors.MAX_SHOWN_IDS]
 
 
 @login_required
+@require_GET
 def queue(request: HttpRequest) -> HttpResponse:
-    pending = (
-        reviewable_actions(request.user).filter(status=Status.PENDING).select_related("agent")[:200]
+    """The pending actions the user may decide on, as decision cards."""
+    choices = selectors.queue_filter_choices(request.user)
+    filter_form = QueueFilterForm(request.GET, choices)
+    pending = selectors.pending_queue(request.user, filter_form.filters())
+    page = Paginator(pending.values_list("pk", flat=True), QUEUE_PAGE_SIZE).get_page(
+        request.GET.get("page")
     )
-    return render(request, "approvals/queue.html", {"actions": pending})
+    cards = selectors.build_cards(selectors.cards_in_order(list(page.object_list)), request.user)
+    context = {
+        "page": page,
+        "cards": cards,
+        "filter_form": filter_form,
+        "return_to": _list_url(request, "queue"),
+        "reviews_any_agent": bool(choices.agents),
+    }
+    if _wants_fragment(request):
+        on_page = {card.pk for card in cards}
+        left = selectors.recently_left_queue(
+            request.user, (pk for pk in _shown_ids(request) if pk not in on_page)
+        )
+        context["left_cards"] = selectors.build_cards(left, request.user)
+        return _fragment(request, "approvals/_queue_list.html", context, "queue")
+    return render(request, "approvals/queue.html", context)
 
 
-@login_required
-def action_detail(request: HttpRequest, action_id: int) -> HttpResponse:
-    action = visible_actions(request.user).select_related("agent").filter(pk=action_id).first()
+def _viewable_action_or_404(request: HttpRequest, action_id: int) -> Action:
+    action = selectors.action_for_viewer(request.user, action_id)
     if action is None:
         raise Http404("No such action.")
-    return render(request, "approvals/action_detail.html", {"action": action})
+    return action
+
+
+@login_required
+@require_GET
+def action_detail(request: HttpRequest, action_id: int) -> HttpResponse:
+    """One action's full card and its trace."""
+    action = _viewable_action_or_404(request, action_id)
+    context = {
+        "card": selectors.build_card(action, request.user),
+        "return_to": reverse("action-detail", args=[action_id]),
+        **_trace_context(action, request.user),
+    }
+    if _wants_fragment(request):
+        return _fragment(request, "approvals/_action_detail_body.html", context, "action")
+    record_action_view(action, request.user)  # a person opened it (live refreshes are not)
+    return render(request, "approvals/action_detail.html", context)
+
+
+def _trace_context(action: Action, user: Any) -> dict:
+    """The action's story for ``templates/audit/_trace.html`` (the audit app's, shared with
+    ``/audit/actions/<id>``)."""
+    steps = action_trace(action, user)
+    return {"trace_steps": steps, "trace_total": trace_total(steps)}
+
+
+@login_required
+@require_GET
+def decided(request: HttpRequest) -> HttpResponse:
+    """Recently decided actions the user may see, with filters."""
+    choices = selectors.decided_filter_choices(request.user)
+    filter_form = DecidedFilterForm(request.GET, choices)
+    decided_actions = selectors.recent_decisions(request.user, filter_form.filters())
+    page = Paginator(
+        decided_actions.select_related("agent").prefetch_related("decisions__reviewer"),
+        DECIDED_PAGE_SIZE,
+    ).get_page(request.GET.get("page"))
+    context = {"page": page, "filter_form": filter_form, "return_to": _list_url(request, "decided")}
+    if _wants_fragment(request):
+        return _fragment(request, "approvals/_decided_list.html", context, "decided")
+    return render(request, "approvals/decided.html", context)
+
+
+# --- decisions ----------------------------------------------------------------------------
+
+# perform(action_id, user, cleaned_data) -> the notice shown once it worked
+Perform = Callable[[int, Any, dict], str]
+
+
+def _approve(action_id: int, user: Any, data: dict) -> str:
+    action = actions.approve(action_id=action_id, user=user, comment=data["comment"])
+    return _approval_notice(action)
+
+
+def _edit_and_approve(action_id: int, user: Any, data: dict) -> str:
+    action = actions.approve(
+        action_id=action_id, user=user, comment=data["comment"], arguments=data["arguments"]
+    )
+    return "Edited arguments approved. " + _approval_notice(action)
+
+
+def _approval_notice(action: Action) -> str:
+    if action.status == Status.APPROVED:
+        return f"Approved: the agent may now run #{action.pk}."
+    return f"Your approval of #{action.pk} is recorded; it needs more approvals."
+
+
+def _reject(action_id: int, user: Any, data: dict) -> str:
+    action = actions.reject(action_id=action_id, user=user, comment=data["comment"])
+    return f"Rejected #{action.pk}; your reason was sent to the agent."
+
+
+def _request_rollback(action_id: int, user: Any, data: dict) -> str:
+    action = actions.request_rollback(action_id=action_id, user=user, comment=data["comment"])
+    return f"Rollback of #{action.pk} requested from the agent."
+
+
+def _decide(
+    request: HttpRequest, action_id: int, form_class: type[Form], form_name: str, perform: Perform
+) -> HttpResponse:
+    """Validate the posted form, ask the write path, and answer with the updated card."""
+    _viewable_action_or_404(request, action_id)
+    form = form_class(request.POST)
+    if not form.is_valid():
+        return _card_response(request, action_id, form_name=form_name, form=form, status=422)
+    try:
+        notice = perform(action_id, request.user, form.cleaned_data)
+    except actions.ActionRefused as exc:
+        return _card_response(
+            request,
+            action_id,
+            notice=exc.detail,
+            is_error=True,
+            form_name=form_name,
+            form=form,
+            status=exc.status,
+        )
+    if request.htmx:
+        return _card_response(request, action_id, notice=notice)
+    messages.success(request, notice)
+    return redirect(_safe_next(request, action_id))
+
+
+def _card_response(
+    request: HttpRequest,
+    action_id: int,
+    *,
+    notice: str = "",
+    is_error: bool = False,
+    form_name: str = "",
+    form: Form | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The action's card, fresh from the database, carrying a notice and (after a failed
+    attempt) the person's input with its errors. htmx swaps it in; a browser without
+    JavaScript gets it inside the action's page."""
+    action = _viewable_action_or_404(request, action_id)
+    card = selectors.build_card(action, request.user)
+    card.notice, card.notice_is_error = notice, is_error
+    if form is not None and (is_error or form.errors):
+        card.open_form, card.form = form_name, form
+    return_to = _safe_next(request, action_id)
+    if request.htmx:
+        context = {"card": card, "return_to": return_to}
+        return render(request, "approvals/_card.html", context, status=status)
+    context = {"card": card, "return_to": return_to, **_trace_context(action, request.user)}
+    return render(request, "approvals/action_detail.html", context, status=status)
+
+
+def _safe_next(request: HttpRequest, action_id: int) -> str:
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse("action-detail", args=[action_id])
+
+
+@login_required
+@require_POST
+def approve(request: HttpRequest, action_id: int) -> HttpResponse:
+    return _decide(request, action_id, ApproveForm, "approve", _approve)
+
+
+@login_required
+@require_POST
+def edit_and_approve(request: HttpRequest, action_id: int) -> HttpResponse:
+    return _decide(request, action_id, EditAndApproveForm, "edit", _edit_and_approve)
+
+
+@login_required
+@require_POST
+def reject(request: HttpRequest, action_id: int) -> HttpResponse:
+    return _decide(request, action_id, RejectForm, "reject", _reject)
+
+
+@login_required
+@require_POST
+def request_rollback(request: HttpRequest, action_id: int) -> HttpResponse:
+    return _decide(request, action_id, RollbackForm, "rollback", _request_rollback)

@@ -56,6 +56,42 @@ class AuditEvent(models.Model):
             models.Index(fields=["target_type", "target_id", "id"], name="audit_target"),
             models.Index(fields=["agent_slug", "id"], name="audit_agent_id"),
         ]
+        permissions = [
+            (
+                "view_sensitive",
+                "See argument fields masked by the per-tool redaction paths",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.verb} {self.target_type}:{self.target_id}"
+
+
+class AuditVerification(models.Model):
+    """One run of the chain verification: when, how far, and what it found. The latest run
+    is the status shown on ``/audit``; an incremental run continues from the ``heads`` of
+    the last good one. Not part of the chain (it is a record about the chain)."""
+
+    class Kind(models.TextChoices):
+        FULL = "full"
+        INCREMENTAL = "incremental"
+
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    ok = models.BooleanField()
+    events_checked = models.BigIntegerField(default=0)
+    last_event_id = models.BigIntegerField(null=True, blank=True)
+    first_broken_id = models.BigIntegerField(null=True, blank=True)
+    problem = models.TextField(blank=True)
+    # partition -> [chain_seq, hash] of the last event verified in it
+    heads = models.JSONField(default=dict)
+    checkpoint_lines = models.PositiveIntegerField(default=0)
+    triggered_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-finished_at", "-id"]
+        indexes = [models.Index(fields=["-finished_at"], name="audit_verification_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} verification {'ok' if self.ok else 'BROKEN'} at {self.finished_at}"

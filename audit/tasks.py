@@ -1,9 +1,28 @@
+"""Celery tasks of the audit log: checkpoints, periodic verification, payload retention."""
+
 from celery import shared_task
 
-from audit.chain import write_checkpoint as write_chain_checkpoint
+from audit.checkpoints import write_signed_checkpoint
+from audit.retention import apply_retention
+from audit.verification import run_verification
 
 
 @shared_task
-def write_checkpoint() -> int:
-    """Join the per-agent chains with a global checkpoint event."""
-    return write_chain_checkpoint().pk
+def write_checkpoint() -> int | None:
+    """Join the per-agent chains with a global checkpoint event and append its signed head
+    to the checkpoint file (nothing when no event was appended since the last one)."""
+    record = write_signed_checkpoint()
+    return record["event_id"] if record else None
+
+
+@shared_task
+def verify_chain_periodically(kind: str | None = None) -> bool:
+    """Verify the chain (incremental, or full once a day); a break notifies the incident
+    owners. Returns whether the chain is intact."""
+    return run_verification(kind=kind, triggered_by="celery beat").ok
+
+
+@shared_task
+def apply_payload_retention() -> int:
+    """Redact action payloads past ``AUDIT_PAYLOAD_RETENTION_DAYS``; returns how many."""
+    return apply_retention().actions

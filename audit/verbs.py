@@ -102,3 +102,29 @@ AUDIT_RETENTION_APPLIED = register(
 AUDIT_VERIFICATION_FAILED = register(
     "audit.verification_failed", "{actor} found the audit chain broken"
 )
+
+# People's access: per-agent rights, personal tokens, two-factor, logins, accounts
+ACCESS_GRANTED = register("access.granted", "{actor} granted a right on {target}")
+ACCESS_REMOVED = register("access.removed", "{actor} removed a right on {target}")
+PERSONAL_TOKEN_CREATED = register(
+    "personal_token.created", "{actor} created personal API token {target}"
+)
+PERSONAL_TOKEN_REVOKED = register(
+    "personal_token.revoked", "{actor} revoked personal API token {target}"
+)
+PERSONAL_TOKEN_USED = register("personal_token.used", "{actor} used personal API token {target}")
+TWO_FACTOR_ENROLLED = register("two_factor.enrolled", "{actor} enrolled a second factor")
+TWO_FACTOR_REMOVED = register("two_factor.removed", "{actor} removed their second factor")
+TWO_FACTOR_RECOVERY_CODES_ISSUED = register(
+    "two_factor.recovery_codes_issued", "{actor} generated new recovery codes"
+)
+TWO_FACTOR_RECOVERY_CODE_USED = register(
+    "two_factor.recovery_code_used", "{actor} signed in with a recovery code"
+)
+AUTH_LOGGED_IN = register("auth.logged_in", "{actor} logged in")
+AUTH_LOGIN_LOCKED = register(
+    "auth.login_locked", "logins to {target} are paused after repeated failures"
+)
+AUTH_STEPPED_UP = register("auth.stepped_up", "{actor} confirmed a second factor to {target}")
+USER_DISABLED = register("user.disabled", "{actor} disabled {target}")
+USER_ENABLED = register("user.enabled", "{actor} re-enabled {target}")

@@ -248,6 +248,8 @@ def engage_kill_switch(
         # Lock order everywhere is action rows, then audit chain heads: the sweep locks the
         # actions in scope before anything is audited (a racing approval does the same).
         switch.stopped_counts = {}  # for the caller's response; not stored
+        # Registered before the sweep's own on-commit work, so dashboards hear it first.
+        transaction.on_commit(lambda: _broadcast_switch(switch, "engaged"))
         if not is_drill:
             switch.stopped_counts = stop_actions_in_scope(switch=switch, actor=actor)
         append_event(
@@ -269,7 +271,6 @@ def engage_kill_switch(
             from approvals.notifications import owe_kill_switch
 
             owe_kill_switch(switch, "engaged")
-        transaction.on_commit(lambda: _broadcast_switch(switch, "engaged"))
     return switch
 
 

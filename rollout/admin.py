@@ -3,16 +3,16 @@
 Policy never changes here: tiers' outcomes, agents' tiers and tool rules, tokens and
 change requests change only through ``rollout.governance`` (the governance pages and API),
 so that every change is classified, versioned, four-eyes where it loosens, and audited.
-What the admin adds is django-guardian's per-agent permission screen ("Object
-permissions" on an agent), where governance owners assign who may review, govern, kill or
-audit that agent."""
+Per-agent access (who may review, govern, kill or audit an agent) is policy too: it
+changes on the agent's page or through the governance API (``rollout.access``), so a grant
+needs a second governance owner and every change is versioned and audited. The admin
+therefore has no object-permission screen."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin
-from guardian.admin import GuardedModelAdmin
 
 from rollout.models import (
     Agent,
@@ -79,8 +79,8 @@ class ToolRuleInline(admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(GuardedModelAdmin):
-    """Agents, read-only, with django-guardian's "Object permissions" screen."""
+class AgentAdmin(admin.ModelAdmin):
+    """Agents, read-only."""
 
     list_display = ["slug", "name", "tier", "active", "current_policy"]
     search_fields = ["slug", "name"]

@@ -1,6 +1,6 @@
 """The governance API: thin DRF views over ``rollout.selectors`` and ``rollout.governance``.
 
-People only (session with CSRF, or a personal token where one is configured): an agent's
+People only (session with CSRF, or a personal token with the ``govern`` scope for changes): an agent's
 bearer token is answered 403 everywhere here — agents never change, nor read, their own
 policy through this API. An agent or change request the caller may not see is 404; one
 they may see but not change is 403."""
@@ -21,6 +21,7 @@ from approvals.permissions import IsPerson
 from config.api_errors import ApiError
 from rollout import governance
 from rollout import permissions as agent_perms
+from rollout.authentication import require_step_up, require_token_scope
 from rollout.backtest import backtest_change
 from rollout.governance import GovernanceRefused
 from rollout.metrics import pending_counts
@@ -127,6 +128,7 @@ class AgentListView(GovernanceAPIView):
         responses={201: OpenApiTypes.OBJECT},
     )
     def post(self, request: Request) -> Response:
+        require_token_scope(request, "govern")
         data = _valid(RegisterAgentInSerializer, request)
         try:
             agent = governance.register(user=request.user, **data)
@@ -189,6 +191,7 @@ class AgentChangesView(GovernanceAPIView):
         responses={201: OpenApiTypes.OBJECT},
     )
     def post(self, request: Request, slug: str) -> Response:
+        require_token_scope(request, "govern")
         agent = _governed(request, slug)
         data = _valid(ProposalInSerializer, request)
         try:
@@ -316,6 +319,7 @@ class TokenListView(GovernanceAPIView):
         responses={201: OpenApiTypes.OBJECT},
     )
     def post(self, request: Request, slug: str) -> Response:
+        require_token_scope(request, "govern")
         agent = _governed(request, slug)
         data = _valid(TokenInSerializer, request)
         try:
@@ -335,6 +339,7 @@ class TokenRevokeView(GovernanceAPIView):
         operation_id="revoke_agent_token", request=None, responses={200: AgentTokenSerializer}
     )
     def post(self, request: Request, slug: str, token_id: int) -> Response:
+        require_token_scope(request, "govern")
         agent = _governed(request, slug)
         try:
             record = governance.revoke_token(agent=agent, token_id=token_id, user=request.user)
@@ -351,6 +356,7 @@ class ShadowLabelView(GovernanceAPIView):
         responses={201: OpenApiTypes.OBJECT},
     )
     def post(self, request: Request, slug: str) -> Response:
+        require_token_scope(request, "decide")
         agent = _agent(request, slug)
         data = _valid(ShadowLabelInSerializer, request)
         if not Action.objects.filter(pk=data["action_id"], agent=agent).exists():
@@ -395,6 +401,7 @@ class ChangeDetailView(GovernanceAPIView):
         responses={200: ChangeRequestSerializer},
     )
     def patch(self, request: Request, change_id: int) -> Response:
+        require_token_scope(request, "govern")
         _change_request(request, change_id)
         data = _valid(EditChangeInSerializer, request)
         try:
@@ -417,7 +424,9 @@ class ChangeApproveView(GovernanceAPIView):
         responses={200: ChangeRequestSerializer},
     )
     def post(self, request: Request, change_id: int) -> Response:
+        require_token_scope(request, "govern")
         _change_request(request, change_id)
+        require_step_up(request, "approve a governance change")
         data = _valid(ApproveInSerializer, request)
         try:
             change_request = governance.approve_change_request(
@@ -438,6 +447,7 @@ class ChangeRejectView(GovernanceAPIView):
         responses={200: ChangeRequestSerializer},
     )
     def post(self, request: Request, change_id: int) -> Response:
+        require_token_scope(request, "govern")
         _change_request(request, change_id)
         data = _valid(CommentInSerializer, request)
         try:
@@ -456,6 +466,7 @@ class ChangeWithdrawView(GovernanceAPIView):
         responses={200: ChangeRequestSerializer},
     )
     def post(self, request: Request, change_id: int) -> Response:
+        require_token_scope(request, "govern")
         _change_request(request, change_id)
         data = _valid(CommentInSerializer, request)
         try:

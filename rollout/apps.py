@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class RolloutConfig(AppConfig):
     name = "rollout"
     verbose_name = "Rollout and governance"
+
+    def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_in
+
+        from rollout.login_protection import start_idle_clock
+
+        # Every way of logging in (the login pages, the test client) starts the idle clock.
+        user_logged_in.connect(start_idle_clock, dispatch_uid="airlock-idle-clock")

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from audit import verbs
 from audit.chain import Actor, append_event
+from rollout import access as agent_access
 from rollout import events
 from rollout import permissions as agent_perms
 from rollout.actions import (
@@ -169,11 +170,14 @@ def normalize_changes(changes: Any, current: dict) -> dict:
     field-level messages.
 
     ``changes`` may set ``tier`` (a tier name), ``active`` (bool),
-    ``rate_limit_per_minute`` (int) and ``tools`` ({tool: rule or null}); a tool rule
-    given in part completes the tool's existing rule."""
+    ``rate_limit_per_minute`` (int), ``tools`` ({tool: rule or null}) and ``access``
+    (``rollout.access.normalize_access``); a tool rule given in part completes the tool's
+    existing rule."""
     if not isinstance(changes, dict) or not changes:
         raise GovernanceRefused(
-            "invalid", "Propose at least one of: tier, active, rate_limit_per_minute, tools.", 400
+            "invalid",
+            "Propose at least one of: tier, active, rate_limit_per_minute, tools, access.",
+            400,
         )
     errors: dict[str, list[str]] = {}
     for name in sorted(set(changes) - set(PIECE_KEYS)):
@@ -218,6 +222,12 @@ def normalize_changes(changes: Any, current: dict) -> dict:
                     continue
                 existing = (current.get("tools") or {}).get(tool)
                 after["tools"][tool] = _normalize_rule(tool, value, existing, errors)
+    if "access" in changes:
+        access = agent_access.normalize_access(
+            changes["access"], current.get("access") or {}, errors
+        )
+        if access:
+            after["access"] = access
     if errors:
         raise GovernanceRefused("invalid", "The proposed change is not valid.", 400, errors)
     return after
@@ -293,16 +303,26 @@ def _lock_change_request(change_request_id: int) -> ChangeRequest:
 def _for_audit(piece: dict) -> dict:
     """A piece with its tools as a list: tool names are data, and a key such as
     ``reset_password`` would otherwise be masked by the audit log's secret redaction."""
-    data = {key: value for key, value in piece.items() if key != "tools"}
+    data = {key: value for key, value in piece.items() if key not in ("tools", "access")}
     if "tier" in piece:
         data["tier"] = (piece["tier"] or {}).get("name")
     if "tools" in piece:
         data["tools"] = [{"tool": tool, "rule": rule} for tool, rule in piece["tools"].items()]
+    if "access" in piece:
+        # Holders are user and group names: keys an audit redaction could mask, so a list.
+        data["access"] = [
+            {"right": right, "holder": holder, "granted": bool(granted)}
+            for right, holders in piece["access"].items()
+            for holder, granted in holders.items()
+        ]
     return data
 
 
-def _apply_to_live_rows(agent: Agent, after: dict) -> None:
-    """Write ``after`` into the agent's live rows (the caller holds the agent's lock)."""
+def _apply_to_live_rows(
+    agent: Agent, after: dict, *, actor: Actor, change_request_id: int | None = None
+) -> None:
+    """Write ``after`` into the agent's live rows (the caller holds the agent's lock).
+    Access changes are audited one by one (``access.granted`` / ``access.removed``)."""
     fields = []
     if "tier" in after:
         agent.tier = Tier.objects.get(name=after["tier"]["name"])
@@ -320,6 +340,10 @@ def _apply_to_live_rows(agent: Agent, after: dict) -> None:
             ToolRule.objects.update_or_create(
                 agent=agent, tool=tool, defaults={name: rule[name] for name in RULE_FIELDS}
             )
+    if after.get("access"):
+        agent_access.apply_access(
+            agent, after["access"], actor=actor, change_request_id=change_request_id
+        )
 
 
 def _version_reason(text: str) -> str:
@@ -370,7 +394,7 @@ def propose_change(
             raise GovernanceRefused("no_change", "This changes nothing in the current policy.", 400)
         actor = _actor(user)
         if classification == TIGHTENING:
-            _apply_to_live_rows(agent, after)
+            _apply_to_live_rows(agent, after, actor=actor)
             version = record_policy_version(
                 agent=agent, actor=actor, reason=_version_reason(f"tightened: {reason}")
             )
@@ -528,7 +552,9 @@ def _apply_change_request(
     change_request: ChangeRequest, agent: Agent, user: Any, approvals: list[ChangeApproval]
 ) -> None:
     actor = _actor(user)
-    _apply_to_live_rows(agent, change_request.after)
+    _apply_to_live_rows(
+        agent, change_request.after, actor=actor, change_request_id=change_request.pk
+    )
     version = record_policy_version(
         agent=agent,
         actor=actor,

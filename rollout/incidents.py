@@ -14,6 +14,7 @@ from audit.chain import Actor
 from rollout import permissions as perms
 from rollout.actions import KillSwitchError, engage_kill_switch, release_kill_switch
 from rollout.models import Agent, Drill, KillSwitch
+from rollout.stepup import StepUpRequired, require_recent_second_factor
 
 SCOPES = (KillSwitch.Scope.GLOBAL, KillSwitch.Scope.AGENT, KillSwitch.Scope.TOOL)
 
@@ -88,6 +89,12 @@ def release(request: HttpRequest, switch_id: int) -> HttpResponse:
     switch = get_object_or_404(KillSwitch, pk=switch_id)
     if not perms.can_operate_switch(request.user, switch.scope, switch.target):
         raise PermissionDenied
+    try:
+        # Recovery is fast but not careless: a fresh second factor, where step-up is on.
+        require_recent_second_factor(request, purpose="release a kill switch")
+    except StepUpRequired as exc:
+        messages.error(request, exc.detail)
+        return redirect("incidents")
     try:
         release_kill_switch(
             switch_id=switch.pk,

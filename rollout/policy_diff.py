@@ -7,7 +7,8 @@ A *piece* is the part of a policy that governance changes::
     {"tier": {"name", "rank", "outcomes", "auto_approve_max_risk", "pending_ttl_seconds"},
      "active": bool,
      "rate_limit_per_minute": int | None,        # None: no limit
-     "tools": {tool: rule | None}}               # None: no rule (default deny)
+     "tools": {tool: rule | None},               # None: no rule (default deny)
+     "access": {right: {"user:<name>" | "group:<name>": True | None}}}  # rollout.access
 
 Every key is optional: a piece says nothing about what it leaves out, so a change request
 stores only the parts it touches. A full policy snapshot (``rollout.snapshots``) is
@@ -16,8 +17,9 @@ turned into a piece by ``piece_of_snapshot``; the functions here accept either.
 Direction, per DESIGN "Asymmetric governance": a change *tightens* when it can only
 reduce what the agent may do without a human (demote, deactivate, forbid or remove a
 tool, allowed → requires_approval, add or tighten an argument limit, lower a rate limit,
-raise a base risk, move a tool's effect toward ``write``); anything else *loosens*. A
-change with parts going both ways is a loosening. When in doubt (two limits whose
+raise a base risk, move a tool's effect toward ``write``, remove someone's right on the
+agent); anything else *loosens* — granting a right on the agent included, since it gives a
+person more power over it. A change with parts going both ways is a loosening. When in doubt (two limits whose
 relation cannot be proven) the answer is loosening, which only ever asks for one more
 human.
 """
@@ -43,7 +45,7 @@ RULE_AUTONOMY = {"forbidden": 0, "requires_approval": 1, "allowed": 2}
 EFFECT_AUTONOMY = {"write": 0, "draft": 1, "read": 2}
 OUTCOME_AUTONOMY = {"deny": 0, "shadow": 1, "pending": 2, "auto": 3, "allow": 4}
 
-PIECE_KEYS = ("tier", "active", "rate_limit_per_minute", "tools")
+PIECE_KEYS = ("tier", "active", "rate_limit_per_minute", "tools", "access")
 RULE_FIELDS = ("effect", "rule", "base_risk", "argument_limits", "rate_limit_per_minute")
 UPPER_BOUNDS = {"<=", "<"}
 LOWER_BOUNDS = {">=", ">"}
@@ -53,7 +55,8 @@ LOWER_BOUNDS = {">=", ">"}
 class Change:
     """One elementary difference between two pieces, with the way it moves autonomy."""
 
-    path: str  # "tier", "active", "rate_limit_per_minute", "tools.<tool>[.<field>]"
+    path: str  # "tier", "active", "rate_limit_per_minute", "tools.<tool>[.<field>]",
+    # "access.<right>.<holder>"
     direction: str  # tightening | loosening
     text: str  # readable, e.g. "send_email: rule requires_approval → allowed"
 
@@ -71,6 +74,8 @@ def piece_of_snapshot(snapshot: dict) -> dict:
         "rate_limit_per_minute": agent.get("rate_limit_per_minute"),
         "tools": dict(snapshot.get("tools") or {}),
     }
+    if "access" in snapshot:
+        piece["access"] = {right: dict(holders) for right, holders in snapshot["access"].items()}
     for extra in ("risk_rules", "approval_matrix"):
         if extra in snapshot:
             piece[extra] = snapshot[extra]
@@ -85,10 +90,12 @@ def as_piece(policy: dict) -> dict:
 
 
 def apply_piece(base: dict, change: dict) -> dict:
-    """``base`` with the parts ``change`` sets replaced (a tool set to None is removed)."""
+    """``base`` with the parts ``change`` sets replaced (a tool or an access holder set to
+    None is removed)."""
     base = as_piece(base)
-    result = {key: value for key, value in base.items() if key != "tools"}
+    result = {key: value for key, value in base.items() if key not in ("tools", "access")}
     tools = dict(base.get("tools") or {})
+    access = {right: dict(holders) for right, holders in (base.get("access") or {}).items()}
     for key, value in change.items():
         if key == "tools":
             for tool, rule in value.items():
@@ -96,8 +103,17 @@ def apply_piece(base: dict, change: dict) -> dict:
                     tools.pop(tool, None)
                 else:
                     tools[tool] = rule
+        elif key == "access":
+            for right, holders in value.items():
+                for holder, granted in holders.items():
+                    if granted:
+                        access.setdefault(right, {})[holder] = True
+                    else:
+                        access.setdefault(right, {}).pop(holder, None)
         else:
             result[key] = value
+    if "access" in base or "access" in change:
+        result["access"] = access
     if "tools" in base or "tools" in change:
         result["tools"] = tools
     return result
@@ -111,6 +127,15 @@ def touched_piece(full: dict, change: dict) -> dict:
     for key in change:
         if key == "tools":
             before["tools"] = {tool: full.get("tools", {}).get(tool) for tool in change["tools"]}
+        elif key == "access":
+            held = full.get("access") or {}
+            before["access"] = {
+                right: {
+                    holder: (True if (held.get(right) or {}).get(holder) else None)
+                    for holder in holders
+                }
+                for right, holders in change["access"].items()
+            }
         else:
             before[key] = full.get(key)
     return before
@@ -384,10 +409,37 @@ def changes_between(before: dict, after: dict) -> list[Change]:
         old_tools, new_tools = before["tools"] or {}, after["tools"] or {}
         for tool in sorted(set(old_tools) | set(new_tools)):
             changes += _tool_changes(tool, old_tools.get(tool), new_tools.get(tool))
+    if "access" in before and "access" in after:
+        changes += _access_changes(before["access"] or {}, after["access"] or {})
     for extra in ("risk_rules", "approval_matrix"):
         if extra in before and extra in after and not same_value(before[extra], after[extra]):
             changes.append(Change(extra, LOOSENING, f"{extra.replace('_', ' ')} changed"))
     return changes
+
+
+def access_moves(before: dict, after: dict) -> list[tuple[str, str, bool]]:
+    """(right, holder, granted) for every holder whose right differs between two access
+    sections, in a stable order."""
+    moves = []
+    for right in sorted(set(before) | set(after)):
+        old, new = before.get(right) or {}, after.get(right) or {}
+        for holder in sorted(set(old) | set(new)):
+            had, has = bool(old.get(holder)), bool(new.get(holder))
+            if had != has:
+                moves.append((right, holder, has))
+    return moves
+
+
+def _access_changes(before: dict, after: dict) -> list[Change]:
+    # A grant gives someone more power over the agent: never applied without a second owner.
+    return [
+        Change(
+            f"access.{right}.{holder}",
+            LOOSENING if granted else TIGHTENING,
+            f"grant {right} to {holder}" if granted else f"remove {right} from {holder}",
+        )
+        for right, holder, granted in access_moves(before, after)
+    ]
 
 
 def classify(changes: list[Change]) -> str:
@@ -434,6 +486,7 @@ def diff_policies(before: dict, after: dict) -> dict:
      "tools": {"added": {tool: rule}, "removed": {tool: rule},
                "changed": {tool: {field: {"before": …, "after": …}}}},
      "other": {"risk_rules.high_amount": {"before": …, "after": …}},
+     "access": {"granted": [{"right", "holder"}], "removed": [{"right", "holder"}]},
      "changes": [{"path", "direction", "text"}, …],
      "classification": "tightening" | "loosening" | "no_change",
      "empty": bool}
@@ -444,7 +497,12 @@ def diff_policies(before: dict, after: dict) -> dict:
         "agent": {},
         "tools": {"added": {}, "removed": {}, "changed": {}},
         "other": {},
+        "access": {"granted": [], "removed": []},
     }
+    if "access" in before and "access" in after:
+        for right, holder, granted in access_moves(before["access"] or {}, after["access"] or {}):
+            side = "granted" if granted else "removed"
+            diff["access"][side].append({"right": right, "holder": holder})
     if "tier" in before and "tier" in after and not same_value(before["tier"], after["tier"]):
         diff["tier"] = {
             "before": (before["tier"] or {}).get("name"),
@@ -480,6 +538,7 @@ def diff_policies(before: dict, after: dict) -> dict:
         or diff["agent"]
         or any(diff["tools"].values())
         or diff["other"]
+        or any(diff["access"].values())
         or diff["changes"]
     )
     return diff

@@ -23,6 +23,7 @@ pages = [
         views.revoke_token,
         name="token-revoke",
     ),
+    path("agents/<slug:slug>/access", views.access_change, name="agent-access"),
     path("agents/<slug:slug>/versions/<int:number>", views.version_detail, name="version-detail"),
     path("agents/<slug:slug>/shadow", views.shadow_actions, name="shadow-actions"),
     path(

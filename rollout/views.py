@@ -9,16 +9,17 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from guardian.shortcuts import get_groups_with_perms, get_users_with_perms
 
 from approvals.states import Status
-from rollout import charts, governance
+from rollout import access as agent_access
+from rollout import charts, governance, stepup
 from rollout import permissions as agent_perms
+from rollout.account_forms import AccessChangeForm
 from rollout.backtest import backtest_change
 from rollout.forms import (
     AgentSettingsForm,
@@ -273,49 +274,6 @@ def _backtest(agent: Agent, request: HttpRequest) -> tuple[BacktestForm, Any]:
     return form, {"tier": tier, "result": result}
 
 
-AGENT_PERMISSIONS = {
-    "review_agent": "review",
-    "critical_approve_agent": "approve critical",
-    "govern_agent": "govern",
-    "kill_agent": "kill switch",
-    "audit_agent": "audit",
-}
-
-
-def _access(agent: Agent) -> dict[str, Any]:
-    """Who holds which right on ``agent``: per-agent grants (django-guardian) and the roles
-    that hold a right over every agent."""
-    per_agent = [
-        {"name": user.get_username(), "rights": sorted(AGENT_PERMISSIONS.get(p, p) for p in perms)}
-        for user, perms in get_users_with_perms(
-            agent, attach_perms=True, with_superusers=False, with_group_users=False
-        ).items()
-    ]
-    per_agent += [
-        {
-            "name": f"group {group.name}",
-            "rights": sorted(AGENT_PERMISSIONS.get(p, p) for p in perms),
-        }
-        for group, perms in get_groups_with_perms(agent, attach_perms=True).items()
-    ]
-    everywhere = []
-    for group in Group.objects.filter(
-        permissions__content_type__app_label="rollout",
-        permissions__codename__in=list(AGENT_PERMISSIONS),
-    ).distinct():
-        rights = group.permissions.filter(codename__in=list(AGENT_PERMISSIONS)).values_list(
-            "codename", flat=True
-        )
-        everywhere.append(
-            {
-                "name": group.name,
-                "rights": sorted(AGENT_PERMISSIONS[p] for p in rights),
-                "members": group.user_set.count(),
-            }
-        )
-    return {"per_agent": sorted(per_agent, key=lambda row: row["name"]), "everywhere": everywhere}
-
-
 @login_required
 @require_GET
 def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
@@ -356,7 +314,11 @@ def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
         ),
         "token_form": TokenForm(),
         "pending": agent.actions.filter(status=Status.PENDING).count(),
-        "access": _access(agent),
+        "access": agent_access.overview(agent),
+        "access_rights": [
+            (right, agent_access.RIGHT_LABELS[right]) for right in agent_access.RIGHTS
+        ],
+        "access_form": AccessChangeForm(initial={"operation": "grant", "kind": "user"}),
     }
     return render(request, "rollout/agent_detail.html", context)
 
@@ -474,6 +436,46 @@ def revoke_token(request: HttpRequest, slug: str, token_id: int) -> HttpResponse
     else:
         messages.success(request, f"Token {record.prefix}… is revoked.")
     return redirect("rollout:agent-detail", slug=agent.slug)
+
+
+# --- access -------------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def access_change(request: HttpRequest, slug: str) -> HttpResponse:
+    """Grant or remove one right of one user or group. Without ``confirm`` it only shows
+    what the change would do (who gains or loses what, at once or after a second owner);
+    confirmed, it goes through the governance write path like any policy change."""
+    agent = _governed_agent(request, slug)
+    form = AccessChangeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+        return redirect(reverse("rollout:agent-detail", args=[agent.slug]) + "#access")
+    if request.POST.get("confirm") == "1":
+        return _propose(request, agent, form.changes(), form.cleaned_data["reason"])
+    try:
+        proposal = governance.preview_change(agent=agent, changes=form.changes())
+    except GovernanceRefused as exc:
+        _refused(request, exc)
+        return redirect(reverse("rollout:agent-detail", args=[agent.slug]) + "#access")
+    effect = agent_access.describe_effect(
+        agent,
+        form.cleaned_data["right"],
+        form.holder(),
+        form.cleaned_data["operation"] == "grant",
+    )
+    return render(
+        request,
+        "rollout/access_preview.html",
+        {
+            "agent": agent,
+            "form": form,
+            "effect": effect,
+            "proposal": proposal,
+            "right_label": agent_access.RIGHT_LABELS[form.cleaned_data["right"]],
+        },
+    )
 
 
 # --- shadow labels ------------------------------------------------------------------------
@@ -623,6 +625,12 @@ def approve_change(request: HttpRequest, change_id: int) -> HttpResponse:
     if not form.is_valid():
         _change_or_404(request, change_id)
         messages.error(request, _form_errors(form))
+        return redirect("rollout:change-detail", change_id=change_id)
+    try:
+        _change_or_404(request, change_id)
+        stepup.require_recent_second_factor(request, purpose="approve a governance change")
+    except stepup.StepUpRequired as exc:
+        messages.error(request, exc.detail)
         return redirect("rollout:change-detail", change_id=change_id)
 
     def run(change_request: ChangeRequest) -> None:

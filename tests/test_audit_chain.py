@@ -16,6 +16,12 @@ from audit.models import AuditEvent
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def checkpoint_dir(settings, tmp_path):
+    # audit_verify compares with the signed checkpoint file; not the repository's var/.
+    settings.AUDIT_CHECKPOINT_DIR = tmp_path / "checkpoints"
+
+
 def _append(n: int, agent_slug: str = "", actor: str = "tester") -> None:
     for i in range(n):
         with transaction.atomic():
@@ -27,6 +33,13 @@ def _append(n: int, agent_slug: str = "", actor: str = "tester") -> None:
                 agent_slug=agent_slug,
                 data={"i": i, "secret": "s3"},
             )
+
+
+def _append_in_thread(n: int, agent_slug: str, actor: str) -> None:
+    try:
+        _append(n, agent_slug, actor)
+    finally:
+        connection.close()  # a thread's connection would otherwise outlive the test database
 
 
 def test_append__outside_a_transaction__is_refused():
@@ -47,7 +60,7 @@ def test_append__redacts_secret_looking_keys():
 def test_concurrent_appends__threads_on_postgresql__form_one_unbroken_chain_per_partition():
     # Given 8 threads appending to two partitions (and the global one) at once
     threads = [
-        threading.Thread(target=_append, args=(25, slug, f"t{i}"))
+        threading.Thread(target=_append_in_thread, args=(25, slug, f"t{i}"))
         for i, slug in enumerate(["alpha", "beta", "", "alpha", "beta", "", "alpha", "beta"])
     ]
     for t in threads:

@@ -141,3 +141,26 @@ def test_drill__queued_from_the_page(client, incident_owner, support_agent, monk
     client.force_login(incident_owner)
     client.post(f"/incidents/drills/{support_agent.slug}")
     assert queued == [(support_agent.pk, incident_owner.username)]
+
+
+def test_release__with_step_up_on__needs_a_fresh_code(
+    client, incident_owner, support_agent, settings
+):
+    from tests.access_support import give_second_factor, next_code
+
+    settings.STEP_UP_ENABLED = True
+    give_second_factor(incident_owner)
+    client.force_login(incident_owner)
+    client.post("/incidents/engage", {"scope": "global", "reason": "incident", "confirm": "global"})
+    switch = KillSwitch.objects.get()
+    assert 'name="step_up_code"' in client.get("/incidents").content.decode()
+    refused = client.post(f"/incidents/{switch.pk}/release", {"reason": "fixed"}, follow=True)
+    assert "code" in refused.content.decode().lower()
+    switch.refresh_from_db()
+    assert switch.engaged
+    client.post(
+        f"/incidents/{switch.pk}/release",
+        {"reason": "fixed", "step_up_code": next_code(incident_owner)},
+    )
+    switch.refresh_from_db()
+    assert not switch.engaged

@@ -353,3 +353,43 @@ CELERY_BEAT_SCHEDULE.update(
 AUDIT_VERIFY_WORKERS = int(os.environ.get("AUDIT_VERIFY_WORKERS", "0"))
 # Retired checkpoint keys (comma-separated), still accepted for lines signed before a rotation.
 AUDIT_CHECKPOINT_PREVIOUS_KEYS = env_list("AUDIT_CHECKPOINT_PREVIOUS_KEYS", "")
+
+# --- Access: two-factor, step-up, personal tokens, logins, sessions -----------------------
+INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp"]
+# Ends a session after this many seconds without a click (live refreshes do not count).
+SESSION_IDLE_TIMEOUT_SECONDS = int(os.environ.get("SESSION_IDLE_TIMEOUT_SECONDS", "1800"))
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.messages.middleware.MessageMiddleware") + 1,
+    "rollout.login_protection.SessionIdleTimeoutMiddleware",
+)
+# The longest a session lives, active or not.
+SESSION_COOKIE_AGE = int(os.environ.get("SESSION_MAX_AGE_SECONDS", "43200"))
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips it from clients).
+if env_bool("BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+# Roles (group names) whose members must use a second factor; "superuser" names superusers
+# and "*" everyone. Empty: two-factor is optional (but, once enrolled, always asked).
+TWO_FACTOR_REQUIRED_ROLES = env_list("TWO_FACTOR_REQUIRED_ROLES", "")
+OTP_TOTP_ISSUER = os.environ.get("TWO_FACTOR_ISSUER", "Airlock")
+RECOVERY_CODE_COUNT = 10
+# Step-up: approving a high or critical action, releasing a kill switch, approving a
+# governance change and creating a personal token need a second-factor code entered within
+# the last STEP_UP_WINDOW_SECONDS.
+STEP_UP_ENABLED = env_bool("STEP_UP_ENABLED", False)
+STEP_UP_WINDOW_SECONDS = int(os.environ.get("STEP_UP_WINDOW_SECONDS", "300"))
+# Personal API tokens expire after at most this many days.
+PERSONAL_TOKEN_MAX_DAYS = int(os.environ.get("PERSONAL_TOKEN_MAX_DAYS", "365"))
+# Failed logins (password or second factor) allowed per username and per client address
+# within LOGIN_FAILURE_WINDOW_SECONDS; more are refused until the window has passed.
+LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+LOGIN_FAILURE_LIMIT_PER_IP = int(os.environ.get("LOGIN_FAILURE_LIMIT_PER_IP", "20"))
+LOGIN_FAILURE_WINDOW_SECONDS = int(os.environ.get("LOGIN_FAILURE_WINDOW_SECONDS", "900"))
+# Proxies in front of the app that append to X-Forwarded-For (0: use the peer address).
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))

@@ -1,0 +1,111 @@
+"""Forms of the dashboard: list filters and the decisions a reviewer posts. Validation of
+what the person typed lives here; whether they may decide is the write path's answer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+
+from approvals.selectors import DECIDED_STATUSES, ActionFilters, FilterChoices
+from rollout.models import Risk
+
+# The API's bounds (approvals.serializers), so the dashboard accepts nothing it would refuse.
+MAX_COMMENT_LENGTH = 4000
+MAX_ARGUMENT_KEYS = 200
+
+
+class _FilterForm(forms.Form):
+    agent = forms.ChoiceField(required=False)
+    risk = forms.ChoiceField(required=False, choices=[("", "Any risk"), *Risk.choices])
+    tool = forms.ChoiceField(required=False)
+
+    def __init__(self, data: Any, choices: FilterChoices) -> None:
+        super().__init__(data)
+        self.fields["agent"].choices = [("", "Any agent"), *choices.agents]
+        self.fields["tool"].choices = [("", "Any tool"), *((t, t) for t in choices.tools)]
+
+    def filters(self) -> ActionFilters:
+        """The valid filters; an unknown value (a stale link) is ignored, not an error."""
+        self.is_valid()
+        cleaned = getattr(self, "cleaned_data", {})
+        return ActionFilters(
+            agent=cleaned.get("agent", ""),
+            risk=cleaned.get("risk", ""),
+            tool=cleaned.get("tool", ""),
+            status=cleaned.get("status", ""),
+        )
+
+
+class QueueFilterForm(_FilterForm):
+    """Narrows the queue by agent, risk and tool."""
+
+
+class DecidedFilterForm(_FilterForm):
+    """Narrows recent decisions by agent, risk, tool and final status."""
+
+    status = forms.ChoiceField(
+        required=False,
+        choices=[("", "Any outcome"), *((s.value, s.label) for s in DECIDED_STATUSES)],
+    )
+
+
+def _comment_field(*, required: bool, label: str) -> forms.CharField:
+    return forms.CharField(
+        required=required,
+        max_length=MAX_COMMENT_LENGTH,
+        strip=True,
+        label=label,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+
+
+class ApproveForm(forms.Form):
+    comment = _comment_field(required=False, label="Comment (optional)")
+
+
+class RejectForm(forms.Form):
+    comment = _comment_field(required=True, label="Reason for the agent")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["comment"].error_messages["required"] = (
+            "Say why you reject it: the reason is returned to the agent."
+        )
+
+
+class RollbackForm(forms.Form):
+    comment = _comment_field(required=True, label="Why roll it back?")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["comment"].error_messages["required"] = "Say why it must be rolled back."
+
+
+class EditAndApproveForm(forms.Form):
+    """Edited arguments as JSON text, approved in the same step."""
+
+    arguments = forms.CharField(strip=False, widget=forms.Textarea)
+    comment = _comment_field(required=False, label="Comment (optional)")
+
+    def clean_arguments(self) -> dict:
+        text = self.cleaned_data["arguments"]
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(
+                "The arguments are not valid JSON: %(problem)s (line %(line)s, column %(col)s).",
+                code="invalid_json",
+                params={"problem": exc.msg, "line": exc.lineno, "col": exc.colno},
+            ) from exc
+        if not isinstance(value, dict):
+            raise forms.ValidationError(
+                "The arguments must be a JSON object ({…}), as the agent sent them.",
+                code="not_an_object",
+            )
+        if len(value) > MAX_ARGUMENT_KEYS:
+            raise forms.ValidationError(
+                "At most %(max)s keys.", code="too_many_keys", params={"max": MAX_ARGUMENT_KEYS}
+            )
+        return value

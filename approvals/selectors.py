@@ -1,0 +1,468 @@
+"""Reads for the dashboard: the queue, recent decisions, one action with its trace, and the
+decision cards built from them.
+
+Every query starts from ``approvals.permissions``, so a page never holds an action its
+viewer may not see. Cards are built in batches: a page of cards costs the same number of
+queries whatever the number of cards on it (see ``build_cards``)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.db.models import Case, IntegerField, Prefetch, QuerySet, Value, When
+from django.utils import timezone
+
+from approvals import actions as write_path
+from approvals.models import Action, Decision
+from approvals.permissions import reviewable_actions, visible_actions
+from approvals.states import Status
+from rollout import permissions as agent_perms
+from rollout.models import Agent, Risk, ToolRule
+
+# Highest risk first: ``order_by(RISK_RANK.desc())``.
+RISK_RANK = Case(
+    When(risk=Risk.CRITICAL, then=Value(3)),
+    When(risk=Risk.HIGH, then=Value(2)),
+    When(risk=Risk.MEDIUM, then=Value(1)),
+    default=Value(0),
+    output_field=IntegerField(),
+)
+
+# Statuses an action can have once people (or expiry, a withdrawal or a kill switch) have
+# decided it; the "recent decisions" page filters on these.
+DECIDED_STATUSES = [
+    Status.APPROVED,
+    Status.REJECTED,
+    Status.EXPIRED,
+    Status.CANCELLED,
+    Status.REVOKED,
+    Status.EXECUTED,
+    Status.FAILED,
+    Status.ROLLBACK_REQUESTED,
+    Status.ROLLED_BACK,
+    Status.ROLLBACK_FAILED,
+]
+
+# A live page names the cards it shows so the server can say what became of those that
+# left the queue; more than this many ids is not a real page.
+MAX_SHOWN_IDS = 200
+
+
+@dataclass(frozen=True)
+class ActionFilters:
+    """What a list page is narrowed to. Empty strings mean "any"."""
+
+    agent: str = ""
+    risk: str = ""
+    tool: str = ""
+    status: str = ""
+
+    def apply(self, queryset: QuerySet[Action]) -> QuerySet[Action]:
+        if self.agent:
+            queryset = queryset.filter(agent__slug=self.agent)
+        if self.risk:
+            queryset = queryset.filter(risk=self.risk)
+        if self.tool:
+            queryset = queryset.filter(tool=self.tool)
+        if self.status:
+            queryset = queryset.filter(status=self.status)
+        return queryset
+
+
+def with_card_data(queryset: QuerySet[Action]) -> QuerySet[Action]:
+    """Everything a card shows, in two queries for any number of actions: the actions with
+    agent, release and policy version joined (not the version's snapshot: a card shows only
+    its number), then all their decisions with reviewers."""
+    return (
+        queryset.select_related("agent", "release", "policy_version")
+        .defer("policy_version__snapshot")
+        .prefetch_related(
+            Prefetch(
+                "decisions",
+                queryset=Decision.objects.select_related("reviewer").order_by("created_at", "id"),
+            )
+        )
+    )
+
+
+def cards_in_order(action_ids: Sequence[int]) -> list[Action]:
+    """The actions of ``action_ids`` with their card data, in that order.
+
+    List pages sort and paginate over ids alone and then load only the page's rows: sorting
+    10,000 pending actions with their JSON and joins is several times slower than sorting
+    their ids (see benchmarks/queue_page.py). The ids must come from a permission-filtered
+    queryset (``pending_queue``)."""
+    by_id = {
+        action.pk: action for action in with_card_data(Action.objects.filter(pk__in=action_ids))
+    }
+    return [by_id[pk] for pk in action_ids if pk in by_id]
+
+
+def pending_queue(user: Any, filters: ActionFilters = ActionFilters()) -> QuerySet[Action]:
+    """The pending actions ``user`` may decide on, highest risk first, then least time left
+    (actions without an expiry last), then oldest first."""
+    pending = reviewable_actions(user).filter(status=Status.PENDING)
+    return (
+        filters.apply(pending)
+        .annotate(risk_rank=RISK_RANK)
+        .order_by("-risk_rank", "expires_at", "created_at", "id")
+    )
+
+
+def recently_left_queue(user: Any, shown_ids: Iterable[int]) -> list[Action]:
+    """Of the actions a live queue page showed, those that are no longer pending, so the
+    page can show what became of them (approved, rejected, cancelled by a kill switch…)
+    instead of silently dropping them."""
+    ids = sorted(set(shown_ids))[:MAX_SHOWN_IDS]
+    if not ids:
+        return []
+    left = reviewable_actions(user).filter(pk__in=ids).exclude(status=Status.PENDING)
+    return list(with_card_data(left).order_by("-updated_at", "-id"))
+
+
+def recent_decisions(user: Any, filters: ActionFilters = ActionFilters()) -> QuerySet[Action]:
+    """Actions ``user`` may see that have been decided, newest decision first."""
+    decided = visible_actions(user).filter(decided_at__isnull=False)
+    return filters.apply(decided).order_by("-decided_at", "-id")
+
+
+def action_for_viewer(user: Any, action_id: int) -> Action | None:
+    """One action with its card data, or None when it does not exist or ``user`` may not
+    see it (the same answer for both, so pages leak nothing)."""
+    return with_card_data(visible_actions(user)).filter(pk=action_id).first()
+
+
+@dataclass(frozen=True)
+class FilterChoices:
+    agents: list[tuple[str, str]]  # (slug, name)
+    tools: list[str]
+
+
+def queue_filter_choices(user: Any) -> FilterChoices:
+    """Agents the user reviews and the tools those agents have rules for (read from the
+    small rules table, not from the queue, so the cost does not grow with the queue)."""
+    agents = agent_perms.reviewable_agents(user)
+    tools = (
+        ToolRule.objects.filter(agent__in=agents)
+        .order_by("tool")
+        .values_list("tool", flat=True)
+        .distinct()
+    )
+    return FilterChoices(
+        agents=list(agents.order_by("slug").values_list("slug", "name")), tools=list(tools)
+    )
+
+
+def decided_filter_choices(user: Any) -> FilterChoices:
+    """Agents whose actions the user may see, and the tools among their decided actions."""
+    agent_ids = visible_actions(user).values("agent_id")
+    agents = Agent.objects.filter(pk__in=agent_ids).order_by("slug").values_list("slug", "name")
+    tools = (
+        visible_actions(user)
+        .filter(decided_at__isnull=False)
+        .order_by("tool")
+        .values_list("tool", flat=True)
+        .distinct()
+    )
+    return FilterChoices(agents=list(agents), tools=list(tools))
+
+
+# --- decision cards -----------------------------------------------------------------------
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class DiffLine:
+    sign: str  # "+", "-" or " "
+    text: str
+
+    @property
+    def kind(self) -> str:
+        return {"+": "added", "-": "removed"}.get(self.sign, "same")
+
+
+def arguments_diff(original: Any, edited: Any) -> list[DiffLine]:
+    """Line diff of two argument objects as pretty, key-sorted JSON."""
+    lines = difflib.ndiff(pretty_json(original).splitlines(), pretty_json(edited).splitlines())
+    return [DiffLine(line[0], line[2:]) for line in lines if line[:1] in {"+", "-", " "}]
+
+
+@dataclass(frozen=True)
+class EvidenceItem:
+    """One piece of evidence as the agent gave it. ``url`` is shown as text beside its host,
+    never as a link: an agent's URL may point anywhere (or be ``javascript:``)."""
+
+    kind: str
+    title: str
+    content: str
+    url: str
+
+    @property
+    def url_host(self) -> str:
+        if not self.url:
+            return ""
+        try:
+            parts = urlsplit(self.url)
+        except ValueError:
+            return "unparseable URL"
+        return parts.hostname or f"no host ({parts.scheme or 'relative'})"
+
+    @classmethod
+    def from_agent(cls, item: Any) -> EvidenceItem:
+        if not isinstance(item, dict):
+            return cls("", "", str(item), "")
+        return cls(
+            kind=str(item.get("kind") or ""),
+            title=str(item.get("title") or ""),
+            content=str(item.get("content") or ""),
+            url=str(item.get("url") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class DecisionOffers:
+    """Which decisions a card offers its viewer. ``approve_refusal`` says why approving is
+    not offered on a pending action the viewer could otherwise decide (e.g. their own
+    request), so the card can tell them instead of silently hiding the button."""
+
+    approve: bool = False
+    reject: bool = False
+    rollback: bool = False
+    approve_refusal: str = ""
+
+    @property
+    def edit(self) -> bool:
+        return self.approve
+
+    @property
+    def any(self) -> bool:
+        return self.approve or self.reject or self.rollback
+
+
+@dataclass
+class DecisionCard:
+    """One action as a card shows it, with what its viewer may do to it."""
+
+    action: Action
+    approvals: list[Decision]
+    decisions: list[Decision]
+    offers: DecisionOffers
+    now: datetime
+    # Set by a view after a decision: a message on the card, and a bound form whose input
+    # and errors the card shows again (e.g. invalid JSON in the editor).
+    notice: str = ""
+    notice_is_error: bool = False
+    open_form: str = ""
+    form: Any = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def pk(self) -> int:
+        return self.action.pk
+
+    @property
+    def is_pending(self) -> bool:
+        return self.action.status == Status.PENDING
+
+    @cached_property
+    def arguments_json(self) -> str:
+        return pretty_json(self.action.arguments)
+
+    @cached_property
+    def compensation_json(self) -> str:
+        return pretty_json(self.action.compensation)
+
+    @cached_property
+    def is_edited(self) -> bool:
+        return self.action.arguments != self.action.original_arguments
+
+    @cached_property
+    def diff(self) -> list[DiffLine]:
+        if not self.is_edited:
+            return []
+        return arguments_diff(self.action.original_arguments, self.action.arguments)
+
+    @cached_property
+    def evidence(self) -> list[EvidenceItem]:
+        items = self.action.evidence if isinstance(self.action.evidence, list) else []
+        return [EvidenceItem.from_agent(item) for item in items]
+
+    @property
+    def rationale(self) -> dict:
+        return self.action.rationale if isinstance(self.action.rationale, dict) else {}
+
+    @property
+    def blast_radius(self) -> dict:
+        return self.action.blast_radius if isinstance(self.action.blast_radius, dict) else {}
+
+    @property
+    def confidence_percent(self) -> int | None:
+        confidence = self.rationale.get("confidence")
+        if isinstance(confidence, int | float) and not isinstance(confidence, bool):
+            return round(confidence * 100)
+        return None
+
+    @property
+    def seconds_left(self) -> int | None:
+        if self.action.expires_at is None:
+            return None
+        return max(0, int((self.action.expires_at - self.now).total_seconds()))
+
+    @property
+    def approvers(self) -> list[str]:
+        return [d.reviewer.get_username() for d in self.approvals]
+
+    @property
+    def rejection(self) -> Decision | None:
+        return next((d for d in self.decisions if d.verdict == Decision.Verdict.REJECT), None)
+
+    @property
+    def edit_text(self) -> str:
+        """What the argument editor holds: the reviewer's draft after a failed attempt,
+        else the current arguments."""
+        if self.open_form == "edit" and self.form is not None:
+            return self.form.data.get("arguments", "")
+        return self.arguments_json
+
+    @property
+    def drafts(self) -> dict[str, dict[str, str]]:
+        """What the person typed into the form that failed, by form name, to show again."""
+        if not self.open_form or self.form is None:
+            return {}
+        return {self.open_form: {name: self.form.data.get(name, "") for name in self.form.fields}}
+
+    @property
+    def form_errors(self) -> dict[str, list[str]]:
+        """The failed form's errors, by form name."""
+        if not self.open_form or self.form is None or not self.form.is_bound:
+            return {}
+        messages = [str(m) for field_messages in self.form.errors.values() for m in field_messages]
+        return {self.open_form: messages}
+
+
+class _AgentScopes:
+    """Which agents people hold a permission on, asked of ``rollout.permissions`` once per
+    person and permission however many cards need it."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[int, str], frozenset[int]] = {}
+
+    def holds(self, person: Any, perm: str, agent_id: int) -> bool:
+        key = (person.pk, perm)
+        if key not in self._ids:
+            ids = agent_perms.agents_for(person, perm).values_list("id", flat=True)
+            self._ids[key] = frozenset(ids)
+        return agent_id in self._ids[key]
+
+
+def _current_approvals(action: Action) -> list[Decision]:
+    """``actions.current_approvals`` over the prefetched decisions (no query)."""
+    return [
+        d
+        for d in action.decisions.all()
+        if d.verdict == Decision.Verdict.APPROVE
+        and not d.voided
+        and d.payload_hash == action.payload_hash
+    ]
+
+
+def _approve_refusal(
+    action: Action, user: Any, approvals: Sequence[Decision], scopes: _AgentScopes, now: datetime
+) -> tuple[str, str] | None:
+    """``actions.decision_refusal(action, user, "approve")`` answered from prefetched data,
+    as (code, detail). ``tests/test_dashboard_selectors.py`` holds the two to the same
+    answers; the write path asks the original again under the row lock anyway."""
+    refusal = _common_refusal(action, user, scopes, now)
+    if refusal:
+        return refusal
+    if action.on_behalf_of and action.on_behalf_of == user.get_username():
+        return ("own_request", "You requested this action, so you cannot approve it.")
+    if any(d.reviewer_id == user.pk for d in approvals):
+        return ("already_approved", "You already approved this action.")
+    if action.needs_critical_approver:
+        perm = agent_perms.CRITICAL_APPROVE
+        is_critical = scopes.holds(user, perm, action.agent_id)
+        has_critical = any(scopes.holds(d.reviewer, perm, action.agent_id) for d in approvals)
+        slots_left = action.required_approvals - len(approvals)
+        if not is_critical and not has_critical and slots_left <= 1:
+            return (
+                "critical_approver_required",
+                "A critical action needs an approval from someone holding the "
+                "critical-approval permission.",
+            )
+    return None
+
+
+def _common_refusal(
+    action: Action, user: Any, scopes: _AgentScopes, now: datetime
+) -> tuple[str, str] | None:
+    if not scopes.holds(user, agent_perms.REVIEW, action.agent_id):
+        return ("not_reviewer", "You may not review this agent's actions.")
+    if action.status != Status.PENDING:
+        return ("not_pending", f"This action is {action.status}, not pending.")
+    if action.expires_at is not None and now >= action.expires_at:
+        return ("expired", "This action expired before a decision.")
+    return None
+
+
+def _may_request_rollback(action: Action, user: Any, scopes: _AgentScopes, now: datetime) -> bool:
+    """The checks of ``actions.request_rollback``, to offer the button only when it works."""
+    return (
+        action.status == Status.EXECUTED
+        and bool(action.compensation)
+        and action.reversible_until is not None
+        and now < action.reversible_until
+        and scopes.holds(user, agent_perms.REVIEW, action.agent_id)
+    )
+
+
+def build_cards(actions: Iterable[Action], user: Any) -> list[DecisionCard]:
+    """Cards for a page of actions loaded ``with_card_data``. Permissions are asked once
+    per person and permission, never per card, so the page's query count does not grow
+    with its number of cards."""
+    now = timezone.now()
+    scopes = _AgentScopes()
+    cards = []
+    for action in actions:
+        approvals = _current_approvals(action)
+        approve_refusal = _approve_refusal(action, user, approvals, scopes, now)
+        may_decide = _common_refusal(action, user, scopes, now) is None
+        offers = DecisionOffers(
+            approve=approve_refusal is None,
+            reject=may_decide,
+            rollback=_may_request_rollback(action, user, scopes, now),
+            approve_refusal=approve_refusal[1] if approve_refusal and may_decide else "",
+        )
+        cards.append(DecisionCard(action, approvals, list(action.decisions.all()), offers, now))
+    return cards
+
+
+def build_card(action: Action, user: Any) -> DecisionCard:
+    """The card of one action, its offers asked of the write path's own
+    ``decision_refusal``."""
+    now = timezone.now()
+    approve = write_path.decision_refusal(action, user, Decision.Verdict.APPROVE)
+    reject = write_path.decision_refusal(action, user, Decision.Verdict.REJECT)
+    offers = DecisionOffers(
+        approve=approve is None,
+        reject=reject is None,
+        rollback=_may_request_rollback(action, user, _AgentScopes(), now),
+        approve_refusal=approve[1] if approve and reject is None else "",
+    )
+    return DecisionCard(
+        action,
+        write_path.current_approvals(action),
+        list(action.decisions.all()),
+        offers,
+        now,
+    )

@@ -1,0 +1,228 @@
+"""Retention of action payloads, and masking of sensitive argument fields.
+
+*Retention*: after ``AUDIT_PAYLOAD_RETENTION_DAYS`` the payloads an agent sent (arguments,
+original arguments, evidence, rationale, the reported results, edited arguments) are
+replaced on the approvals rows by a marker. The audit chain is untouched and still verifies:
+its events carry the payload's hash (``action.submitted`` → ``payload_hash``), never the
+payload, so what was approved stays provable without being kept.
+
+*Masking*: ``AUDIT_REDACTED_ARGUMENT_PATHS`` names argument fields per tool (``"*"``: every
+tool) that are shown as ``[masked]`` to people without ``audit.view_sensitive``. Masking
+changes only what is displayed; the stored arguments are what is executed and hashed.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from audit import verbs
+from audit.chain import Actor, append_event
+
+SENSITIVE_PERM = "audit.view_sensitive"
+MASKED = "[masked]"
+RETENTION_MARKER = "[redacted: retention]"
+# What a redacted JSON object / list holds instead of the payload.
+REDACTED_OBJECT = {"_redacted": "retention"}
+REDACTED_LIST = [REDACTED_OBJECT]
+BATCH_SIZE = 500
+
+
+# --- masking ------------------------------------------------------------------------------
+
+
+def can_view_sensitive(user: Any) -> bool:
+    return bool(user and user.is_authenticated and user.is_active and user.has_perm(SENSITIVE_PERM))
+
+
+def redacted_paths(tool: str) -> list[list[str]]:
+    """The configured paths for ``tool`` (its own and the ``"*"`` ones), split into parts."""
+    configured = settings.AUDIT_REDACTED_ARGUMENT_PATHS
+    paths = [*configured.get("*", []), *configured.get(tool, [])]
+    return [path.split(".") for path in paths if path]
+
+
+def mask_paths(value: Any, paths: list[list[str]]) -> Any:
+    """A copy of ``value`` with every field named by ``paths`` replaced by ``[masked]``.
+    ``*`` matches any key or list item; a leading ``**`` matches at any depth."""
+    if not paths:
+        return value
+    result = copy.deepcopy(value)
+    for parts in paths:
+        result = _mask(result, parts)
+    return result
+
+
+def _mask(node: Any, parts: list[str]) -> Any:
+    if not parts:
+        return MASKED
+    head, rest = parts[0], parts[1:]
+    if head == "**":
+        node = _mask(node, rest)  # the rest, right here
+        children = _children(node)
+        for key in children:
+            node[key] = _mask(node[key], parts)  # and, still with "**", further down
+        return node
+    if head == "*":
+        for key in _children(node):
+            node[key] = _mask(node[key], rest)
+        return node
+    if isinstance(node, dict) and head in node:
+        node[head] = _mask(node[head], rest)
+    elif isinstance(node, list) and head.isdigit() and int(head) < len(node):
+        node[int(head)] = _mask(node[int(head)], rest)
+    return node
+
+
+def _children(node: Any) -> list:
+    if isinstance(node, dict):
+        return list(node)
+    if isinstance(node, list):
+        return list(range(len(node)))
+    return []
+
+
+def masked_for(user: Any, tool: str, arguments: Any) -> Any:
+    """``arguments`` of ``tool`` as ``user`` may see them."""
+    if can_view_sensitive(user):
+        return arguments
+    return mask_paths(arguments, redacted_paths(tool))
+
+
+def masked_arguments(action: Any, user: Any, *, original: bool = False) -> Any:
+    """The action's arguments (``original``: as the agent sent them) with the configured
+    sensitive fields masked unless ``user`` holds ``audit.view_sensitive``. For display
+    only: execution and hashing always use the stored arguments."""
+    arguments = action.original_arguments if original else action.arguments
+    return masked_for(user, action.tool, arguments)
+
+
+def is_redacted(value: Any) -> bool:
+    """True for a payload that retention replaced."""
+    return value in (REDACTED_OBJECT, REDACTED_LIST)
+
+
+# --- retention ----------------------------------------------------------------------------
+
+
+@dataclass
+class RetentionResult:
+    cutoff: datetime | None
+    actions: int = 0
+    reports: int = 0
+    decisions: int = 0
+    webhooks: int = 0
+    batches: int = 0
+    action_ids: list[int] = field(default_factory=list)
+
+
+def _due_actions(cutoff: datetime):
+    from approvals.models import Action
+    from approvals.states import Status
+
+    # A pending action is still to be decided on its payload (expiry ends it long before
+    # any sensible retention period; this only guards a misconfiguration).
+    return (
+        Action.objects.filter(created_at__lt=cutoff)
+        .exclude(status=Status.PENDING)
+        .exclude(Q(arguments=REDACTED_OBJECT) & Q(original_arguments=REDACTED_OBJECT))
+    )
+
+
+def apply_retention(
+    *,
+    days: int | None = None,
+    actor: Actor | None = None,
+    now: datetime | None = None,
+    batch_size: int = BATCH_SIZE,
+    dry_run: bool = False,
+) -> RetentionResult:
+    """Redact the payloads of actions created more than ``days`` (default
+    ``AUDIT_PAYLOAD_RETENTION_DAYS``; 0 keeps everything) days ago, in batches, each in its
+    own transaction with one ``audit.retention_applied`` event naming the actions. Running it
+    again finds nothing more to do."""
+    days = settings.AUDIT_PAYLOAD_RETENTION_DAYS if days is None else days
+    if days <= 0:
+        return RetentionResult(cutoff=None)
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    result = RetentionResult(cutoff=cutoff)
+    if dry_run:
+        result.actions = _due_actions(cutoff).count()
+        return result
+    actor = actor or Actor.system("retention")
+    while True:
+        with transaction.atomic():
+            ids = list(
+                _due_actions(cutoff)
+                .order_by("id")
+                .select_for_update(skip_locked=True)
+                .values_list("id", flat=True)[:batch_size]
+            )
+            if not ids:
+                break
+            counts = _redact_batch(ids)
+            append_event(
+                verb=verbs.AUDIT_RETENTION_APPLIED,
+                actor=actor,
+                target_type="retention",
+                data={
+                    "retention_days": days,
+                    "cutoff": cutoff.isoformat(),
+                    "action_ids": ids,
+                    **counts,
+                },
+            )
+        result.batches += 1
+        result.actions += counts["actions"]
+        result.reports += counts["reports"]
+        result.decisions += counts["decisions"]
+        result.webhooks += counts["webhooks"]
+        result.action_ids += ids
+    return result
+
+
+def _redact_batch(ids: list[int]) -> dict[str, int]:
+    """Replace the payload fields of these actions' rows; only ``.update()``, so nothing
+    else about them (status, hashes, times) changes."""
+    from approvals.models import Action, Decision, Outbox, Report
+
+    actions = Action.objects.filter(pk__in=ids).update(
+        arguments=REDACTED_OBJECT,
+        original_arguments=REDACTED_OBJECT,
+        evidence=REDACTED_LIST,
+        rationale=REDACTED_OBJECT,
+    )
+    reports = (
+        Report.objects.filter(action_id__in=ids)
+        .exclude(result__isnull=True)
+        .update(result=REDACTED_OBJECT)
+    )
+    decisions = (
+        Decision.objects.filter(action_id__in=ids)
+        .exclude(edited_arguments__isnull=True)
+        .update(edited_arguments=REDACTED_OBJECT)
+    )
+    # Webhook bodies owed to the agent repeat the arguments; undelivered ones keep them
+    # until delivered or failed.
+    webhooks = 0
+    owed = Outbox.objects.filter(action_id__in=ids, kind=Outbox.Kind.WEBHOOK).filter(
+        Q(delivered_at__isnull=False) | Q(failed_at__isnull=False)
+    )
+    for row_id, payload in owed.values_list("id", "payload"):
+        if (
+            isinstance(payload, dict)
+            and "arguments" in payload
+            and not is_redacted(payload["arguments"])
+        ):
+            Outbox.objects.filter(pk=row_id).update(
+                payload={**payload, "arguments": REDACTED_OBJECT}
+            )
+            webhooks += 1
+    return {"actions": actions, "reports": reports, "decisions": decisions, "webhooks": webhooks}

@@ -1,0 +1,205 @@
+"""Running the chain verification, keeping its status, and raising the alarm.
+
+A *full* run walks every event in id order (``audit.chain.verify_chain``); an *incremental*
+run continues each partition from the heads the last good run verified
+(``audit.chain.verify_partitions_from``). Both compare the table with the signed checkpoint
+file. Every run is recorded as an ``AuditVerification``; the latest is the status shown on
+``/audit``. When a run finds the chain broken (and the run before did not, or named another
+event), ``audit.verification_failed`` is audited and the incident owners are notified.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from audit import verbs
+from audit.chain import (
+    Actor,
+    Expectations,
+    Progress,
+    VerifyResult,
+    append_event,
+    verify_chain,
+    verify_partitions_from,
+)
+from audit.checkpoints import CheckpointFile, latest_checkpoint, read_checkpoint_file
+from audit.models import AuditEvent, AuditVerification
+
+logger = logging.getLogger(__name__)
+
+FULL = AuditVerification.Kind.FULL
+INCREMENTAL = AuditVerification.Kind.INCREMENTAL
+
+
+def _base_run() -> AuditVerification | None:
+    """The last good run, if nothing has been found broken since."""
+    latest = AuditVerification.objects.order_by("-finished_at", "-id").first()
+    return latest if latest and latest.ok else None
+
+
+def choose_kind() -> str:
+    """Incremental after a recent good full run; otherwise full."""
+    base = _base_run()
+    if base is None:
+        return FULL
+    last_full = (
+        AuditVerification.objects.filter(kind=FULL, ok=True).order_by("-finished_at").first()
+    )
+    max_age = timedelta(hours=settings.AUDIT_FULL_VERIFY_HOURS)
+    if last_full is None or timezone.now() - last_full.finished_at > max_age:
+        return FULL
+    return INCREMENTAL
+
+
+def _verify(
+    kind: str, checkpoints: CheckpointFile, progress: Progress | None, workers: int | None
+) -> VerifyResult:
+    if checkpoints.problem:
+        return VerifyResult(False, 0, None, f"checkpoint file: {checkpoints.problem}")
+    if kind == FULL:
+        return verify_chain(
+            expectations=checkpoints.expectations(), progress=progress, workers=workers
+        )
+    base = _base_run()
+    heads = {p: (v[0], v[1]) for p, v in (base.heads if base else {}).items()}
+    # Only the newest signed line is compared here (the full run compares them all): a
+    # rewrite of verified history shows up as a changed head or a changed checkpoint claim.
+    claims = checkpoints.expectations(only_latest=True)
+    result = verify_partitions_from(heads, expectations=claims, progress=progress)
+    if result.ok:
+        problem = _claims_by_lookup(claims)
+        if problem:
+            result.ok, result.first_broken_id, result.problem = False, problem[0], problem[1]
+    return result
+
+
+def _claims_by_lookup(claims: Expectations) -> tuple[int | None, str] | None:
+    for (partition, seq), sources in sorted(claims.items()):
+        row = (
+            AuditEvent.objects.filter(partition=partition, chain_seq=seq)
+            .values_list("id", "hash")
+            .first()
+        )
+        for digest, source in sources:
+            if row is None:
+                return None, f"{source} names event {partition}#{seq}, which is missing"
+            if row[1] != digest:
+                return row[0], f"hash differs from {source}: the table was rewritten"
+    return None
+
+
+def run_verification(
+    *,
+    kind: str | None = None,
+    triggered_by: str = "",
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> AuditVerification:
+    """Verify the chain (``kind`` full, incremental, or chosen by ``choose_kind``), record
+    the run, and raise the alarm when it is newly broken."""
+    kind = kind or choose_kind()
+    started = timezone.now()
+    checkpoints = read_checkpoint_file()
+    result = _verify(kind, checkpoints, progress, workers)
+    run = AuditVerification.objects.create(
+        kind=kind,
+        started_at=started,
+        finished_at=timezone.now(),
+        ok=result.ok,
+        events_checked=result.events,
+        last_event_id=result.last_id,
+        first_broken_id=result.first_broken_id,
+        problem=result.problem,
+        heads={p: [seq, digest] for p, (seq, digest) in result.heads.items()},
+        checkpoint_lines=len(checkpoints.records),
+        triggered_by=triggered_by,
+    )
+    if not run.ok:
+        _raise_alarm(run)
+    return run
+
+
+def _raise_alarm(run: AuditVerification) -> None:
+    """Audit the failure and tell the incident owners, once per distinct break."""
+    previous = AuditVerification.objects.exclude(pk=run.pk).order_by("-finished_at", "-id").first()
+    if (
+        previous is not None
+        and not previous.ok
+        and (previous.first_broken_id, previous.problem) == (run.first_broken_id, run.problem)
+    ):
+        return
+    logger.error("audit chain verification failed: %s (event %s)", run.problem, run.first_broken_id)
+    with transaction.atomic():
+        append_event(
+            verb=verbs.AUDIT_VERIFICATION_FAILED,
+            actor=Actor.system("audit-verification"),
+            target_type="audit_verification",
+            target_id=run.pk,
+            data={
+                "kind": run.kind,
+                "first_broken_id": run.first_broken_id,
+                "problem": run.problem[:500],
+            },
+        )
+        _notify_incident_owners(run)
+
+
+def incident_owners() -> set[Any]:
+    """Active people who may engage every kill switch (and superusers)."""
+    perm = Q(
+        user_permissions__content_type__app_label="rollout",
+        user_permissions__codename="kill_agent",
+    ) | Q(
+        groups__permissions__content_type__app_label="rollout",
+        groups__permissions__codename="kill_agent",
+    )
+    users = get_user_model().objects.filter(is_active=True)
+    return set(users.filter(perm | Q(is_superuser=True)).distinct())
+
+
+def _notify_incident_owners(run: AuditVerification) -> None:
+    from approvals.notifications import owe
+
+    where = f"event {run.first_broken_id}" if run.first_broken_id else "the checkpoints"
+    owe(
+        people=incident_owners(),
+        agent=None,
+        action=None,
+        subject="Airlock: the audit chain failed verification",
+        line=f"Audit chain broken at {where}: {run.problem}",
+        link=f"{settings.AIRLOCK_PUBLIC_URL.rstrip('/')}/audit",
+    )
+
+
+@dataclass
+class VerificationStatus:
+    latest: AuditVerification | None
+    last_ok: AuditVerification | None
+    checkpoint: dict | None
+    checkpoint_problem: str
+
+    @property
+    def state(self) -> str:
+        if self.latest is None:
+            return "never"
+        return "ok" if self.latest.ok else "broken"
+
+
+def verification_status() -> VerificationStatus:
+    """The latest run, the last good one and the newest signed checkpoint, for the page."""
+    checkpoint, problem = latest_checkpoint()
+    return VerificationStatus(
+        latest=AuditVerification.objects.order_by("-finished_at", "-id").first(),
+        last_ok=AuditVerification.objects.filter(ok=True).order_by("-finished_at", "-id").first(),
+        checkpoint=checkpoint,
+        checkpoint_problem=problem,
+    )

@@ -1,0 +1,153 @@
+"""Step-up: the most consequential clicks need a second-factor code entered within the last
+``STEP_UP_WINDOW_SECONDS`` (when ``STEP_UP_ENABLED``) — approving a high or critical
+action, releasing a kill switch, approving a governance change, creating a personal token.
+
+Where the code comes from:
+- pages: a ``step_up_code`` field posted with the form itself (the page asks inline; see
+  ``templates/accounts/_step_up_field.html`` and the ``step_up_field`` template tag), or a
+  code entered at login (or at ``/accounts/step-up``) within the window;
+- the API: an ``X-Airlock-OTP`` header. With a session, a good code opens the window for
+  the session; with a personal token, for that token.
+
+Without a recent code the action is refused with ``StepUpRequired`` (the API answers
+``403`` with code ``step_up_required``). Only TOTP codes step up: a recovery code gets a
+person in, not past these checks (they re-enrol a device first).
+
+The check is made in the view and API layer, before the write path is called; the write
+path's own rules still apply afterwards."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from rest_framework.request import Request
+
+from audit import verbs
+from audit.chain import Actor, append_event
+from rollout import twofactor
+
+STEP_UP_FIELD = "step_up_code"
+STEP_UP_HEADER = "X-Airlock-OTP"
+SESSION_KEY = "airlock_step_up_at"
+STEP_UP_RISKS = frozenset({"high", "critical"})
+
+
+class StepUpRequired(Exception):
+    """A consequential action without a recent second factor. ``code``, ``detail`` and
+    ``status`` as the API answers them (the same attributes as the write paths' refusals)."""
+
+    code = "step_up_required"
+    status = 403
+
+    def __init__(self, detail: str, *, invalid_code: bool = False) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.invalid_code = invalid_code
+
+
+def step_up_enabled() -> bool:
+    return bool(settings.STEP_UP_ENABLED)
+
+
+def risk_needs_step_up(risk: str) -> bool:
+    return step_up_enabled() and risk in STEP_UP_RISKS
+
+
+def _personal_token(request: Any) -> Any:
+    auth = getattr(request, "auth", None) if isinstance(request, Request) else None
+    return getattr(auth, "token", None)
+
+
+def _fresh(at: float | None) -> bool:
+    return at is not None and 0 <= time.time() - at <= settings.STEP_UP_WINDOW_SECONDS
+
+
+def recently_stepped_up(request: Any) -> bool:
+    """Whether this session (or personal token) entered a second-factor code recently."""
+    token = _personal_token(request)
+    if token is not None:
+        return token.stepped_up_at is not None and _fresh(token.stepped_up_at.timestamp())
+    session = getattr(request, "session", None)
+    at = session.get(SESSION_KEY) if session is not None else None
+    return isinstance(at, int | float) and _fresh(at)
+
+
+def step_up_pending(request: Any, risk: str | None = None) -> bool:
+    """Whether a page should ask for a code with its form (step-up on, this risk needs it,
+    none entered recently)."""
+    if not step_up_enabled() or (risk is not None and risk not in STEP_UP_RISKS):
+        return False
+    return not recently_stepped_up(request)
+
+
+def mark_stepped_up(request: Any) -> None:
+    """Open the step-up window for this session (a code was just verified)."""
+    session = getattr(request, "session", None)
+    if session is not None:
+        session[SESSION_KEY] = time.time()
+
+
+def _offered_code(request: Any) -> str:
+    code = request.headers.get(STEP_UP_HEADER, "") if hasattr(request, "headers") else ""
+    if not code and not isinstance(request, Request) and request.method == "POST":
+        code = request.POST.get(STEP_UP_FIELD, "")
+    return str(code).strip()[:20]
+
+
+def require_recent_second_factor(request: Any, *, purpose: str = "continue") -> None:
+    """Return when step-up is off or satisfied; else raise ``StepUpRequired``.
+
+    A code offered with the request (``step_up_code`` field or ``X-Airlock-OTP`` header) is
+    verified first; a good one opens the window and is audited (``auth.stepped_up``)."""
+    if not step_up_enabled():
+        return
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        raise StepUpRequired("Log in first.")
+    if recently_stepped_up(request):
+        return
+    if not twofactor.has_second_factor(user):
+        raise StepUpRequired(
+            f"To {purpose} you need two-factor authentication: enrol an authenticator app "
+            "on your profile page (/accounts/two-factor/), then try again."
+        )
+    code = _offered_code(request)
+    if not code:
+        raise StepUpRequired(
+            f"To {purpose}, enter the current code from your authenticator app "
+            f"(in the form, or the {STEP_UP_HEADER} header for the API)."
+        )
+    waiting = twofactor.wait_message(user)  # after wrong codes, checks pause a few seconds
+    if not twofactor.verify_totp(user, code):
+        raise StepUpRequired(
+            waiting
+            or "That code is not right (or was already used). Enter the current code from "
+            "your authenticator app.",
+            invalid_code=True,
+        )
+    token = _personal_token(request)
+    if token is not None:
+        from rollout.personal_tokens import mark_stepped_up as mark_token
+
+        mark_token(token)
+    else:
+        mark_stepped_up(request)
+    with transaction.atomic():
+        append_event(
+            verb=verbs.AUTH_STEPPED_UP,
+            actor=Actor.user(user),
+            target_type="user",
+            target_id=user.pk,
+            data={"purpose": purpose, "via": "personal token" if token else "session"},
+        )
+
+
+def require_step_up_to_approve(request: Any, action: Any) -> None:
+    """Step-up for approving ``action`` (only high and critical risks need it)."""
+    if action.risk in STEP_UP_RISKS:
+        require_recent_second_factor(
+            request, purpose=f"approve a {action.risk}-risk action (#{action.pk})"
+        )

@@ -1,0 +1,301 @@
+/* Airlock live pages: keeps the queue (and an action's page) current over a websocket, and
+ * adds keyboard shortcuts. No inline script anywhere: configuration comes from data-
+ * attributes on the live region:
+ *
+ *   data-live-socket   websocket path, e.g. /ws/queue/
+ *   data-live-refresh  the page's own URL (with its filters); ?partial=1 returns the fragment
+ *   data-live-kind     "queue", "decided" or "action"
+ *   data-live-action   (action pages) the action id whose events matter
+ *
+ * Channel-layer delivery is at most once, so messages are only a hint: on every message,
+ * on every (re)connect and every RESYNC_MS the region is re-read from the server. */
+(function () {
+  "use strict";
+
+  var RESYNC_MS = 30000;
+  var DEBOUNCE_MS = 120;
+  var MAX_BACKOFF_MS = 15000;
+  var LEFT_CARD_TTL_MS = 60000;
+
+  var region = document.querySelector("[data-live-socket]");
+  var statusEl = document.querySelector("[data-live-status]");
+  var selectedId = null;
+
+  function setStatus(text, state) {
+    if (!statusEl) return;
+    statusEl.hidden = false;
+    statusEl.textContent = text;
+    statusEl.dataset.state = state;
+  }
+
+  // --- refreshing the region from the server ------------------------------------------------
+
+  var refreshTimer = null;
+  var refreshing = false;
+  var refreshAgain = false;
+  var leftSeenAt = new Map(); // id of a card that left the queue -> when it was first shown
+
+  function scheduleRefresh() {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(refresh, DEBOUNCE_MS);
+  }
+
+  function shownIds() {
+    // Pending cards on the page, plus cards that recently left the queue (still shown for
+    // a minute so the reviewer sees what became of them).
+    var now = Date.now();
+    var ids = [];
+    region.querySelectorAll(".card[data-action-id]").forEach(function (card) {
+      var id = card.dataset.actionId;
+      if (card.classList.contains("card--compact")) {
+        if (!leftSeenAt.has(id)) leftSeenAt.set(id, now);
+        if (now - leftSeenAt.get(id) > LEFT_CARD_TTL_MS) return;
+      }
+      ids.push(id);
+    });
+    return ids;
+  }
+
+  function refreshUrl() {
+    var url = new URL(region.dataset.liveRefresh, window.location.href);
+    url.searchParams.set("partial", "1");
+    if (region.dataset.liveKind === "queue") url.searchParams.set("shown", shownIds().join(","));
+    return url.toString();
+  }
+
+  function refresh() {
+    if (refreshing || region.querySelector(".htmx-request")) {
+      // A refresh or a decision is in flight: read again once it is done.
+      refreshAgain = true;
+      if (!refreshing) setTimeout(refresh, 300);
+      return;
+    }
+    refreshing = true;
+    refreshAgain = false;
+    fetch(refreshUrl(), { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (response) {
+        if (!response.headers.get("X-Airlock-Fragment")) {
+          // Not our fragment (e.g. redirected to the login page): load the page for real.
+          window.location.reload();
+          return null;
+        }
+        return response.ok ? response.text() : null;
+      })
+      .then(function (html) {
+        if (html !== null && html !== undefined) swapPreservingInput(html);
+      })
+      .catch(function () {
+        /* offline: the next reconnect or resync reads again */
+      })
+      .then(function () {
+        refreshing = false;
+        if (refreshAgain) scheduleRefresh();
+      });
+  }
+
+  // Replaces the region's content with the server's fresh rendering, without disturbing what
+  // the person is doing: a card they are working on (focus inside, a form open, text typed)
+  // is kept as it is unless its status changed; other cards keep the notice of the person's
+  // own last decision. Everything happens in one task, so no keystroke lands in between.
+  function swapPreservingInput(html) {
+    var fresh = document.createElement("template");
+    fresh.innerHTML = html;
+    var active = region.contains(document.activeElement) ? document.activeElement : null;
+    var selection = active && typeof active.selectionStart === "number"
+      ? [active.selectionStart, active.selectionEnd, active.selectionDirection]
+      : null;
+
+    region.querySelectorAll(".card[data-action-id]").forEach(function (card) {
+      if (!isBusy(card)) return;
+      var replacement = fresh.content.getElementById(card.id);
+      if (replacement && replacement.dataset.status === card.dataset.status) {
+        replacement.replaceWith(card);
+      }
+    });
+    var notices = collectNotices();
+
+    region.replaceChildren(fresh.content);
+
+    restoreNotices(notices);
+    if (active && region.contains(active)) {
+      active.focus({ preventScroll: true });
+      if (selection) active.setSelectionRange(selection[0], selection[1], selection[2]);
+    }
+    markSelected();
+    if (window.htmx) window.htmx.process(region);
+    // How many times the region was re-read: for people debugging, and for tests to wait on.
+    region.dataset.liveSynced = String(Number(region.dataset.liveSynced || 0) + 1);
+  }
+
+  function isBusy(card) {
+    if (card.contains(document.activeElement)) return true;
+    if (card.querySelector("details[data-form][open]")) return true;
+    return Array.prototype.some.call(
+      card.querySelectorAll("textarea, input[type=text]"),
+      function (field) {
+        return field.value !== field.defaultValue;
+      }
+    );
+  }
+
+  function collectNotices() {
+    var notices = [];
+    region.querySelectorAll(".card[data-action-id] > .notice").forEach(function (notice) {
+      var card = notice.parentElement;
+      notices.push({ id: card.id, status: card.dataset.status, node: notice });
+    });
+    return notices;
+  }
+
+  function restoreNotices(notices) {
+    notices.forEach(function (item) {
+      var card = document.getElementById(item.id);
+      if (!card || !region.contains(card) || card.dataset.status !== item.status) return;
+      var head = card.querySelector(":scope > .card-head");
+      if (head && !card.querySelector(":scope > .notice")) head.after(item.node);
+    });
+  }
+
+  // --- the websocket ----------------------------------------------------------------------
+
+  var attempts = 0;
+
+  function connect() {
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    var socket;
+    try {
+      socket = new WebSocket(scheme + window.location.host + region.dataset.liveSocket);
+    } catch (error) {
+      reconnectLater();
+      return;
+    }
+    socket.addEventListener("open", function () {
+      attempts = 0;
+      setStatus("live", "live");
+      scheduleRefresh(); // catch up on whatever happened while disconnected
+    });
+    socket.addEventListener("message", function (event) {
+      var message;
+      try {
+        message = JSON.parse(event.data);
+      } catch (error) {
+        return;
+      }
+      if (message.type === "hello") return;
+      var only = region.dataset.liveAction;
+      if (only && message.action_id !== undefined && String(message.action_id) !== only) return;
+      scheduleRefresh();
+    });
+    socket.addEventListener("close", function (event) {
+      setStatus("reconnecting…", "down");
+      if (event.code === 4401) scheduleRefresh(); // session gone? the refresh will tell
+      reconnectLater();
+    });
+  }
+
+  function reconnectLater() {
+    var delay = Math.min(MAX_BACKOFF_MS, 500 * Math.pow(2, attempts));
+    attempts += 1;
+    setTimeout(connect, delay / 2 + Math.random() * delay / 2);
+  }
+
+  // --- keyboard: j/k move, a approve, r reject, e edit, o open ----------------------------
+
+  function cards() {
+    return Array.prototype.slice.call(
+      document.querySelectorAll(".cards:not(.cards--left) .card[data-action-id]")
+    );
+  }
+
+  function markSelected() {
+    document.querySelectorAll(".card.is-selected").forEach(function (card) {
+      card.classList.remove("is-selected");
+    });
+    if (selectedId === null) return;
+    var card = document.getElementById("card-" + selectedId);
+    if (card) card.classList.add("is-selected");
+  }
+
+  function selected() {
+    return selectedId === null ? null : document.getElementById("card-" + selectedId);
+  }
+
+  function move(step) {
+    var list = cards();
+    if (!list.length) return;
+    var index = list.indexOf(selected());
+    index = index < 0 ? 0 : Math.max(0, Math.min(list.length - 1, index + step));
+    selectedId = list[index].dataset.actionId;
+    markSelected();
+    list[index].focus({ preventScroll: true });
+    list[index].scrollIntoView({ block: "nearest" });
+  }
+
+  function openForm(card, name) {
+    var details = card.querySelector('details[data-form="' + name + '"]');
+    if (!details) return;
+    details.open = true;
+    var field = details.querySelector("textarea, input[type=text]");
+    if (field) field.focus();
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    var target = event.target;
+    if (target.closest && target.closest("input, textarea, select, [contenteditable]")) {
+      if (event.key === "Escape") target.blur();
+      return;
+    }
+    var card = selected();
+    switch (event.key) {
+      case "j":
+        move(1);
+        break;
+      case "k":
+        move(-1);
+        break;
+      case "a":
+        var approve = card && card.querySelector('[data-shortcut="approve"]');
+        if (approve) approve.click();
+        break;
+      case "r":
+        if (card) openForm(card, "reject");
+        break;
+      case "e":
+        if (card) openForm(card, "edit");
+        break;
+      case "o":
+        var link = card && card.querySelector(".card-title a");
+        if (link) window.location.href = link.href;
+        break;
+      default:
+        return;
+    }
+    event.preventDefault();
+  });
+
+  document.addEventListener("click", function (event) {
+    var card = event.target.closest && event.target.closest(".cards .card[data-action-id]");
+    if (card) {
+      selectedId = card.dataset.actionId;
+      markSelected();
+    }
+  });
+
+  document.addEventListener("htmx:afterSwap", markSelected);
+  document.addEventListener("htmx:responseError", function () {
+    setStatus("request failed, reload the page", "down");
+  });
+
+  // Filters apply as soon as one changes (the Filter button remains for pages without JS).
+  document.querySelectorAll("form[data-autosubmit] select").forEach(function (select) {
+    select.addEventListener("change", function () {
+      select.form.requestSubmit();
+    });
+  });
+
+  if (region) {
+    connect();
+    setInterval(scheduleRefresh, RESYNC_MS);
+  }
+})();

@@ -1,0 +1,158 @@
+"""The live queue's websocket, through the real ASGI stack of ``config.asgi`` (origin check,
+session auth, routing) and the Redis channel layer: who hears what, and who is turned away."""
+
+from __future__ import annotations
+
+import pytest
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.db import database_sync_to_async
+from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.sessions.models import Session
+from django.test import Client
+from guardian.shortcuts import remove_perm
+
+from approvals import actions
+from approvals.consumers import QueueConsumer
+from approvals.models import Action
+from audit.chain import Actor
+from config.asgi import application
+from rollout.actions import engage_kill_switch
+from tests import factories
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = b"http://127.0.0.1"
+TIMEOUT = 5
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """Each test gets its own channel layer instance. channels_redis keeps event-loop-bound
+    state (its receive lock) in the process-wide layer, and every test here runs in a new
+    event loop. (Its connection pools are per loop and flushed when the loop closes.)"""
+    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+    yield
+    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+
+
+@pytest.fixture
+def reviewer_of_a(support_agent):
+    return factories.make_user("alice", agent_perms={"rollout.review_agent": support_agent})
+
+
+def session_key_for(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+async def open_socket(
+    user=None, origin: bytes = ORIGIN
+) -> tuple[WebsocketCommunicator, bool, object]:
+    headers = [(b"origin", origin), (b"host", b"127.0.0.1")]
+    if user is not None:
+        key = await database_sync_to_async(session_key_for)(user)
+        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={key}".encode()))
+    communicator = WebsocketCommunicator(application, "/ws/queue/", headers=headers)
+    connected, code = await communicator.connect(timeout=TIMEOUT)
+    return communicator, connected, code
+
+
+async def receive_until(communicator: WebsocketCommunicator, predicate) -> dict:
+    """The first message that matches; others (e.g. events of earlier steps) are skipped."""
+    while True:
+        message = await communicator.receive_json_from(timeout=TIMEOUT)
+        if predicate(message):
+            return message
+
+
+submit = database_sync_to_async(factories.submit)
+
+
+async def test_queue_socket__reviewer__hears_own_agents_only(
+    reviewer_of_a, support_agent, other_agent
+):
+    # Given a reviewer of agent A only, connected
+    communicator, connected, _ = await open_socket(reviewer_of_a)
+    assert connected
+    assert await communicator.receive_json_from(timeout=TIMEOUT) == {"type": "hello", "agents": 1}
+    # When both agents submit actions that wait for a human
+    foreign = await submit(other_agent, "send_email")
+    own = await submit(support_agent, "send_email")
+    # Then only agent A's event arrives
+    message = await communicator.receive_json_from(timeout=TIMEOUT)
+    assert message == {
+        "type": "action.changed",
+        "action_id": own.pk,
+        "agent": "support-assistant",
+        "status": "pending",
+        "change": "submitted",
+    }
+    assert foreign.pk != own.pk
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+
+
+async def test_queue_socket__global_reviewer__hears_decisions_and_kill_switch(
+    reviewer, reviewer2, support_agent
+):
+    communicator, connected, _ = await open_socket(reviewer)
+    assert connected
+    first = await submit(support_agent, "send_email")
+    second = await submit(support_agent, "send_email")
+    await database_sync_to_async(actions.approve)(action_id=first.pk, user=reviewer2)
+    approved = await receive_until(communicator, lambda m: m.get("change") == "approved")
+    assert approved["action_id"] == first.pk
+    await database_sync_to_async(engage_kill_switch)(
+        scope="agent", target="support-assistant", reason="drill", actor=Actor.system("t")
+    )
+    # The sweep tells dashboards once, with the switch event; they re-read their queue
+    switched = await receive_until(communicator, lambda m: m["type"] == "switch.changed")
+    assert (switched["scope"], switched["target"]) == ("agent", "support-assistant")
+    assert await database_sync_to_async(lambda: Action.objects.get(pk=second.pk).status)() == (
+        "cancelled"
+    )
+    await communicator.disconnect()
+
+
+async def test_queue_socket__anonymous__closed():
+    communicator, connected, code = await open_socket(None)
+    assert not connected
+    assert code == 4401
+    await communicator.disconnect()  # as the server would: the consumer ends cleanly
+
+
+async def test_queue_socket__foreign_origin__refused(reviewer):
+    communicator, connected, _ = await open_socket(reviewer, origin=b"https://evil.example")
+    assert not connected
+    await communicator.disconnect()
+
+
+async def test_queue_socket__session_ended__disconnected_on_recheck(reviewer, monkeypatch):
+    monkeypatch.setattr(QueueConsumer, "access_recheck_seconds", 0.2)
+    communicator, connected, _ = await open_socket(reviewer)
+    assert connected
+    await communicator.receive_json_from(timeout=TIMEOUT)  # hello
+    # When the person logs out elsewhere (their session is deleted)
+    await database_sync_to_async(lambda: Session.objects.all().delete())()
+    # Then the socket is closed as unauthenticated
+    output = await communicator.receive_output(timeout=TIMEOUT)
+    assert output == {"type": "websocket.close", "code": 4401}
+    await communicator.disconnect()
+
+
+async def test_queue_socket__review_right_revoked__stops_hearing(
+    reviewer_of_a, support_agent, monkeypatch
+):
+    monkeypatch.setattr(QueueConsumer, "access_recheck_seconds", 0.2)
+    communicator, connected, _ = await open_socket(reviewer_of_a)
+    assert connected
+    await communicator.receive_json_from(timeout=TIMEOUT)  # hello
+    await database_sync_to_async(remove_perm)("rollout.review_agent", reviewer_of_a, support_agent)
+    changed = await communicator.receive_json_from(timeout=TIMEOUT)
+    assert changed == {"type": "access.changed", "agents": 0}
+    await submit(support_agent, "send_email")
+    assert await communicator.receive_nothing(timeout=0.5)
+    await communicator.disconnect()
