@@ -308,3 +308,31 @@ def _broadcast_switch(switch: KillSwitch, change: str) -> None:
     from approvals import events
 
     events.broadcast_switch(switch, change)
+
+
+@transaction.atomic
+def rotate_webhook_secret(*, agent: Agent, actor: Actor) -> str:
+    """Give ``agent`` a new webhook secret and return it (shown once). The previous one
+    keeps signing, as a second signature, for ``WEBHOOK_SECRET_GRACE_SECONDS``. Audits
+    ``agent.webhook_secret_rotated`` (without either secret)."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    agent = Agent.objects.select_for_update(of=("self",), no_key=True).get(pk=agent.pk)
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    until = timezone.now() + timedelta(seconds=settings.WEBHOOK_SECRET_GRACE_SECONDS)
+    Agent.objects.filter(pk=agent.pk).update(
+        webhook_secret=secret,
+        previous_webhook_secret=agent.webhook_secret,
+        previous_webhook_secret_until=until,
+    )
+    append_event(
+        verb=verbs.WEBHOOK_SECRET_ROTATED,
+        actor=actor,
+        target_type="agent",
+        target_id=agent.pk,
+        agent_slug=agent.slug,
+        data={"previous_accepted_until": until.isoformat()},
+    )
+    return secret

@@ -82,6 +82,9 @@ class Agent(models.Model):
     rate_limit_per_minute = models.PositiveIntegerField(default=600)
     # Signs webhooks to the agent's callback URLs (HMAC needs the secret itself).
     webhook_secret = models.CharField(max_length=80, blank=True)
+    # After a rotation the previous secret also signs, until this time (grace period).
+    previous_webhook_secret = models.CharField(max_length=80, blank=True)
+    previous_webhook_secret_until = models.DateTimeField(null=True, blank=True)
     # Thresholds over a sliding window; empty means no circuit breaker.
     circuit_breaker = models.JSONField(default=dict, blank=True)
     # The newest policy version; the gate evaluates against it.

@@ -19,6 +19,11 @@ pages = [
     path("agents/<slug:slug>/rules/remove/<path:tool>", views.remove_rule, name="rule-remove"),
     path("agents/<slug:slug>/tokens", views.issue_token, name="token-issue"),
     path(
+        "agents/<slug:slug>/webhook-secret",
+        views.rotate_webhook_secret,
+        name="webhook-secret-rotate",
+    ),
+    path(
         "agents/<slug:slug>/tokens/<int:token_id>/revoke",
         views.revoke_token,
         name="token-revoke",

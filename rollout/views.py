@@ -427,6 +427,20 @@ def issue_token(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
+def rotate_webhook_secret(request: HttpRequest, slug: str) -> HttpResponse:
+    """A new webhook secret, shown once; the old one still signs during the grace period."""
+    from audit.chain import Actor
+    from rollout.actions import rotate_webhook_secret as rotate
+
+    agent = _governed_agent(request, slug)
+    secret = rotate(agent=agent, actor=Actor.user(request.user))
+    response = render(request, "rollout/webhook_secret.html", {"agent": agent, "secret": secret})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
 def revoke_token(request: HttpRequest, slug: str, token_id: int) -> HttpResponse:
     agent = _governed_agent(request, slug)
     try:

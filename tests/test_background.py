@@ -388,3 +388,37 @@ def test_metrics__scraper_token__prometheus_text_with_gate_and_backlog(
     assert 'airlock_pending_actions{agent="support-assistant"} 1.0' in text
     assert "airlock_time_to_decision_seconds_bucket" in text
     assert "airlock_oldest_pending_age_seconds" in text
+
+
+def test_webhook_secret_rotation__old_secret_signs_too_during_grace_only(
+    client, support_agent, reference_data, settings
+):
+    from approvals.webhooks import sign_with_agent_secrets
+    from rollout.models import Agent
+
+    governor = factories.make_user("gwen", groups=("governance_owner",))
+    client.force_login(governor)
+    old = support_agent.webhook_secret
+    page = client.post(f"/agents/{support_agent.slug}/webhook-secret")
+    assert page["Cache-Control"] == "no-store"
+    support_agent.refresh_from_db()
+    new = support_agent.webhook_secret
+    assert new != old and new in page.content.decode()
+    assert AuditEvent.objects.filter(verb="agent.webhook_secret_rotated").exists()
+    assert new not in json.dumps(list(AuditEvent.objects.values_list("data", flat=True)))
+    body = b'{"event":"x"}'
+    header = sign_with_agent_secrets(support_agent, body)
+    assert verify_signature(header, body, new, time.time()) and verify_signature(
+        header, body, old, time.time()
+    )
+    Agent.objects.filter(pk=support_agent.pk).update(
+        previous_webhook_secret_until=timezone.now() - timedelta(seconds=1)
+    )
+    support_agent.refresh_from_db()
+    header = sign_with_agent_secrets(support_agent, body)
+    assert verify_signature(header, body, new, time.time()) and not verify_signature(
+        header, body, old, time.time()
+    )
+    reviewer = factories.make_user("rae", groups=("reviewer",))
+    client.force_login(reviewer)
+    assert client.post(f"/agents/{support_agent.slug}/webhook-secret").status_code in (403, 404)
