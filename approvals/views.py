@@ -33,6 +33,7 @@ from approvals.forms import (
 from approvals.models import Action
 from approvals.states import Status
 from audit.trace import action_trace, record_action_view, trace_total
+from rollout.stepup import StepUpRequired, require_step_up_to_approve
 
 QUEUE_PAGE_SIZE = 25
 DECIDED_PAGE_SIZE = 50
@@ -178,13 +179,15 @@ def _decide(
     request: HttpRequest, action_id: int, form_class: type[Form], form_name: str, perform: Perform
 ) -> HttpResponse:
     """Validate the posted form, ask the write path, and answer with the updated card."""
-    _viewable_action_or_404(request, action_id)
+    action = _viewable_action_or_404(request, action_id)
     form = form_class(request.POST)
     if not form.is_valid():
         return _card_response(request, action_id, form_name=form_name, form=form, status=422)
     try:
+        if form_name in ("approve", "edit"):
+            require_step_up_to_approve(request, action)
         notice = perform(action_id, request.user, form.cleaned_data)
-    except actions.ActionRefused as exc:
+    except (actions.ActionRefused, StepUpRequired) as exc:
         return _card_response(
             request,
             action_id,

@@ -492,9 +492,10 @@ def _postgres_tuples(sql: str, params: list, batch_size: int) -> Iterator[tuple]
     with raw.cursor(name=f"audit_walk_{id(sql)}") as cursor:
         oid = psycopg.postgres.types["timestamptz"].oid
         cursor.adapters.register_loader(oid, psycopg.adapters.get_loader(oid, Format.TEXT))
-        cursor.itersize = batch_size
         cursor.execute(sql, params)
-        yield from cursor
+        # fetchmany pages: iterating the cursor itself costs a Python call per row.
+        while batch := cursor.fetchmany(batch_size):
+            yield from batch
 
 
 def head_expectations() -> Expectations:

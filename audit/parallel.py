@@ -90,7 +90,6 @@ def _walk_slice(
         conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         walker = ChainWalker(expectations=claims, open_start=True)
         with conn.cursor(name="audit_verify_slice") as cursor:
-            cursor.itersize = 10_000
             cursor.execute(
                 f"SELECT {EVENT_SELECT} FROM audit_auditevent "  # noqa: S608 (constants)
                 "WHERE id >= %s AND id <= %s ORDER BY id",
@@ -105,7 +104,11 @@ def _walk_slice(
                         _PROGRESS.value += count - reported
                 reported = count
 
-            walker.walk(cursor, data_is_text=True, progress=progress, progress_every=20_000)
+            def rows() -> Any:
+                while batch := cursor.fetchmany(10_000):
+                    yield from batch
+
+            walker.walk(rows(), data_is_text=True, progress=progress, progress_every=20_000)
             progress(walker.count, 0)
     return {
         "count": walker.count,

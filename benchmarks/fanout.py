@@ -50,6 +50,13 @@ def parse_args() -> argparse.Namespace:
     add("--interval", type=float, default=0.1, help="seconds between decisions (0.1)")
     add("--workers", type=int, default=2, help="uvicorn worker processes (2)")
     add("--fsync", choices=["on", "off"], default="off", help="PostgreSQL fsync (off)")
+    add(
+        "--layer",
+        choices=["core", "pubsub"],
+        default="core",
+        help="channels-redis layer: core (the shipped RedisChannelLayer) or pubsub "
+        "(RedisPubSubChannelLayer, for comparison)",
+    )
     add("--deadline", type=int, default=280, help="abort the whole run after this many s")
     add("--driver", action="store_true", help=argparse.SUPPRESS)  # the deciding process
     args = parser.parse_args()
@@ -63,7 +70,7 @@ def parse_args() -> argparse.Namespace:
 def drive(decisions: int, interval: float) -> None:
     """Waits for "go" on stdin, then submits and approves ``decisions`` actions, printing
     one JSON line {"id", "committed_at"} per approval."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")  # or --layer's
     import uuid
 
     import django
@@ -97,6 +104,29 @@ def drive(decisions: int, interval: float) -> None:
 
 
 # --- the run --------------------------------------------------------------------------------
+
+
+PUBSUB_SETTINGS = """\
+from benchmarks.settings import *  # noqa: F403
+from benchmarks.settings import REDIS_URL
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    }
+}
+"""
+
+
+def use_pubsub_layer(services) -> None:
+    """Server and driver on ``RedisPubSubChannelLayer``: a settings module written to the
+    run's temp dir (removed with it), on top of ``benchmarks.settings``."""
+    (services.tmp / "fanout_pubsub_settings.py").write_text(PUBSUB_SETTINGS)
+    services.env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(services.tmp), str(ROOT), services.env.get("PYTHONPATH", "")])
+    )
+    services.env["DJANGO_SETTINGS_MODULE"] = "fanout_pubsub_settings"
 
 
 def session_cookie(port: int) -> str:
@@ -214,7 +244,9 @@ def main() -> int:
         print("==> migrate, seed_demo", flush=True)
         services.manage("migrate", "--noinput")
         services.manage("seed_demo")
-        print(f"==> uvicorn, {args.workers} workers", flush=True)
+        if args.layer == "pubsub":
+            use_pubsub_layer(services)
+        print(f"==> uvicorn, {args.workers} workers, {args.layer} layer", flush=True)
         services.start_server({"SECURE_COOKIES": "0"})  # plain-HTTP loopback login
         print(f"==> {args.decisions} decisions, one every {args.interval} s", flush=True)
         figures = asyncio.run(measure(services, args))
@@ -234,7 +266,8 @@ def report(args: argparse.Namespace, figures: dict) -> int:
     print()
     print(
         f"Fan-out: {args.sockets} reviewer sockets, {args.decisions} decisions "
-        f"({1 / args.interval:.0f}/s), Redis channel layer, {args.workers} uvicorn workers"
+        f"({1 / args.interval:.0f}/s), Redis {args.layer} channel layer, "
+        f"{args.workers} uvicorn workers"
     )
     print(f"delivered {figures['delivered']} of {figures['expected']} events")
     if not latencies:

@@ -12,8 +12,10 @@ The data set is written in bulk (rows as the gate would have written them: risks
 reasons, evidence, releases, some approvals already given) rather than through the gate,
 which would take minutes and measure the gate instead. Figures:
 
-- server side (Django test client in one process): time per page and SQL queries per page;
-- end to end over HTTP against uvicorn, logged in as the demo reviewer (sees everything).
+- SQL queries per page (Django test client in one process; its timings are shown too but
+  include the test client's template instrumentation, so they read high);
+- time per page end to end over HTTP against uvicorn, logged in as the demo reviewer (who
+  sees everything): the figure the target is about.
 
 Target (issue 4): queue page < 150 ms.
 """
@@ -306,12 +308,12 @@ def main() -> int:
 def report(args: argparse.Namespace, in_process: dict, over_http: dict) -> None:
     print()
     print(f"Queue page, {args.actions} pending actions, {args.agents} agents, 25 cards a page")
-    print(f"{'page':<26}{'server p50':>11}{'p95':>8}{'queries':>9}{'HTTP p50':>10}{'p95':>8}")
+    print(f"{'page':<26}{'HTTP p50':>10}{'p95':>8}{'max':>9}{'queries':>9}{'test client p50':>17}")
     for name in PAGES:
         server, http = in_process[name], over_http[name]
         print(
-            f"{name:<26}{server['p50']:>9.1f}ms{server['p95']:>6.1f}ms{server['queries']:>9}"
-            f"{http['p50']:>8.1f}ms{http['p95']:>6.1f}ms"
+            f"{name:<26}{http['p50']:>8.1f}ms{http['p95']:>6.1f}ms{http['max']:>7.1f}ms"
+            f"{server['queries']:>9}{server['p50']:>15.1f}ms"
         )
     page = over_http["queue, page 1"]
     verdict = "MET" if page["p95"] < TARGET_MS else "NOT MET"

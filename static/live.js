@@ -13,7 +13,9 @@
   "use strict";
 
   var RESYNC_MS = 30000;
-  var DEBOUNCE_MS = 120;
+  // Events within this window (plus a little jitter, so that many open pages do not all
+  // ask at once) are coalesced into one re-read.
+  var COALESCE_MS = 200;
   var MAX_BACKOFF_MS = 15000;
   var LEFT_CARD_TTL_MS = 60000;
 
@@ -36,8 +38,12 @@
   var leftSeenAt = new Map(); // id of a card that left the queue -> when it was first shown
 
   function scheduleRefresh() {
-    clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(refresh, DEBOUNCE_MS);
+    // Not a debounce: a steady stream of events must not postpone the re-read forever.
+    if (refreshTimer !== null) return;
+    refreshTimer = setTimeout(function () {
+      refreshTimer = null;
+      refresh();
+    }, COALESCE_MS + Math.random() * COALESCE_MS);
   }
 
   function shownIds() {

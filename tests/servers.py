@@ -78,6 +78,8 @@ class ServerProcess:
         return self.log.read().decode(errors="replace")
 
     def stop(self) -> None:
+        # Shown by pytest only when the test failed: what the server logged.
+        print(f"--- server on port {self.port} logged:\n{self.output()[-4000:]}")
         self.process.terminate()
         try:
             self.process.wait(timeout=15)

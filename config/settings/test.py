@@ -1,9 +1,13 @@
 """Test settings: the base settings, with only what tests need changed."""
 
 import os
+import tempfile
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+# Signed audit checkpoints of this test run go to a directory of its own (inherited by the
+# server and worker processes tests start), never to the developer's var/checkpoints.
+os.environ.setdefault("AUDIT_CHECKPOINT_DIR", tempfile.mkdtemp(prefix="airlock-test-checkpoints-"))
 
 from config.settings.base import *  # noqa: F403
 from config.settings.base import DATABASES
