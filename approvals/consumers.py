@@ -10,7 +10,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.contrib.auth import get_user_model
 
 from approvals.events import agent_group
-from rollout.permissions import reviewable_agents
+from rollout.permissions import may_review_now, reviewable_agents
 
 # Close code for "not logged in (any more)": the page re-reads over HTTP, which sends a
 # person whose session ended to the login page.
@@ -54,10 +54,24 @@ class QueueConsumer(AsyncJsonWebsocketConsumer):
     # --- events from the channel layer ----------------------------------------------------
 
     async def action_changed(self, event: dict) -> None:
-        await self.send_json(dict(event))
+        if await self._may_hear(event.get("agent", "")):
+            await self.send_json(dict(event))
 
     async def switch_changed(self, event: dict) -> None:
-        await self.send_json(dict(event))
+        if event.get("scope") != "agent" or await self._may_hear(event.get("target", "")):
+            await self.send_json(dict(event))
+
+    async def _may_hear(self, agent_slug: str) -> bool:
+        """Re-asked per event (cached for a second), so access removed a moment ago stops
+        the events at once, not at the next periodic re-check."""
+        now = asyncio.get_running_loop().time()
+        cache = self.__dict__.setdefault("_hear_cache", {})
+        known = cache.get(agent_slug)
+        if known is None or now - known[1] > 1.0:
+            user_id = self.scope["user"].pk
+            known = (await database_sync_to_async(may_review_now)(user_id, agent_slug), now)
+            cache[agent_slug] = known
+        return known[0]
 
     # --- access ---------------------------------------------------------------------------
 

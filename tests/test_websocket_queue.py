@@ -3,6 +3,8 @@ session auth, routing) and the Redis channel layer: who hears what, and who is t
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
@@ -153,6 +155,22 @@ async def test_queue_socket__review_right_revoked__stops_hearing(
     await database_sync_to_async(remove_perm)("rollout.review_agent", reviewer_of_a, support_agent)
     changed = await communicator.receive_json_from(timeout=TIMEOUT)
     assert changed == {"type": "access.changed", "agents": 0}
+    await submit(support_agent, "send_email")
+    assert await communicator.receive_nothing(timeout=0.5)
+    await communicator.disconnect()
+
+
+async def test_queue_socket__review_right_revoked__next_event_not_forwarded_before_any_recheck(
+    reviewer_of_a, support_agent, monkeypatch
+):
+    monkeypatch.setattr(QueueConsumer, "access_recheck_seconds", 3600)  # no periodic re-check
+    communicator, connected, _ = await open_socket(reviewer_of_a)
+    assert connected
+    await communicator.receive_json_from(timeout=TIMEOUT)  # hello
+    await submit(support_agent, "send_email")
+    assert (await communicator.receive_json_from(timeout=TIMEOUT))["agent"] == support_agent.slug
+    await database_sync_to_async(remove_perm)("rollout.review_agent", reviewer_of_a, support_agent)
+    await asyncio.sleep(1.1)  # past the per-connection one-second answer cache
     await submit(support_agent, "send_email")
     assert await communicator.receive_nothing(timeout=0.5)
     await communicator.disconnect()
