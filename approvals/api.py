@@ -413,11 +413,7 @@ class KillSwitchListView(AirlockAPIView):
         operation_id="list_kill_switches", responses={200: KillSwitchSerializer(many=True)}
     )
     def get(self, request: Request) -> Response:
-        if not (
-            agent_perms.can_kill_globally(request.user)
-            or agent_perms.agents_for(request.user, agent_perms.KILL).exists()
-            or agent_perms.can_read_audit(request.user)
-        ):
+        if not agent_perms.can_see_incidents(request.user):
             raise ApiError(403, "permission_denied", "You may not see kill switches.")
         switches = KillSwitch.objects.all()[:200]
         return Response(KillSwitchSerializer(switches, many=True).data)

@@ -96,7 +96,7 @@ def wait_until(what: str, timeout: float, check) -> None:
                 return
         if time.monotonic() >= deadline:
             raise BenchmarkError(f"{what} not ready after {timeout:.0f} s")
-        time.sleep(0.1)
+        time.sleep(0.1)  # readiness poll, bounded by the deadline above
 
 
 # --- services -----------------------------------------------------------------------------

@@ -154,7 +154,7 @@ class TwoServers(Services):
                     )
                     if sock.recv(64).startswith(b"HTTP/1.1 200"):
                         return proc, log_file, port
-                time.sleep(0.1)
+                time.sleep(0.1)  # readiness poll, bounded by the 60 s start window
             if proc.poll() is None:  # still starting after 60 s: give up
                 stop_process_group(proc)
                 log_file.close()

@@ -19,18 +19,10 @@ from rollout.stepup import StepUpRequired, require_recent_second_factor
 SCOPES = (KillSwitch.Scope.GLOBAL, KillSwitch.Scope.AGENT, KillSwitch.Scope.TOOL)
 
 
-def _may_see(user) -> bool:
-    return (
-        perms.can_kill_globally(user)
-        or perms.agents_for(user, perms.KILL).exists()
-        or perms.can_read_audit(user)
-    )
-
-
 @login_required
 def incidents(request: HttpRequest) -> HttpResponse:
     """What is engaged now, the controls to stop things, history and drills."""
-    if not _may_see(request.user):
+    if not perms.can_see_incidents(request.user):
         raise PermissionDenied
     killable = perms.agents_for(request.user, perms.KILL).order_by("slug")
     engaged = KillSwitch.objects.filter(released_at__isnull=True, is_drill=False)

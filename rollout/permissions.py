@@ -176,3 +176,9 @@ def can_operate_switch(user: Any, scope: str, target: str) -> bool:
         agent = Agent.objects.filter(slug=target).first()
         return agent is not None and can_kill(user, agent)
     return can_kill_globally(user)
+
+
+def can_see_incidents(user: Any) -> bool:
+    """Who may read kill switches, their history and drills: anyone who may stop some agent,
+    and auditors."""
+    return can_kill_globally(user) or agents_for(user, KILL).exists() or can_read_audit(user)

@@ -79,7 +79,7 @@ def test_enrolment__qr_and_first_code__turns_on_and_issues_recovery_codes(review
         {"operation": "enrol", "code": totp(device.key, current_counter())},
     )
     assert b"Too many wrong codes" in right_too_soon.content
-    time.sleep(1.1)
+    time.sleep(1.1)  # past django-otp's one-second throttle delay after a wrong code
     # When the current code (computed here from the key) is entered
     code = totp(device.key, current_counter())
     done = client.post("/accounts/two-factor/", {"operation": "enrol", "code": code})

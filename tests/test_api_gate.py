@@ -228,7 +228,7 @@ def test_long_poll__released_by_a_decision_from_another_thread(live_api, token, 
     action_id = submit(live_api, token, REFUND).json()["id"]
 
     def decide_soon():
-        time.sleep(1.0)
+        time.sleep(1.0)  # decide while the agent is already waiting on its long-poll
         actions.approve(action_id=action_id, user=reviewer)
 
     decider = threading.Thread(target=decide_soon)
