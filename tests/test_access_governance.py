@@ -418,6 +418,7 @@ def test_matrix__critical_approval_follows(owners, reviewer, reviewer2, support_
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_test_sockets")
 async def test_websocket__groups_follow_grant_and_removal(support_agent, monkeypatch):
     from tests.test_websocket_queue import TIMEOUT, open_socket, receive_until
 

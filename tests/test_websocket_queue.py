@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
-from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.sessions.models import Session
@@ -21,7 +19,7 @@ from approvals.models import Action
 from audit.chain import Actor
 from config.asgi import application
 from rollout.actions import engage_kill_switch
-from tests import factories
+from tests import factories, sockets
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,13 +28,8 @@ TIMEOUT = 5
 
 
 @pytest.fixture(autouse=True)
-def fresh_channel_layer():
-    """Each test gets its own channel layer instance. channels_redis keeps event-loop-bound
-    state (its receive lock) in the process-wide layer, and every test here runs in a new
-    event loop. (Its connection pools are per loop and flushed when the loop closes.)"""
-    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
-    yield
-    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+def _sockets_closed(close_test_sockets):
+    """Every websocket a test here opens is disconnected, even when the test fails."""
 
 
 @pytest.fixture
@@ -57,9 +50,7 @@ async def open_socket(
     if user is not None:
         key = await database_sync_to_async(session_key_for)(user)
         headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={key}".encode()))
-    communicator = WebsocketCommunicator(application, "/ws/queue/", headers=headers)
-    connected, code = await communicator.connect(timeout=TIMEOUT)
-    return communicator, connected, code
+    return await sockets.connect(application, "/ws/queue/", headers)
 
 
 async def receive_until(communicator: WebsocketCommunicator, predicate) -> dict:
