@@ -247,10 +247,16 @@ action_detail.initkwargs = getattr(_detail_view, "initkwargs", {})  # type: igno
 async def _wait_for_change(request: HttpRequest, action_id: int, wait: float) -> None:
     layer = get_channel_layer()
     channel = None
+    wake_up: asyncio.Future | None = None
     if layer:
         try:
             channel = await layer.new_channel()
             await asyncio.wait_for(layer.group_add(action_group(action_id), channel), LAYER_TIMEOUT)
+            # Listening starts before the action is read, so a decision committed in between
+            # still wakes us. One receive outlives the re-checks below: cancelling it at each
+            # step would unsubscribe the channel (pub/sub layer) and drop a wake-up arriving
+            # before the next receive; cancelling it at the end is what unsubscribes.
+            wake_up = asyncio.ensure_future(layer.receive(channel))
         except Exception:
             # Redis is down: wait by re-reading the action instead of by wake-up.
             logger.warning(
@@ -269,20 +275,27 @@ async def _wait_for_change(request: HttpRequest, action_id: int, wait: float) ->
         recheck = settings.LONG_POLL_RECHECK_SECONDS
         while (remaining := deadline - loop.time()) > 0:
             step = min(remaining, recheck)
-            if layer:
-                try:
-                    await asyncio.wait_for(layer.receive(channel), timeout=step)
-                except TimeoutError:
-                    pass
-                except Exception:
-                    logger.warning("channel layer lost during a long-poll", exc_info=True)
-                    layer = None
+            if wake_up is not None:
+                done, _ = await asyncio.wait({wake_up}, timeout=step)
+                if done:
+                    finished, wake_up = wake_up, None
+                    if finished.exception() is None:
+                        wake_up = asyncio.ensure_future(layer.receive(channel))
+                    else:
+                        logger.warning(
+                            "channel layer lost during a long-poll", exc_info=finished.exception()
+                        )
+                        layer = None
             else:
                 await asyncio.sleep(step)
             now_status = await sync_to_async(_current_status)(action_id)
             if now_status != initial:
                 return
     finally:
+        if wake_up is not None:
+            wake_up.cancel()
+            with contextlib.suppress(BaseException):
+                await wake_up
         if layer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
