@@ -446,13 +446,3 @@ async def test_websocket__groups_follow_grant_and_removal(support_agent, monkeyp
     await database_sync_to_async(factories.submit)(support_agent, "send_email")
     assert await communicator.receive_nothing(timeout=0.5)
     await communicator.disconnect()
-
-
-def test_may_review_now__reads_afresh_for_long_lived_connections(owners, petra, support_agent):
-    gwen, gus = owners
-    assert not agent_perms.may_review_now(petra.pk, support_agent.slug)
-    grant(support_agent, gwen, gus, "review", "user:petra")
-    assert agent_perms.may_review_now(petra.pk, support_agent.slug)
-    remove(support_agent, gus, "review", "user:petra")
-    assert not agent_perms.may_review_now(petra.pk, support_agent.slug)
-    assert not agent_perms.may_review_now(petra.pk, "no-such-agent")

@@ -10,6 +10,7 @@ from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from django.conf import settings
 from django.test import Client
+from guardian.shortcuts import remove_perm
 
 from rollout import governance
 from rollout.models import Tier
@@ -90,6 +91,23 @@ async def test_governance_socket__owner_of_a_hears_a_only(support_agent, other_a
     assert await bystander.receive_nothing(timeout=0.3)
     await communicator.disconnect()
     await bystander.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_test_sockets")
+async def test_governance_socket__right_removed__stops_hearing_at_once(support_agent):
+    make_user = database_sync_to_async(factories.make_user)
+    owner_of_a = await make_user("alma", agent_perms={"rollout.govern_agent": support_agent})
+    author = await make_user("author", groups=("governance_owner",))
+    communicator, connected, _ = await open_socket(owner_of_a)
+    assert connected
+    assert await communicator.receive_json_from(timeout=TIMEOUT) == {"type": "hello", "agents": 1}
+    # When her govern right on A is removed (no reconnect, no periodic re-check)
+    await database_sync_to_async(remove_perm)("rollout.govern_agent", owner_of_a, support_agent)
+    # Then the next change request on A does not reach her socket
+    await propose(agent=support_agent, user=author, changes={"tier": "autonomous"}, reason="a")
+    assert await communicator.receive_nothing(timeout=0.5)
+    await communicator.disconnect()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -3,12 +3,11 @@ session auth, routing) and the Redis channel layer: who hears what, and who is t
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
 from django.test import Client
 from guardian.shortcuts import remove_perm
@@ -151,7 +150,7 @@ async def test_queue_socket__review_right_revoked__stops_hearing(
     await communicator.disconnect()
 
 
-async def test_queue_socket__review_right_revoked__next_event_not_forwarded_before_any_recheck(
+async def test_queue_socket__review_right_revoked__told_at_once_without_periodic_recheck(
     reviewer_of_a, support_agent, monkeypatch
 ):
     monkeypatch.setattr(QueueConsumer, "access_recheck_seconds", 3600)  # no periodic re-check
@@ -160,8 +159,45 @@ async def test_queue_socket__review_right_revoked__next_event_not_forwarded_befo
     await communicator.receive_json_from(timeout=TIMEOUT)  # hello
     await submit(support_agent, "send_email")
     assert (await communicator.receive_json_from(timeout=TIMEOUT))["agent"] == support_agent.slug
+    # When the right is removed (guardian, as the admin or a shell would)
     await database_sync_to_async(remove_perm)("rollout.review_agent", reviewer_of_a, support_agent)
-    await asyncio.sleep(1.1)  # past the per-connection one-second answer cache
+    # Then the socket is told at once, and the agent's next event does not reach it
+    assert await communicator.receive_json_from(timeout=TIMEOUT) == {
+        "type": "access.changed",
+        "agents": 0,
+    }
     await submit(support_agent, "send_email")
     assert await communicator.receive_nothing(timeout=0.5)
     await communicator.disconnect()
+
+
+async def test_queue_socket__joined_a_reviewer_group__hears_at_once(support_agent, monkeypatch):
+    monkeypatch.setattr(QueueConsumer, "access_recheck_seconds", 3600)  # no periodic re-check
+    newcomer = await database_sync_to_async(factories.make_user)("nina", groups=())
+    communicator, connected, _ = await open_socket(newcomer)
+    assert connected
+    assert await communicator.receive_json_from(timeout=TIMEOUT) == {"type": "hello", "agents": 0}
+    # When an administrator adds her to the reviewer group
+    await database_sync_to_async(lambda: newcomer.groups.add(Group.objects.get(name="reviewer")))()
+    # Then her open socket follows without a new login
+    changed = await communicator.receive_json_from(timeout=TIMEOUT)
+    assert changed["type"] == "access.changed" and changed["agents"] >= 1
+    submitted = await submit(support_agent, "send_email")
+    heard = await receive_until(communicator, lambda m: m.get("type") == "action.changed")
+    assert heard["action_id"] == submitted.pk
+    await communicator.disconnect()
+
+
+async def test_queue_socket__deactivated__disconnected_at_once(reviewer, monkeypatch):
+    monkeypatch.setattr(QueueConsumer, "access_recheck_seconds", 3600)  # no periodic re-check
+    communicator, connected, _ = await open_socket(reviewer)
+    assert connected
+    await communicator.receive_json_from(timeout=TIMEOUT)  # hello
+
+    def deactivate() -> None:
+        reviewer.is_active = False
+        reviewer.save(update_fields=["is_active"])
+
+    await database_sync_to_async(deactivate)()
+    output = await communicator.receive_output(timeout=TIMEOUT)
+    assert output == {"type": "websocket.close", "code": 4401}
