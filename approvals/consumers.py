@@ -22,7 +22,8 @@ class QueueConsumer(AsyncJsonWebsocketConsumer):
     ``rollout.permissions``) and forwards action and switch events.
 
     Messages are hints, not state: the page re-reads the queue from the server on every
-    message and (re)connect, since delivery is at most once. Access is checked again every
+    message and (re)connect, since delivery is at most once, and on ``resync``, sent when
+    the channel layer's connection to Redis came back (events in between were lost). Access is checked again every
     ``access_recheck_seconds``: a person who logged out or was deactivated is disconnected,
     and groups follow granted or revoked review rights (the page is told to re-read)."""
 
@@ -60,6 +61,11 @@ class QueueConsumer(AsyncJsonWebsocketConsumer):
     async def switch_changed(self, event: dict) -> None:
         if event.get("scope") != "agent" or await self._may_hear(event.get("target", "")):
             await self.send_json(dict(event))
+
+    async def layer_reconnected(self, event: dict) -> None:
+        """This process's subscription to Redis came back after an outage: whatever was
+        published meanwhile never arrived, so the page is told to re-read."""
+        await self.send_json({"type": "resync"})
 
     async def _may_hear(self, agent_slug: str) -> bool:
         """Re-asked per event (cached for a second), so access removed a moment ago stops

@@ -38,3 +38,8 @@ class GovernanceConsumer(AsyncJsonWebsocketConsumer):
     async def governance_changed(self, event: dict) -> None:
         if event.get("agent") in getattr(self, "agent_slugs", set()):
             await self.send_json(dict(event))
+
+    async def layer_reconnected(self, event: dict) -> None:
+        """The channel layer's connection to Redis came back: events published meanwhile
+        were lost, so the page is told to re-read."""
+        await self.send_json({"type": "resync"})

@@ -135,14 +135,17 @@ if REDIS_URL:
     # nothing for a process that is not listening, which suits what travels here: wake-ups
     # and refresh hints whose truth is in PostgreSQL (dashboards re-read on reconnect and
     # every 30 s, long-polls re-check the database). Timeouts: a Redis that hangs (rather
-    # than refuses) must not hold a request.
+    # than refuses) must not hold a request. on_reconnect: when a process's subscription
+    # comes back after Redis was lost, its dashboards and long-polls are told to re-read
+    # (config/channel_layer.py), since what was published meanwhile never reached them.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "config.channel_layer.NotifyingRedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 10}
                 ],
+                "on_reconnect": "layer.reconnected",
             },
         }
     }
