@@ -177,9 +177,22 @@ def default_broker_url() -> str:
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or default_broker_url()
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+        # Tasks are acknowledged late, so a task taken by a worker that then died whole
+        # (no process left to hand it back) stays unacknowledged on Redis; a worker puts it
+        # back in the queue once this long has passed since it was taken (when it starts,
+        # then every ~100 s). It must exceed the longest countdown (webhook retry backoff:
+        # 300 s) and the longest task, or a task still held by a live worker runs twice.
+        # Owed webhooks do not wait for it: redispatch_outbox re-queues them after a minute.
+        "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT_SECONDS", "3600")),
+    }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
+# Acknowledged when done, not when taken: a task whose worker dies is not lost. A pool
+# process killed mid-task (say, by the OOM killer) is seen by its worker, which puts the
+# task back at once (reject on worker lost); a whole worker killed: see visibility_timeout.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
