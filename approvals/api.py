@@ -255,7 +255,9 @@ async def _wait_for_change(request: HttpRequest, action_id: int, wait: float) ->
             # Listening starts before the action is read, so a decision committed in between
             # still wakes us. One receive outlives the re-checks below: cancelling it at each
             # step would unsubscribe the channel (pub/sub layer) and drop a wake-up arriving
-            # before the next receive; cancelling it at the end is what unsubscribes.
+            # before the next receive; cancelling it at the end is what unsubscribes. A
+            # ``layer.reconnected`` notice (Redis came back, wake-ups may have been lost)
+            # wakes it like an event: the action is re-read.
             wake_up = asyncio.ensure_future(layer.receive(channel))
         except Exception:
             # Redis is down: wait by re-reading the action instead of by wake-up.

@@ -23,12 +23,14 @@ class QueueConsumer(AsyncJsonWebsocketConsumer):
     ``rollout.permissions``) and forwards action and switch events.
 
     Messages are hints, not state: the page re-reads the queue from the server on every
-    message and (re)connect, since delivery is at most once. Each event is checked against
-    the agents the person may review as last read (in memory, no query per event). That is
-    read again when an access hint arrives (``rollout.access_hints``: sent after any change
-    to their rights, account or sessions) and every ``access_recheck_seconds`` as a
-    backstop: a person who logged out or was deactivated is disconnected, and groups follow
-    granted or revoked review rights (the page is told to re-read)."""
+    message and (re)connect, since delivery is at most once, and on ``resync``, sent when
+    the channel layer's connection to Redis came back (events in between were lost). Each
+    event is checked against the agents the person may review as last read (in memory, no
+    query per event). That is read again when an access hint arrives
+    (``rollout.access_hints``: sent after any change to their rights, account or sessions)
+    and every ``access_recheck_seconds`` as a backstop: a person who logged out or was
+    deactivated is disconnected, and groups follow granted or revoked review rights (the
+    page is told to re-read)."""
 
     access_recheck_seconds: float = 60.0
 
@@ -76,6 +78,13 @@ class QueueConsumer(AsyncJsonWebsocketConsumer):
         """Someone's access changed (maybe this person's): read it again now. Events queued
         behind this hint are filtered by the fresh answer."""
         await self._recheck_access()
+
+    async def layer_reconnected(self, event: dict) -> None:
+        """This process's subscription to Redis came back after an outage: whatever was
+        published meanwhile never arrived (access hints too), so access is read again and
+        the page is told to re-read."""
+        if await self._recheck_access():
+            await self.send_json({"type": "resync"})
 
     # --- access ---------------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ def parse_args() -> argparse.Namespace:
         "--layer",
         choices=["pubsub", "core"],
         default="pubsub",
-        help="channels-redis layer: pubsub (the shipped RedisPubSubChannelLayer) or core "
+        help="channels-redis layer: pubsub (the shipped one, on RedisPubSubChannelLayer) or core "
         "(channels-redis's default RedisChannelLayer, for comparison)",
     )
     add("--deadline", type=int, default=280, help="abort the whole run after this many s")

@@ -42,14 +42,19 @@ class GovernanceConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def access_hint(self, event: dict) -> None:
-        """Someone's access changed (maybe this person's): read it again; a deactivated
-        person is disconnected."""
+        """Someone's access changed (maybe this person's): read it again."""
+        await self._refresh_access()
+
+    async def _refresh_access(self) -> bool:
+        """Reads the agents the person may read afresh; a deactivated person is disconnected
+        (and False is answered)."""
         slugs = await self._readable_slugs(self.scope["user"].pk)
         if slugs is None:
             self.agent_slugs = set()
             await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
+            return False
         self.agent_slugs = slugs
+        return True
 
     @database_sync_to_async
     def _readable_slugs(self, user_id: int) -> set[str] | None:
@@ -63,3 +68,10 @@ class GovernanceConsumer(AsyncJsonWebsocketConsumer):
     async def governance_changed(self, event: dict) -> None:
         if event.get("agent") in getattr(self, "agent_slugs", set()):
             await self.send_json(dict(event))
+
+    async def layer_reconnected(self, event: dict) -> None:
+        """The channel layer's connection to Redis came back: events published meanwhile
+        were lost (access hints too), so access is read again and the page is told to
+        re-read."""
+        if await self._refresh_access():
+            await self.send_json({"type": "resync"})

@@ -135,14 +135,17 @@ if REDIS_URL:
     # nothing for a process that is not listening, which suits what travels here: wake-ups
     # and refresh hints whose truth is in PostgreSQL (dashboards re-read on reconnect and
     # every 30 s, long-polls re-check the database). Timeouts: a Redis that hangs (rather
-    # than refuses) must not hold a request.
+    # than refuses) must not hold a request. on_reconnect: when a process's subscription
+    # comes back after Redis was lost, its dashboards and long-polls are told to re-read
+    # (config/channel_layer.py), since what was published meanwhile never reached them.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "config.channel_layer.NotifyingRedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 10}
                 ],
+                "on_reconnect": "layer.reconnected",
             },
         }
     }
@@ -174,9 +177,22 @@ def default_broker_url() -> str:
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or default_broker_url()
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+        # Tasks are acknowledged late, so a task taken by a worker that then died whole
+        # (no process left to hand it back) stays unacknowledged on Redis; a worker puts it
+        # back in the queue once this long has passed since it was taken (when it starts,
+        # then every ~100 s). It must exceed the longest countdown (webhook retry backoff:
+        # 300 s) and the longest task, or a task still held by a live worker runs twice.
+        # Owed webhooks do not wait for it: redispatch_outbox re-queues them after a minute.
+        "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT_SECONDS", "3600")),
+    }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
+# Acknowledged when done, not when taken: a task whose worker dies is not lost. A pool
+# process killed mid-task (say, by the OOM killer) is seen by its worker, which puts the
+# task back at once (reject on worker lost); a whole worker killed: see visibility_timeout.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
