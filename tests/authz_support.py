@@ -8,7 +8,7 @@ token, personal tokens) and a few people to act on.
 
 ``OPS`` says how to call every URL of the URLconf: its name, method, kind (``page``,
 ``api``, ``public`` or ``machine``), the URL arguments and body for a target side (own or
-other), and what must exist first (``prepare``, run inside the request's savepoint)."""
+other), and what must exist first (``prepare``, run inside the test's savepoint)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,10 @@ OWN_SLUG, OTHER_SLUG = "alpha-agent", "bravo-agent"
 # Text that only the other agent's objects carry: a response to someone who may not see
 # that agent must never contain it.
 OTHER_MARKERS = (OTHER_SLUG, "bravo-secret")
+# The own agent's pending action's summary (actions are read by their reviewers and
+# auditors) and its change request's reason (read by governors and auditors).
+ACTION_TEXT = "alpha-secret pending"
+CHANGE_TEXT = "alpha-secret promote"
 COMPENSATION = {"tool": "restore_order_note", "window_seconds": 3600}
 
 
@@ -74,7 +78,6 @@ class World:
     users: dict[str, Any]
     sessions: dict[str, str] = field(default_factory=dict)  # role -> session key
     bearers: dict[str, str] = field(default_factory=dict)  # role -> bearer token
-    drills: list[tuple] = field(default_factory=list)  # drills queued (see the test)
 
     def side(self, target: str) -> Side:
         return self.own if target == OWN else self.other
@@ -150,7 +153,11 @@ def _populate(side: Side, *, marker: str, admin: Any, author: Any) -> None:
     side.allowed, side.allowed_hash = allowed.pk, allowed.payload_hash
     for attribute, order in (("executed", 2), ("rollback_requested", 3)):
         action = _submit(
-            agent, "get_order_status", {"order": order}, compensation=COMPENSATION, summary=marker
+            agent,
+            "get_order_status",
+            {"order": order},
+            compensation=COMPENSATION,
+            summary=f"{marker} {attribute}",
         )
         approval_actions.report_execution(
             action_id=action.pk,
@@ -162,7 +169,9 @@ def _populate(side: Side, *, marker: str, admin: Any, author: Any) -> None:
     approval_actions.request_rollback(action_id=side.rollback_requested, user=admin)
     # A demotion applies at once; then a write is recorded, never run (shadowed).
     governance.propose_change(agent=agent, user=admin, changes={"tier": "shadow"}, reason="demote")
-    side.shadowed = _submit(agent, "send_email", {"to": "s@example.com"}, summary=marker).pk
+    side.shadowed = _submit(
+        agent, "send_email", {"to": "s@example.com"}, summary=f"{marker} shadowed"
+    ).pk
     change = governance.propose_change(
         agent=agent, user=author, changes={"tier": "supervised"}, reason=f"{marker} promote"
     ).change_request
