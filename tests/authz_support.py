@@ -79,6 +79,14 @@ class World:
     sessions: dict[str, str] = field(default_factory=dict)  # role -> session key
     bearers: dict[str, str] = field(default_factory=dict)  # role -> bearer token
 
+    def secrets(self) -> tuple[str, ...]:
+        """Credentials no response may ever show again: the bearer tokens and the agents'
+        webhook secrets (each shown once, when issued)."""
+        secrets = [*self.bearers.values()]
+        for side in (self.own, self.other):
+            secrets.append(Agent.objects.get(pk=side.agent.pk).webhook_secret)
+        return tuple(secret for secret in secrets if secret)
+
     def side(self, target: str) -> Side:
         return self.own if target == OWN else self.other
 

@@ -32,7 +32,8 @@ redirect: a form that did its work). Beyond the status, every request is checked
 a refusal (401/403/404/login) writes nothing (no audit event, no queued drill); a
 response to an alpha-only credential never contains the other agent's slug or text; and
 no response shows an action's text to someone who may not read actions, nor a change
-request's to someone who may not read governance (``NOT_SHOWN``).
+request's to someone who may not read governance (``NOT_SHOWN``), nor any credential
+(bearer tokens and webhook secrets are shown once, when issued).
 
 Also proved here: the table itself keeps the promises (agent tokens reach only their own
 agent's gate endpoints, other agents' objects are 404, anonymous is 401 on the API and
@@ -454,6 +455,7 @@ def test_matrix(op: Op, world: World, db: None, drills: list) -> None:
     if op.prepare:
         op.prepare(world)
     expected = EXPECTED[op.key]
+    secrets = world.secrets()
     wrong = []
     for role in ROLES:
         for target in targets(op, role):
@@ -470,13 +472,14 @@ def test_matrix(op: Op, world: World, db: None, drills: list) -> None:
                 elif got in DENIED and writes(drills) != before:
                     wrong.append(f"{role} ({target}): refused with {got} but wrote something")
                 else:
-                    hidden = NOT_SHOWN.get(role, ())
+                    hidden = NOT_SHOWN.get(role, ()) + secrets
                     if role in PER_AGENT_ROLES and not _names_other(op, target):
                         hidden += az.OTHER_MARKERS
                     text = az.body_text(response)
                     leaked = [marker for marker in hidden if marker in text]
                     if leaked:
-                        wrong.append(f"{role} ({target}): the response shows {leaked}")
+                        shown = [m if m not in secrets else f"{m[:8]}…" for m in leaked]
+                        wrong.append(f"{role} ({target}): the response shows {shown}")
     assert not wrong, f"{op.method} {op.url(world.own)}:\n  " + "\n  ".join(wrong)
 
 
