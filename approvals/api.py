@@ -467,7 +467,8 @@ class KillSwitchReleaseView(AirlockAPIView):
     def post(self, request: Request, switch_id: int) -> Response:
         require_token_scope(request, "kill")
         switch = KillSwitch.objects.filter(pk=switch_id).first()
-        if switch is None:
+        # Switches are listed to whoever may see incidents; to anyone else they do not exist.
+        if switch is None or not agent_perms.can_see_incidents(request.user):
             raise ApiError(404, "not_found", "No such kill switch.")
         if not agent_perms.can_operate_switch(request.user, switch.scope, switch.target):
             raise ApiError(403, "permission_denied", "You may not release this kill switch.")
