@@ -349,6 +349,14 @@ CELERY_BEAT_SCHEDULE.update(
         "audit-retention": {"task": "audit.tasks.apply_payload_retention", "schedule": 3600.0},
     }
 )
+# Chain stripes per agent (PostgreSQL): an agent's events go to whichever of its stripes
+# (partitions ``slug``, ``slug#1`` … ``slug#N-1``) no other transaction holds, so its
+# concurrent gate calls do not queue on one chain head across their commits. A stripe is
+# added only when all existing ones are busy; each is an ordinary hash chain, and the
+# checkpoints record every stripe's head. 1: one chain per agent.
+AUDIT_CHAIN_STRIPES = int(os.environ.get("AUDIT_CHAIN_STRIPES", "8"))
+if AUDIT_CHAIN_STRIPES < 1:
+    raise ImproperlyConfigured("AUDIT_CHAIN_STRIPES must be at least 1")
 # Processes a full verification of a large log uses on PostgreSQL; 0: the cores, up to 4.
 AUDIT_VERIFY_WORKERS = int(os.environ.get("AUDIT_VERIFY_WORKERS", "0"))
 # Retired checkpoint keys (comma-separated), still accepted for lines signed before a rotation.
