@@ -154,10 +154,10 @@ def lock_chain_position(agent_slug: str, free_stripe: Any = _UNREAD) -> ChainPos
     """Lock the head an event about ``agent_slug`` (or the global chain) goes to, until the
     transaction ends.
 
-    On PostgreSQL an agent's event takes a free stripe. When every existing stripe is held
-    by another transaction, the missing ones (up to ``AUDIT_CHAIN_STRIPES``) are added, so a
-    quiet agent keeps a single chain; when all of them are held, it waits for one, as a
-    single chain always would. Waiting holds no other stripe of this agent (a stripe this
+    On PostgreSQL an agent's event takes the first stripe no other transaction holds, so a
+    quiet agent's events stay in its first stripe. When none is free, the stripes that do
+    not exist yet (the agent's first event, or a raised ``AUDIT_CHAIN_STRIPES``) are created;
+    when all of them are held, it waits for one, as a single chain always would. Waiting holds no other stripe of this agent (a stripe this
     transaction holds is never skipped), so stripes cannot deadlock each other.
     ``free_stripe``: the row of ``FREE_STRIPE_SQL`` when the caller already ran it as part of
     a larger statement (``None``: it found no free stripe)."""

@@ -351,9 +351,10 @@ CELERY_BEAT_SCHEDULE.update(
 )
 # Chain stripes per agent (PostgreSQL): an agent's events go to whichever of its stripes
 # (partitions ``slug``, ``slug#1`` … ``slug#N-1``) no other transaction holds, so its
-# concurrent gate calls do not queue on one chain head across their commits. A stripe is
-# added only when all existing ones are busy; each is an ordinary hash chain, and the
-# checkpoints record every stripe's head. 1: one chain per agent.
+# concurrent gate calls do not queue on one chain head across their commits. The first
+# stripe is taken whenever it is free, so a quiet agent's events stay in one chain; each
+# stripe is an ordinary hash chain, and the checkpoints record every stripe's head.
+# 1: one chain per agent.
 AUDIT_CHAIN_STRIPES = int(os.environ.get("AUDIT_CHAIN_STRIPES", "8"))
 if AUDIT_CHAIN_STRIPES < 1:
     raise ImproperlyConfigured("AUDIT_CHAIN_STRIPES must be at least 1")
