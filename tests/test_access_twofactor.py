@@ -268,31 +268,6 @@ def test_session__idle_too_long__logged_out_everywhere(reviewer, settings, monke
     assert b"without activity" in page.content
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_session__idle_too_long__async_stack_logs_out_too(reviewer, settings, monkeypatch):
-    # The middleware's async path (the ASGI server's): activity recorded, then the logout
-    from asgiref.sync import sync_to_async
-    from django.db import connections
-    from django.test import AsyncClient
-
-    settings.SESSION_IDLE_TIMEOUT_SECONDS = 600
-    client = AsyncClient()
-    try:
-        await client.aforce_login(reviewer)
-        assert (await client.get("/")).status_code == 200
-        session = await sync_to_async(Session.objects.get)()
-        assert login_protection.LAST_ACTIVITY_KEY in session.get_decoded()
-        later = time.time() + 601
-        monkeypatch.setattr("rollout.login_protection.time.time", lambda: later)
-        response = await client.get("/?partial=1")
-        assert response.status_code == 302
-        assert response["Location"].startswith("/accounts/login/")
-        assert not await Session.objects.aexists()
-    finally:
-        # The sync parts ran in asgiref's shared thread: close its database connection.
-        await sync_to_async(connections.close_all)()
-
-
 def test_session__live_refreshes_do_not_keep_it_alive(reviewer, settings, monkeypatch):
     settings.SESSION_IDLE_TIMEOUT_SECONDS = 600
     client = Client()
