@@ -367,10 +367,10 @@ AUDIT_CHECKPOINT_PREVIOUS_KEYS = env_list("AUDIT_CHECKPOINT_PREVIOUS_KEYS", "")
 INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp"]
 # Ends a session after this many seconds without a click (live refreshes do not count).
 SESSION_IDLE_TIMEOUT_SECONDS = int(os.environ.get("SESSION_IDLE_TIMEOUT_SECONDS", "1800"))
-MIDDLEWARE.insert(
-    MIDDLEWARE.index("django.contrib.messages.middleware.MessageMiddleware") + 1,
-    "rollout.login_protection.SessionIdleTimeoutMiddleware",
-)
+# Innermost (after the auth and messages middlewares it needs): it is sync-only, so Django
+# runs every middleware outside it in sync mode in one worker thread; innermost, none is
+# left in async mode to hop threads for its process_response (see its docstring).
+MIDDLEWARE.append("rollout.login_protection.SessionIdleTimeoutMiddleware")
 # The longest a session lives, active or not.
 SESSION_COOKIE_AGE = int(os.environ.get("SESSION_MAX_AGE_SECONDS", "43200"))
 SESSION_COOKIE_SAMESITE = "Lax"
