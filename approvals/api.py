@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -18,7 +19,8 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
 
 from approvals import actions
@@ -37,6 +39,7 @@ from approvals.serializers import (
 )
 from audit.chain import Actor
 from config.api_errors import ApiError
+from config.cache import redis_client
 from rollout import actions as rollout_actions
 from rollout import permissions as agent_perms
 from rollout.authentication import (
@@ -70,16 +73,63 @@ class ResilientThrottle(SimpleRateThrottle):
             return True
 
 
-class AgentRateThrottle(ResilientThrottle):
-    """HTTP-level flood protection per agent token (the gate's own per-agent rate limit is
-    a policy rule answered with ``denied/rate_limited``)."""
+class _CachedAgentRateThrottle(ResilientThrottle):
+    """DRF's sliding window in Django's cache: the agent throttle without Redis."""
 
     scope = "agent"
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
-        if is_agent(request.user):
-            return f"throttle_agent_{request.user.agent.pk}"
-        return None
+        return f"throttle_agent_{request.user.agent.pk}"
+
+
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}  # as DRF's rate strings
+
+
+class AgentRateThrottle(BaseThrottle):
+    """HTTP-level flood protection per agent token (the gate's own per-agent rate limit is
+    a policy rule answered with ``denied/rate_limited``).
+
+    With Redis, a fixed window counted by one pipelined ``INCR`` + ``EXPIRE`` on the
+    process's Redis client: one round trip per call, where DRF's ``SimpleRateThrottle``
+    reads and rewrites a pickled list of every request in the window, through a client
+    object Django's cache builds per command. A fixed window may let up to twice the rate
+    through around a window boundary, which is fine for flood protection. Without Redis,
+    DRF's throttle on the local cache. When Redis is unreachable the request is let through,
+    as ``ResilientThrottle`` does."""
+
+    scope = "agent"
+
+    def __init__(self) -> None:
+        self._wait: float | None = None
+        self._fallback: _CachedAgentRateThrottle | None = None
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        if not is_agent(request.user):
+            return True
+        client = redis_client()
+        if client is None:
+            self._fallback = _CachedAgentRateThrottle()
+            return self._fallback.allow_request(request, view)
+        count, period = api_settings.DEFAULT_THROTTLE_RATES[self.scope].split("/")
+        duration = _PERIODS[period[0]]
+        now = time.time()
+        window = int(now // duration)
+        key = f"throttle_agent_{request.user.agent.pk}_{window}"
+        try:
+            pipe = client.pipeline(transaction=False)
+            pipe.incr(key)
+            pipe.expire(key, duration + 1)
+            calls, _ = pipe.execute()
+        except Exception:
+            logger.warning("throttle cache unavailable; not throttling", exc_info=True)
+            return True
+        self._wait = (window + 1) * duration - now
+        return calls <= int(count)
+
+    def wait(self) -> float | None:
+        if self._fallback is not None:
+            return self._fallback.wait()
+        return self._wait
 
 
 class PersonRateThrottle(ResilientThrottle):

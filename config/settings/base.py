@@ -369,6 +369,15 @@ CELERY_BEAT_SCHEDULE.update(
         "audit-retention": {"task": "audit.tasks.apply_payload_retention", "schedule": 3600.0},
     }
 )
+# Chain stripes per agent (PostgreSQL): an agent's events go to whichever of its stripes
+# (partitions ``slug``, ``slug#1`` … ``slug#N-1``) no other transaction holds, so its
+# concurrent gate calls do not queue on one chain head across their commits. The first
+# stripe is taken whenever it is free, so a quiet agent's events stay in one chain; each
+# stripe is an ordinary hash chain, and the checkpoints record every stripe's head.
+# 1: one chain per agent.
+AUDIT_CHAIN_STRIPES = int(os.environ.get("AUDIT_CHAIN_STRIPES", "8"))
+if AUDIT_CHAIN_STRIPES < 1:
+    raise ImproperlyConfigured("AUDIT_CHAIN_STRIPES must be at least 1")
 # Processes a full verification of a large log uses on PostgreSQL; 0: the cores, up to 4.
 AUDIT_VERIFY_WORKERS = int(os.environ.get("AUDIT_VERIFY_WORKERS", "0"))
 # Retired checkpoint keys (comma-separated), still accepted for lines signed before a rotation.
@@ -378,10 +387,10 @@ AUDIT_CHECKPOINT_PREVIOUS_KEYS = env_list("AUDIT_CHECKPOINT_PREVIOUS_KEYS", "")
 INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp"]
 # Ends a session after this many seconds without a click (live refreshes do not count).
 SESSION_IDLE_TIMEOUT_SECONDS = int(os.environ.get("SESSION_IDLE_TIMEOUT_SECONDS", "1800"))
-MIDDLEWARE.insert(
-    MIDDLEWARE.index("django.contrib.messages.middleware.MessageMiddleware") + 1,
-    "rollout.login_protection.SessionIdleTimeoutMiddleware",
-)
+# Innermost (after the auth and messages middlewares it needs): it is sync-only, so Django
+# runs every middleware outside it in sync mode in one worker thread; innermost, none is
+# left in async mode to hop threads for its process_response (see its docstring).
+MIDDLEWARE.append("rollout.login_protection.SessionIdleTimeoutMiddleware")
 # The longest a session lives, active or not.
 SESSION_COOKIE_AGE = int(os.environ.get("SESSION_MAX_AGE_SECONDS", "43200"))
 SESSION_COOKIE_SAMESITE = "Lax"
