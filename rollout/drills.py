@@ -10,14 +10,15 @@ the switch. Real pending and approved actions are untouched (drill switches do n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
@@ -63,6 +64,7 @@ def run_drill(*, agent: Agent, actor: Actor, gate_url: str | None = None) -> Dri
     detail = ""
     stop_ms = notify_ms = None
     probes = 0
+    listener = None
     try:
         first = probe.stdout.readline()
         if not first.startswith("{") or json.loads(first).get("reason_code") != "allowed":
@@ -94,6 +96,8 @@ def run_drill(*, agent: Agent, actor: Actor, gate_url: str | None = None) -> Dri
     except Exception as exc:  # record the failed drill rather than lose it
         detail = str(exc)[:2000]
     finally:
+        if listener is not None:
+            listener.wait(timeout=0)  # stops it if the drill failed before waiting
         if probe.poll() is None:
             probe.kill()
             probe.wait()
@@ -132,32 +136,56 @@ def run_drill(*, agent: Agent, actor: Actor, gate_url: str | None = None) -> Dri
 
 class _GroupListener:
     """Joins a dashboard group on the channel layer and notes when a switch event arrives,
-    as a dashboard would."""
+    as a dashboard would.
+
+    It listens on an event loop of its own in a thread, from ``start`` (which returns once
+    it has joined) to ``wait``: the pub/sub layer subscribes per event loop and keeps nothing
+    for a subscriber that is gone, so joining in one ``async_to_sync`` call and receiving in
+    another would miss the event published in between."""
 
     def __init__(self, group: str) -> None:
         self.group = group
-        self.layer = get_channel_layer()
-        self.channel = None
+        self.heard_at: float | None = None
+        self._joined = threading.Event()
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="drill-listener")
 
-    def start(self) -> None:
-        async def join() -> None:
-            self.channel = await self.layer.new_channel()
-            await self.layer.group_add(self.group, self.channel)
-
-        async_to_sync(join)()
+    def start(self, timeout: float = 10) -> None:
+        self._thread.start()
+        if not self._joined.wait(timeout) or self._error is not None:
+            self._stop.set()
+            raise RuntimeError(f"could not join {self.group}: {self._error!r}")
 
     def wait(self, timeout: float) -> float | None:
-        async def receive() -> float | None:
-            deadline = time.monotonic() + timeout
-            try:
-                while (left := deadline - time.monotonic()) > 0:
-                    message = await asyncio.wait_for(self.layer.receive(self.channel), timeout=left)
-                    if message.get("type") == "switch.changed" and message.get("drill"):
-                        return time.time()
-            except TimeoutError:
-                return None
-            finally:
-                await self.layer.group_discard(self.group, self.channel)
-            return None
+        """When the drill's switch event arrived (wall clock), or None within ``timeout``."""
+        self._thread.join(timeout)
+        self._stop.set()
+        self._thread.join(5)
+        return self.heard_at
 
-        return async_to_sync(receive)()
+    def _run(self) -> None:
+        asyncio.run(self._listen())
+
+    async def _listen(self) -> None:
+        layer = get_channel_layer()
+        try:
+            channel = await layer.new_channel()
+            await layer.group_add(self.group, channel)
+        except BaseException as error:  # reported by start()
+            self._error = error
+            self._joined.set()
+            return
+        self._joined.set()
+        try:
+            while not self._stop.is_set():
+                try:
+                    message = await asyncio.wait_for(layer.receive(channel), timeout=0.2)
+                except TimeoutError:
+                    continue
+                if message.get("type") == "switch.changed" and message.get("drill"):
+                    self.heard_at = time.time()
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await layer.group_discard(self.group, channel)
