@@ -177,15 +177,22 @@ class _GroupListener:
             self._joined.set()
             return
         self._joined.set()
+        # One receive at a time, never cancelled while listening: cancelling a pub/sub
+        # receive unsubscribes its channel, and an event could slip through the gap.
+        receiving = asyncio.ensure_future(layer.receive(channel))
         try:
             while not self._stop.is_set():
-                try:
-                    message = await asyncio.wait_for(layer.receive(channel), timeout=0.2)
-                except TimeoutError:
+                done, _ = await asyncio.wait({receiving}, timeout=0.2)
+                if not done:
                     continue
+                message = receiving.result()
                 if message.get("type") == "switch.changed" and message.get("drill"):
                     self.heard_at = time.time()
                     return
+                receiving = asyncio.ensure_future(layer.receive(channel))
         finally:
+            receiving.cancel()
+            with contextlib.suppress(BaseException):
+                await receiving
             with contextlib.suppress(Exception):
                 await layer.group_discard(self.group, channel)
