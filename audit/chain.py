@@ -214,8 +214,10 @@ def new_event(
     return AuditEvent(created_at=created_at, hash=digest, **fields)
 
 
-# Written out rather than compiled by the ORM for every event (the gate's hot path).
-_INSERTED_COLUMNS = (
+# An event's columns in order: for reading rows to verify, and for the INSERT written out
+# rather than compiled by the ORM for every event (the gate's hot path).
+EVENT_COLUMNS = (
+    "id",
     "partition",
     "chain_seq",
     "created_at",
@@ -230,6 +232,7 @@ _INSERTED_COLUMNS = (
     "prev_hash",
     "hash",
 )
+_INSERTED_COLUMNS = EVENT_COLUMNS[1:]  # all but the id, which the INSERT returns
 _INSERT_EVENT_SQL = (
     f"INSERT INTO audit_auditevent ({', '.join(_INSERTED_COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join(['%s'] * len(_INSERTED_COLUMNS))}) RETURNING id"
@@ -335,22 +338,6 @@ class VerifyResult:
     expectations_checked: int = 0
 
 
-EVENT_COLUMNS = (
-    "id",
-    "partition",
-    "chain_seq",
-    "created_at",
-    "actor_type",
-    "actor",
-    "verb",
-    "target_type",
-    "target_id",
-    "agent_slug",
-    "correlation_id",
-    "data",
-    "prev_hash",
-    "hash",
-)
 EVENT_SELECT = ", ".join(f'"{column}"' for column in EVENT_COLUMNS)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from audit.chain import timestamp_text
+from audit.chain import EVENT_COLUMNS, timestamp_text
 from audit.models import AuditEvent, AuditVerification
 from audit.search import describe, target_url
 
@@ -19,24 +19,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AuditEvent
-        fields = [
-            "id",
-            "partition",
-            "chain_seq",
-            "created_at",
-            "actor_type",
-            "actor",
-            "verb",
-            "target_type",
-            "target_id",
-            "agent_slug",
-            "correlation_id",
-            "data",
-            "prev_hash",
-            "hash",
-            "description",
-            "target_url",
-        ]
+        fields = [*EVENT_COLUMNS, "description", "target_url"]
 
     def get_created_at(self, event: AuditEvent) -> str:
         return timestamp_text(event.created_at)
