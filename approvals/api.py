@@ -135,7 +135,18 @@ class ActionSubmitView(AirlockAPIView):
         request=ActionSubmitSerializer,
         responses={201: ActionSerializer, 200: ActionSerializer},
         parameters=[
-            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True)
+            OpenApiParameter(
+                "Idempotency-Key",
+                # The key is stripped: it needs a character other than whitespace.
+                {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_IDEMPOTENCY_KEY,
+                    "pattern": r"\S",
+                },
+                OpenApiParameter.HEADER,
+                required=True,
+            )
         ],
     )
     def post(self, request: Request) -> Response:
