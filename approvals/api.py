@@ -333,6 +333,7 @@ class WithdrawView(AirlockAPIView):
     @extend_schema(operation_id="withdraw_action", request=None, responses={200: ActionSerializer})
     def post(self, request: Request, action_id: int) -> Response:
         _own_action_or_404(request, action_id)
+        _no_body(request)
         try:
             action = actions.withdraw(action_id=action_id, agent=request.user.agent)
         except actions.ActionRefused as exc:
@@ -399,6 +400,13 @@ class DecisionView(AirlockAPIView):
         except actions.ActionRefused as exc:
             raise _refused(exc) from exc
         return Response(ActionSerializer(action).data, status=status.HTTP_201_CREATED)
+
+
+def _no_body(request: Request) -> None:
+    """An operation that takes no body refuses one that is not empty (or ``{}``), malformed
+    or hostile ones included, instead of acting as if it had not been sent."""
+    if request.data:  # parsing it first refuses a malformed or hostile body
+        raise ApiError(400, "invalid", "This operation takes no body.", {"body": ["Not allowed."]})
 
 
 def _valid(serializer_class: type, request: Request) -> dict:
