@@ -32,6 +32,7 @@ from approvals.serializers import (
     ExecutionReportSerializer,
     KillSwitchInSerializer,
     KillSwitchSerializer,
+    NoFieldsSerializer,
     ReasonSerializer,
     RollbackReportSerializer,
 )
@@ -330,10 +331,16 @@ class ExecutionReportView(AirlockAPIView):
 class WithdrawView(AirlockAPIView):
     permission_classes = [IsAgent]
 
-    @extend_schema(operation_id="withdraw_action", request=None, responses={200: ActionSerializer})
+    @extend_schema(
+        operation_id="withdraw_action",
+        request=NoFieldsSerializer,
+        responses={200: ActionSerializer},
+    )
     def post(self, request: Request, action_id: int) -> Response:
         _own_action_or_404(request, action_id)
-        _no_body(request)
+        # Takes no fields: a body with any (or a malformed or hostile one) is refused, not
+        # ignored.
+        _valid(NoFieldsSerializer, request)
         try:
             action = actions.withdraw(action_id=action_id, agent=request.user.agent)
         except actions.ActionRefused as exc:
@@ -400,13 +407,6 @@ class DecisionView(AirlockAPIView):
         except actions.ActionRefused as exc:
             raise _refused(exc) from exc
         return Response(ActionSerializer(action).data, status=status.HTTP_201_CREATED)
-
-
-def _no_body(request: Request) -> None:
-    """An operation that takes no body refuses one that is not empty (or ``{}``), malformed
-    or hostile ones included, instead of acting as if it had not been sent."""
-    if request.data:  # parsing it first refuses a malformed or hostile body
-        raise ApiError(400, "invalid", "This operation takes no body.", {"body": ["Not allowed."]})
 
 
 def _valid(serializer_class: type, request: Request) -> dict:

@@ -30,6 +30,11 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class NoFieldsSerializer(StrictSerializer):
+    """The body of an operation that takes none: absent or ``{}``; any field is refused by
+    name."""
+
+
 class RationaleSerializer(StrictSerializer):
     objective = serializers.CharField(max_length=2000, required=False, allow_blank=True)
     plan = serializers.CharField(max_length=4000, required=False, allow_blank=True)

@@ -31,7 +31,7 @@ ENDPOINTS = {
         "/api/v1/actions/{rollback}/rollback",
         '{"outcome": "rolled_back", "result": {"{key}": "{text}"}}',
     ),
-    # takes no body: any body is refused, hostile ones with their own code
+    # takes no fields: any body with some is refused, hostile ones with their own code
     "withdraw": ("/api/v1/actions/{pending}/withdraw", '{"{key}": "{text}"}'),
 }
 
