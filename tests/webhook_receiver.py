@@ -7,28 +7,49 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Receiver:
-    def __init__(self, fail_first: int = 0, always_status: int | None = None) -> None:
+    """``hold_first``: the first that many requests are recorded, then answered only after
+    ``hold_seconds`` (or when the receiver closes): a slow receiver, for killing the sender
+    mid-delivery. ``arrivals`` is released once per request, as it arrives."""
+
+    def __init__(
+        self,
+        fail_first: int = 0,
+        always_status: int | None = None,
+        hold_first: int = 0,
+        hold_seconds: float = 60,
+    ) -> None:
         self.received: list[tuple[dict, bytes]] = []
         self.attempts = 0
         self.fail_first = fail_first
         self.always_status = always_status
+        self.hold_first = hold_first
+        self.hold_seconds = hold_seconds
         self.event = threading.Event()
+        self.arrivals = threading.Semaphore(0)
+        self._let_go = threading.Event()
+        lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # http.server names it so
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.attempts += 1
-                status = receiver.always_status or (
-                    500 if receiver.attempts <= receiver.fail_first else 200
-                )
+                with lock:
+                    receiver.attempts += 1
+                    attempt = receiver.attempts
+                status = receiver.always_status or (500 if attempt <= receiver.fail_first else 200)
                 if status < 300:
                     receiver.received.append(
                         ({k.lower(): v for k, v in self.headers.items()}, body)
                     )
                     receiver.event.set()
-                self.send_response(status)
-                self.end_headers()
+                receiver.arrivals.release()
+                if attempt <= receiver.hold_first:
+                    receiver._let_go.wait(receiver.hold_seconds)
+                try:
+                    self.send_response(status)
+                    self.end_headers()
+                except OSError:
+                    pass  # the sender is gone (killed while we held its request)
 
             def log_message(self, *args) -> None:
                 pass
@@ -42,5 +63,6 @@ class Receiver:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._let_go.set()
         self.server.shutdown()
         self.server.server_close()
