@@ -1,13 +1,13 @@
 """The API against its own served OpenAPI schema, with schemathesis: generated requests —
-valid and deliberately invalid — to every operation, and linked sequences (submit an
-action, read it, decide it, report on it) built from the schema's links. Every answer
-must be a documented status with a documented content type and body shape, and never a
-5xx.
+valid and deliberately invalid — to every operation, and generated sequences along an
+action's life (submit, read, decide, report, withdraw, trace) that carry each answer's id
+and payload hash into the next requests. Every answer must be a documented status with a
+documented content type and body shape, and never a 5xx.
 
 The application runs in-process through Django's WSGI handler (no server, no threads), so
-the whole run shares the test's transaction; each request runs in a savepoint of its own,
-as it would in its own transaction on a server. Examples per operation are capped to keep
-the file fast; failures of every operation are gathered and reported together."""
+the whole run shares the test's transaction; each request runs in a savepoint of its own.
+Examples per operation are capped to keep the file fast; the failures of every operation
+are gathered and reported together."""
 
 from __future__ import annotations
 
