@@ -34,6 +34,7 @@ from approvals.serializers import (
     ExecutionReportSerializer,
     KillSwitchInSerializer,
     KillSwitchSerializer,
+    NoFieldsSerializer,
     ReasonSerializer,
     RollbackReportSerializer,
 )
@@ -185,7 +186,18 @@ class ActionSubmitView(AirlockAPIView):
         request=ActionSubmitSerializer,
         responses={201: ActionSerializer, 200: ActionSerializer},
         parameters=[
-            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True)
+            OpenApiParameter(
+                "Idempotency-Key",
+                # The key is stripped: it needs a character other than whitespace.
+                {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_IDEMPOTENCY_KEY,
+                    "pattern": r"\S",
+                },
+                OpenApiParameter.HEADER,
+                required=True,
+            )
         ],
     )
     def post(self, request: Request) -> Response:
@@ -384,9 +396,16 @@ class ExecutionReportView(AirlockAPIView):
 class WithdrawView(AirlockAPIView):
     permission_classes = [IsAgent]
 
-    @extend_schema(operation_id="withdraw_action", request=None, responses={200: ActionSerializer})
+    @extend_schema(
+        operation_id="withdraw_action",
+        request=NoFieldsSerializer,
+        responses={200: ActionSerializer},
+    )
     def post(self, request: Request, action_id: int) -> Response:
         _own_action_or_404(request, action_id)
+        # Takes no fields: a body with any (or a malformed or hostile one) is refused, not
+        # ignored.
+        _valid(NoFieldsSerializer, request)
         try:
             action = actions.withdraw(action_id=action_id, agent=request.user.agent)
         except actions.ActionRefused as exc:

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import (
+    OpenApiSerializerExtension,
+    OpenApiSerializerFieldExtension,
+)
 from rest_framework import serializers
 
 from approvals.actions import current_approvals
@@ -24,6 +28,11 @@ class StrictSerializer(serializers.Serializer):
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
+
+
+class NoFieldsSerializer(StrictSerializer):
+    """The body of an operation that takes none: absent or ``{}``; any field is refused by
+    name."""
 
 
 class RationaleSerializer(StrictSerializer):
@@ -257,3 +266,26 @@ class KillSwitchSerializer(serializers.Serializer):
     release_reason = serializers.CharField()
     is_drill = serializers.BooleanField()
     trip = serializers.JSONField()
+
+
+class StrictSerializerSchema(OpenApiSerializerExtension):
+    """The OpenAPI schema says what ``StrictSerializer`` does: undeclared fields are refused
+    (``additionalProperties: false``), so clients and contract tests do not send them."""
+
+    target_class = "approvals.serializers.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["additionalProperties"] = False
+        return schema
+
+
+class BoundedJSONFieldSchema(OpenApiSerializerFieldExtension):
+    """``BoundedJSONField`` takes a JSON object of at most ``max_keys`` keys, not any JSON."""
+
+    target_class = "approvals.serializers.BoundedJSONField"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict:
+        return {"type": "object", "maxProperties": self.target.max_keys}

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import InterfaceError, OperationalError
-from django.http import Http404
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -69,7 +69,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             "fields": _flatten(exc.detail),
         }
     elif isinstance(exc, exceptions.ParseError):
-        body = {"code": "malformed_json", "detail": str(exc.detail)}
+        # config.parsers: malformed JSON, or refused text (its own code, with the fields).
+        body = {"code": getattr(exc, "error_code", "malformed_json"), "detail": str(exc.detail)}
+        if getattr(exc, "fields", None):
+            body["fields"] = exc.fields
     else:
         code = DEFAULT_CODES.get(response.status_code, "error")
         if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
@@ -88,3 +91,13 @@ def _flatten(detail: Any) -> Any:
             return [str(item) for item in detail]
         return [_flatten(item) for item in detail]
     return str(detail)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """``handler404``: a URL no route matches (e.g. ``/api/v1/actions/abc``) answers the API's
+    JSON error under ``/api/``, as every other API error does; pages keep Django's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"code": "not_found", "detail": "No such resource."}, status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)

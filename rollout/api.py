@@ -104,7 +104,7 @@ class AgentListView(GovernanceAPIView):
     @extend_schema(
         operation_id="list_agents",
         summary="Agents the caller may see",
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: {"type": "array", "items": {"type": "object"}}},
     )
     def get(self, request: Request) -> Response:
         agents = list(visible_agents(request.user).select_related("tier", "current_policy"))
@@ -377,15 +377,27 @@ class ShadowLabelView(GovernanceAPIView):
 class ChangeListView(GovernanceAPIView):
     @extend_schema(
         operation_id="list_change_requests",
-        parameters=[OpenApiParameter("status", str), OpenApiParameter("agent", str)],
+        parameters=[
+            OpenApiParameter("status", str, enum=ChangeRequest.Status.values),
+            OpenApiParameter("agent", str, description="Agent slug."),
+        ],
         responses={200: ChangeRequestSerializer(many=True)},
     )
     def get(self, request: Request) -> Response:
         requests_ = visible_change_requests(request.user)
         wanted = request.query_params.get("status")
         if wanted:
+            if wanted not in ChangeRequest.Status.values:
+                raise ApiError(
+                    400,
+                    "invalid",
+                    "Unknown status.",
+                    {"status": [f"One of {', '.join(ChangeRequest.Status.values)}."]},
+                )
             requests_ = requests_.filter(status=wanted)
         if agent := request.query_params.get("agent"):
+            if "\x00" in agent:  # PostgreSQL cannot compare text holding NUL: no such agent
+                return Response([])
             requests_ = requests_.filter(agent__slug=agent)
         return Response(ChangeRequestSerializer(requests_[:200], many=True).data)
 

@@ -85,7 +85,9 @@ CORPUS = [
     f'<base href="//{EVIL_HOST}/{{n}}/" data-xss>',
     '<meta http-equiv="refresh" content="0;url=/xss-hit/{n}" data-xss>',
     '<object data="/xss-hit/{n}" data-xss></object>',
-    "\u202e<img src=x onerror=__xss({n}) data-xss>",
+    # (a right-to-left mark: bidirectional overrides and isolates are refused at the door,
+    # tests/test_hostile_input.py)
+    "\u200f<img src=x onerror=__xss({n}) data-xss>",
     "<scr<script>ipt>__xss({n})</scr</script>ipt>",
     f"<a href=//{EVIL_HOST}/{{n}} data-xss>link {{n}}</a>",
     "<svg><animate onbegin=__xss({n}) attributeName=x dur=1s data-xss>",
