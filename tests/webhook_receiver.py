@@ -3,30 +3,47 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Receiver:
-    def __init__(self, fail_first: int = 0, always_status: int | None = None) -> None:
+    """Answers every POST 200 and records it, except: the first ``fail_first`` attempts
+    answer 500; ``always_status`` answers every one with that status; ``status_for(path)``,
+    when given, chooses each answer's status (used by benchmarks/soak.py to fail some
+    deliveries at random and refuse one path outright). Only 2xx answers are recorded."""
+
+    def __init__(
+        self,
+        fail_first: int = 0,
+        always_status: int | None = None,
+        status_for: Callable[[str], int] | None = None,
+    ) -> None:
         self.received: list[tuple[dict, bytes]] = []
         self.attempts = 0
         self.fail_first = fail_first
         self.always_status = always_status
+        self.status_for = status_for
         self.event = threading.Event()
+        self.lock = threading.Lock()  # the server answers on one thread per request
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # http.server names it so
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.attempts += 1
-                status = receiver.always_status or (
-                    500 if receiver.attempts <= receiver.fail_first else 200
-                )
-                if status < 300:
-                    receiver.received.append(
-                        ({k.lower(): v for k, v in self.headers.items()}, body)
-                    )
-                    receiver.event.set()
+                with receiver.lock:
+                    receiver.attempts += 1
+                    if receiver.status_for is not None:
+                        status = receiver.status_for(self.path)
+                    else:
+                        status = receiver.always_status or (
+                            500 if receiver.attempts <= receiver.fail_first else 200
+                        )
+                    if status < 300:
+                        receiver.received.append(
+                            ({k.lower(): v for k, v in self.headers.items()}, body)
+                        )
+                        receiver.event.set()
                 self.send_response(status)
                 self.end_headers()
 
@@ -34,7 +51,8 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"{self.base_url}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> Receiver:
