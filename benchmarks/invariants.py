@@ -33,7 +33,14 @@ from django.db import connection, transaction
 from django.db.models import Count, Max, Min
 
 from approvals.models import Action, Decision, Outbox, Report
-from approvals.states import EXECUTABLE, INITIAL_STATUSES, Status, check_transition
+from approvals.states import (
+    EXECUTABLE,
+    FINAL,
+    INITIAL_STATUSES,
+    TRANSITIONS,
+    Status,
+    check_transition,
+)
 from approvals.states import IllegalTransition as _Illegal
 from audit import verbs
 from audit.canonical import payload_hash
@@ -374,6 +381,11 @@ def _check_actions(action_ids: Collection[int] | None) -> Findings:
         items = events.get(action.pk, [])
         findings.counts[f"status {action.status}"] += 1
         findings.counts["actions"] += 1
+        if action.status not in TRANSITIONS:
+            findings.violations.append(f"action {action.pk}: unknown status {action.status!r}")
+        # Final, or waiting for people (pending) or for the agent's report (allowed,
+        # approved, rollback requested): the only states an action may rest in.
+        findings.counts["final" if action.status in FINAL else "open (may still change)"] += 1
         findings.counts["transitions"] += sum(1 for e in items if e.verb in STATUS_OF_VERB)
         if not items:
             findings.violations.append(f"action {action.pk}: no audit events at all")

@@ -641,19 +641,25 @@ def replay_storm(
         "summary": "one key, many clients",
     }
     changed = {**body, "summary": "the same key with another body"}
-    barrier = threading.Barrier(replays)
+    released: list[float] = []
+    barrier = threading.Barrier(replays, action=lambda: released.append(time.monotonic()))
     answers: list[tuple[str, int, Any] | None] = [None] * replays
 
     def fire(i: int) -> None:
         variant = "changed" if i % changed_every == changed_every - 1 else "same"
+        # Connected after the barrier: a connection opened before it could sit idle past
+        # the server's keep-alive timeout while hundreds of threads start.
         with httpx.Client(base_url=urls[i % len(urls)], timeout=120) as client:
-            client.get("/healthz")  # the connection is open before the barrier releases
             barrier.wait(timeout=120)
-            response = client.post(
-                "/api/v1/actions",
-                json=changed if variant == "changed" else body,
-                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
-            )
+            try:
+                response = client.post(
+                    "/api/v1/actions",
+                    json=changed if variant == "changed" else body,
+                    headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+                )
+            except httpx.HTTPError as exc:
+                answers[i] = (variant, 0, repr(exc))
+                return
             try:
                 payload = response.json()
             except ValueError:
@@ -661,12 +667,14 @@ def replay_storm(
             answers[i] = (variant, response.status_code, payload)
 
     threads = [threading.Thread(target=fire, args=(i,), daemon=True) for i in range(replays)]
-    started = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=300)
-    storm = Storm(key=key, replays=replays, seconds=time.monotonic() - started)
+    # From the barrier's release to the last answer.
+    storm = Storm(
+        key=key, replays=replays, seconds=time.monotonic() - released[0] if released else 0
+    )
     storm.actions_in_db = Action.objects.filter(agent_id=agent_id, idempotency_key=key).count()
     if storm.actions_in_db != 1:
         storm.problems.append(f"{storm.actions_in_db} actions hold the key")
@@ -687,7 +695,11 @@ def replay_storm(
                     f"a replay with the creating body got {status}, a different answer: "
                     f"{str(payload)[:200]}"
                 )
-        elif status != 409 or payload.get("code") != "idempotency_conflict":
+        elif (
+            status != 409
+            or not isinstance(payload, dict)
+            or payload.get("code") != "idempotency_conflict"
+        ):
             storm.problems.append(
                 f"a replay with the other body got {status} {str(payload)[:200]}, not 409"
             )
@@ -751,9 +763,10 @@ def main() -> int:
                 seed=args.seed,
                 progress=lambda n: log(f"    {n} rounds"),
             )
+        seconds = max(run.seconds, 1e-9)
         log(
-            f"    {run.rounds} rounds in {run.seconds:.1f} s ({run.rounds / run.seconds:.1f} "
-            f"rounds/s, {6 * run.rounds / run.seconds:.0f} racing operations/s), "
+            f"    {run.rounds} rounds in {run.seconds:.1f} s ({run.rounds / seconds:.1f} "
+            f"rounds/s, {6 * run.rounds / seconds:.0f} racing operations/s), "
             f"{len(run.action_ids)} actions"
         )
         log("==> invariants over every action made, and the audit chain")
@@ -789,7 +802,8 @@ def main() -> int:
         ]
         for storm in storms:
             log(
-                f"    {storm.replays} at once in {storm.seconds:.1f} s: {dict(storm.statuses)}; "
+                f"    {storm.replays} at once, all answered {storm.seconds:.1f} s after release: "
+                f"{dict(storm.statuses)}; "
                 f"created by the {storm.winner or '?'} body; {storm.actions_in_db} action(s) "
                 f"hold the key; problems: {storm.problems or 'none'}"
             )

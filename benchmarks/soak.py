@@ -244,10 +244,12 @@ class Soak:
         method: str,
         url: str,
         expect: dict[int, set[str] | None],
+        may_break: bool = False,
         **kwargs: Any,
     ) -> tuple[int, Any]:
         """One request; records its status, code and latency. An answer outside ``expect``
-        (status → allowed error codes, None: any) is a violation of the API's contract."""
+        (status → allowed error codes, None: any) is a violation of the API's contract; so
+        is no answer at all, unless ``may_break`` (the caller retries: status 0)."""
         import httpx
 
         started = mono()
@@ -255,7 +257,8 @@ class Soak:
             response = await client.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
             self.load.calls[(endpoint, 0, exc.__class__.__name__)] += 1
-            self.load.unexpected.append(f"{endpoint} {method} {url}: {exc!r}")
+            if not may_break:
+                self.load.unexpected.append(f"{endpoint} {method} {url}: {exc!r}")
             return 0, {}
         self.load.latency[endpoint].append(mono() - started)
         try:
@@ -293,8 +296,16 @@ class Soak:
             self.load.happened["submissions abandoned mid-flight, then retried"] += 1
             expect = {200: None, 201: None}  # the first one may have got through
         status, payload = await self.call(
-            client, "gate", "POST", url, expect, json=body, headers=headers
+            client, "gate", "POST", url, expect, json=body, headers=headers, may_break=True
         )
+        for _ in range(3):
+            if status != 0:
+                break
+            # No answer at all (the connection broke): an agent retries with the same key.
+            self.load.happened["submissions retried after a broken connection"] += 1
+            status, payload = await self.call(
+                client, "gate", "POST", url, {200: None, 201: None}, json=body, headers=headers
+            )
         if status not in (200, 201):
             return None
         self.load.ledger[(slug, key)] = payload["id"]
