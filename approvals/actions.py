@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -21,10 +21,20 @@ from approvals.models import Action, Decision, Outbox, Report
 from approvals.states import EXECUTABLE, Status, transition
 from audit import verbs
 from audit.canonical import canonical_json, payload_hash, sha256_hex
-from audit.chain import Actor, append_event
+from audit.chain import (
+    FREE_STRIPE_SQL,
+    Actor,
+    ChainPosition,
+    append_event,
+    lock_chain_position,
+    new_event,
+    stripe_partitions,
+    write_event,
+)
+from config.sql import insert_statement, mark_saved
 from rollout import permissions as rollout_permissions
-from rollout.actions import engaged_switches_for, hold_gate_lock_shared, release_for
-from rollout.models import Agent, KillSwitch
+from rollout.actions import KILL_SWITCH_LOCK_KEY, engaged_switches_for, release_for
+from rollout.models import Agent, KillSwitch, PolicyVersion
 from rollout.policy import Counters, GateRequest, SwitchState, check_argument_limits, evaluate
 
 DEFAULT_REVERSIBLE_WINDOW_SECONDS = 24 * 3600
@@ -137,17 +147,16 @@ def submit_action(*, agent: Agent, idempotency_key: str, body: dict) -> Submissi
 
     Creates the action in its initial status (allowed, denied, shadowed or pending) with
     the decision's reasons and the policy version used. Audits ``action.submitted`` —
-    for every outcome — before the agent gets its answer; broadcasts a pending action to
-    its reviewers on commit. Replays of the same key and body return the first action."""
+    for every outcome — in the same transaction, so the event is durable before the agent
+    gets its answer; broadcasts a pending action to its reviewers on commit. Replays of the
+    same key and body return the first action."""
     fingerprint = request_fingerprint(body)
-    replay = _existing_submission(agent, idempotency_key, fingerprint)
-    if replay:
-        return replay
     try:
         submission = _decide_and_record(agent, idempotency_key, fingerprint, body)
-    except IntegrityError:
-        # A concurrent request with the same key won the unique constraint; answer with its
-        # action (or the conflict) exactly as a later replay would.
+    except (_KeyTaken, IntegrityError):
+        # The key is taken: by an earlier request (found inside the transaction), or by a
+        # concurrent one that won the unique constraint. Answer with its action (or the
+        # conflict) from the committed row, outside the aborted transaction.
         replay = _existing_submission(agent, idempotency_key, fingerprint)
         if replay:
             return replay
@@ -164,29 +173,125 @@ def _check_breaker(agent: Agent) -> None:
         check_circuit_breaker(agent.pk)
 
 
+class _KeyTaken(Exception):
+    """An action with this idempotency key exists; rolls the gate's transaction back."""
+
+
+@dataclass
+class _GateInputs:
+    """What the gate reads, under the kill-switch lock, before it decides."""
+
+    policy: PolicyVersion
+    counters: Counters
+    switches: list[SwitchState]
+    position: ChainPosition  # the locked audit chain head the event goes to
+    action_id: int | None  # drawn in advance on PostgreSQL (the event names it)
+
+
+# The gate's reads on PostgreSQL, in two statements rather than six. A statement sees what
+# was committed when it started, so the kill switches are read by the second one, after the
+# first has taken the kill-switch lock shared: a call that waited for an engage sees the
+# switch (rollout.actions). Policy, idempotency key and counters need no such ordering.
+_GATE_READ_SQL = """
+SELECT pg_advisory_xact_lock_shared(%s),
+       pv.id, pv.number, pv.snapshot,
+       EXISTS (SELECT 1 FROM approvals_action WHERE agent_id = a.id AND idempotency_key = %s),
+       recent.agent_count, recent.tool_count
+FROM rollout_agent a
+JOIN rollout_policyversion pv ON pv.id = a.current_policy_id
+CROSS JOIN LATERAL (
+    SELECT count(*) AS agent_count, count(*) FILTER (WHERE tool = %s) AS tool_count
+    FROM approvals_action WHERE agent_id = a.id AND created_at >= %s
+) AS recent
+WHERE a.id = %s
+"""
+_GATE_LOCK_SQL = f"""
+WITH switches AS (
+    SELECT coalesce(json_agg(json_build_array(id, scope, target, is_drill)), '[]') AS list
+    FROM rollout_killswitch
+    WHERE released_at IS NULL
+      AND (scope = 'global' OR (scope = 'agent' AND target = %s)
+           OR (scope = 'tool' AND target = %s))
+), stripe AS ({FREE_STRIPE_SQL})
+SELECT switches.list, nextval(pg_get_serial_sequence('approvals_action', 'id')),
+       stripe.partition, stripe.last_seq, stripe.last_hash
+FROM switches LEFT JOIN stripe ON true
+"""  # noqa: S608 (constant parts only)
+
+
+def _read_gate_inputs(agent: Agent, key: str, tool: str, since: Any) -> _GateInputs:
+    """Take the kill-switch lock shared, then read the policy, the rate counters and the
+    engaged switches, and lock an audit chain head. Raises ``_KeyTaken`` when an action
+    with this idempotency key exists."""
+    if connection.vendor != "postgresql":
+        return _read_gate_inputs_orm(agent, key, tool, since)
+    with connection.cursor() as cursor:
+        cursor.execute(_GATE_READ_SQL, [KILL_SWITCH_LOCK_KEY, key, tool, since, agent.pk])
+        _, policy_id, number, snapshot, key_taken, agent_count, tool_count = cursor.fetchone()
+        if key_taken:
+            raise _KeyTaken
+        cursor.execute(_GATE_LOCK_SQL, [agent.slug, tool, stripe_partitions(agent.slug)])
+        switch_rows, action_id, *stripe = cursor.fetchone()
+    policy = mark_saved(
+        PolicyVersion(
+            id=policy_id,
+            agent=agent,
+            number=number,
+            snapshot=_SNAPSHOT_FIELD.from_db_value(snapshot, None, connection),
+        )
+    )
+    return _GateInputs(
+        policy=policy,
+        counters=Counters(agent_last_minute=agent_count, tool_last_minute=tool_count),
+        switches=[SwitchState(*row) for row in switch_rows],  # json: psycopg decodes it
+        position=lock_chain_position(agent.slug, None if stripe[0] is None else tuple(stripe)),
+        action_id=action_id,
+    )
+
+
+_SNAPSHOT_FIELD = PolicyVersion._meta.get_field("snapshot")
+
+
+def _read_gate_inputs_orm(agent: Agent, key: str, tool: str, since: Any) -> _GateInputs:
+    """``_read_gate_inputs`` through the ORM (SQLite: one writer at a time, no lock)."""
+    if Action.objects.filter(agent=agent, idempotency_key=key).exists():
+        raise _KeyTaken
+    policy = Agent.objects.select_related("current_policy").get(pk=agent.pk).current_policy
+    recent = Action.objects.filter(agent=agent, created_at__gte=since).aggregate(
+        agent_last_minute=Count("id"), tool_last_minute=Count("id", filter=Q(tool=tool))
+    )
+    return _GateInputs(
+        policy=policy,
+        counters=Counters(**recent),
+        switches=[
+            SwitchState(s.pk, s.scope, s.target, s.is_drill)
+            for s in engaged_switches_for(agent.slug, tool)
+        ],
+        position=lock_chain_position(agent.slug),
+        action_id=None,
+    )
+
+
 @transaction.atomic
 def _decide_and_record(agent: Agent, key: str, fingerprint: str, body: dict) -> Submission:
-    hold_gate_lock_shared()
-    agent = Agent.objects.select_related("current_policy").get(pk=agent.pk)
-    policy = agent.current_policy
+    """One transaction of three statements on PostgreSQL (plus BEGIN and COMMIT): two reads
+    (``_read_gate_inputs``), then the action, its ``action.submitted`` event and the chain
+    head written together (``audit.chain.write_event``)."""
     tool = body["tool"]
     arguments = body["arguments"]
     blast_radius = body.get("blast_radius") or {}
     now = timezone.now()
-    minute_ago = now - timedelta(seconds=60)
-    recent = Action.objects.filter(agent=agent, created_at__gte=minute_ago).aggregate(
-        agent_last_minute=Count("id"), tool_last_minute=Count("id", filter=Q(tool=tool))
-    )
-    counters = Counters(**recent)
-    switches = [
-        SwitchState(s.pk, s.scope, s.target, s.is_drill)
-        for s in engaged_switches_for(agent.slug, tool)
-    ]
+    inputs = _read_gate_inputs(agent, key, tool, now - timedelta(seconds=60))
+    policy = inputs.policy
     decision = evaluate(
-        policy.snapshot, GateRequest(tool, arguments, blast_radius), switches, counters
+        policy.snapshot,
+        GateRequest(tool, arguments, blast_radius),
+        inputs.switches,
+        inputs.counters,
     )
 
     action = Action(
+        id=inputs.action_id,
         agent=agent,
         release=release_for(agent, body.get("release")),
         tool=tool,
@@ -216,26 +321,35 @@ def _decide_and_record(agent: Agent, key: str, fingerprint: str, body: dict) -> 
     )
     if decision.outcome == Status.DENIED and decision.reason_code == "kill_switch":
         action.feedback = "; ".join(decision.reasons)
+    if action.id is None:  # no id drawn in advance: the row first, for the event to name
+        action.save()
+        also = []
+    else:
+        also = [insert_statement(action)]
     # A duplicate idempotency key aborts this whole transaction; submit_action answers it.
-    action.save()
-    append_event(
-        verb=verbs.ACTION_SUBMITTED,
-        actor=Actor.agent(agent),
-        target_type="action",
-        target_id=action.pk,
-        agent_slug=agent.slug,
-        correlation_id=action.correlation_id,
-        data={
-            "tool": tool,
-            "outcome": decision.outcome,
-            "reason_code": decision.reason_code,
-            "reasons": decision.reasons,
-            "risk": decision.risk,
-            "policy_version": policy.number,
-            "payload_hash": action.payload_hash,
-            "switch_id": decision.switch_id,
-        },
+    write_event(
+        new_event(
+            inputs.position,
+            verb=verbs.ACTION_SUBMITTED,
+            actor=Actor.agent(agent),
+            target_type="action",
+            target_id=action.pk,
+            agent_slug=agent.slug,
+            correlation_id=action.correlation_id,
+            data={
+                "tool": tool,
+                "outcome": decision.outcome,
+                "reason_code": decision.reason_code,
+                "reasons": decision.reasons,
+                "risk": decision.risk,
+                "policy_version": policy.number,
+                "payload_hash": action.payload_hash,
+                "switch_id": decision.switch_id,
+            },
+        ),
+        also=also,
     )
+    mark_saved(action)
     if action.status == Status.PENDING:
         notifications.owe_new_pending(action)
         _on_commit_broadcast(action, "submitted")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -18,7 +19,8 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
 
 from approvals import actions
@@ -37,6 +39,7 @@ from approvals.serializers import (
 )
 from audit.chain import Actor
 from config.api_errors import ApiError
+from config.cache import redis_client
 from rollout import actions as rollout_actions
 from rollout import permissions as agent_perms
 from rollout.authentication import (
@@ -70,16 +73,63 @@ class ResilientThrottle(SimpleRateThrottle):
             return True
 
 
-class AgentRateThrottle(ResilientThrottle):
-    """HTTP-level flood protection per agent token (the gate's own per-agent rate limit is
-    a policy rule answered with ``denied/rate_limited``)."""
+class _CachedAgentRateThrottle(ResilientThrottle):
+    """DRF's sliding window in Django's cache: the agent throttle without Redis."""
 
     scope = "agent"
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
-        if is_agent(request.user):
-            return f"throttle_agent_{request.user.agent.pk}"
-        return None
+        return f"throttle_agent_{request.user.agent.pk}"
+
+
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}  # as DRF's rate strings
+
+
+class AgentRateThrottle(BaseThrottle):
+    """HTTP-level flood protection per agent token (the gate's own per-agent rate limit is
+    a policy rule answered with ``denied/rate_limited``).
+
+    With Redis, a fixed window counted by one pipelined ``INCR`` + ``EXPIRE`` on the
+    process's Redis client: one round trip per call, where DRF's ``SimpleRateThrottle``
+    reads and rewrites a pickled list of every request in the window, through a client
+    object Django's cache builds per command. A fixed window may let up to twice the rate
+    through around a window boundary, which is fine for flood protection. Without Redis,
+    DRF's throttle on the local cache. When Redis is unreachable the request is let through,
+    as ``ResilientThrottle`` does."""
+
+    scope = "agent"
+
+    def __init__(self) -> None:
+        self._wait: float | None = None
+        self._fallback: _CachedAgentRateThrottle | None = None
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        if not is_agent(request.user):
+            return True
+        client = redis_client()
+        if client is None:
+            self._fallback = _CachedAgentRateThrottle()
+            return self._fallback.allow_request(request, view)
+        count, period = api_settings.DEFAULT_THROTTLE_RATES[self.scope].split("/")
+        duration = _PERIODS[period[0]]
+        now = time.time()
+        window = int(now // duration)
+        key = f"throttle_agent_{request.user.agent.pk}_{window}"
+        try:
+            pipe = client.pipeline(transaction=False)
+            pipe.incr(key)
+            pipe.expire(key, duration + 1)
+            calls, _ = pipe.execute()
+        except Exception:
+            logger.warning("throttle cache unavailable; not throttling", exc_info=True)
+            return True
+        self._wait = (window + 1) * duration - now
+        return calls <= int(count)
+
+    def wait(self) -> float | None:
+        if self._fallback is not None:
+            return self._fallback.wait()
+        return self._wait
 
 
 class PersonRateThrottle(ResilientThrottle):
@@ -247,10 +297,18 @@ action_detail.initkwargs = getattr(_detail_view, "initkwargs", {})  # type: igno
 async def _wait_for_change(request: HttpRequest, action_id: int, wait: float) -> None:
     layer = get_channel_layer()
     channel = None
+    wake_up: asyncio.Future | None = None
     if layer:
         try:
             channel = await layer.new_channel()
             await asyncio.wait_for(layer.group_add(action_group(action_id), channel), LAYER_TIMEOUT)
+            # Listening starts before the action is read, so a decision committed in between
+            # still wakes us. One receive outlives the re-checks below: cancelling it at each
+            # step would unsubscribe the channel (pub/sub layer) and drop a wake-up arriving
+            # before the next receive; cancelling it at the end is what unsubscribes. A
+            # ``layer.reconnected`` notice (Redis came back, wake-ups may have been lost)
+            # wakes it like an event: the action is re-read.
+            wake_up = asyncio.ensure_future(layer.receive(channel))
         except Exception:
             # Redis is down: wait by re-reading the action instead of by wake-up.
             logger.warning(
@@ -269,20 +327,27 @@ async def _wait_for_change(request: HttpRequest, action_id: int, wait: float) ->
         recheck = settings.LONG_POLL_RECHECK_SECONDS
         while (remaining := deadline - loop.time()) > 0:
             step = min(remaining, recheck)
-            if layer:
-                try:
-                    await asyncio.wait_for(layer.receive(channel), timeout=step)
-                except TimeoutError:
-                    pass
-                except Exception:
-                    logger.warning("channel layer lost during a long-poll", exc_info=True)
-                    layer = None
+            if wake_up is not None:
+                done, _ = await asyncio.wait({wake_up}, timeout=step)
+                if done:
+                    finished, wake_up = wake_up, None
+                    if finished.exception() is None:
+                        wake_up = asyncio.ensure_future(layer.receive(channel))
+                    else:
+                        logger.warning(
+                            "channel layer lost during a long-poll", exc_info=finished.exception()
+                        )
+                        layer = None
             else:
                 await asyncio.sleep(step)
             now_status = await sync_to_async(_current_status)(action_id)
             if now_status != initial:
                 return
     finally:
+        if wake_up is not None:
+            wake_up.cancel()
+            with contextlib.suppress(BaseException):
+                await wake_up
         if layer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
@@ -452,7 +517,8 @@ class KillSwitchReleaseView(AirlockAPIView):
     def post(self, request: Request, switch_id: int) -> Response:
         require_token_scope(request, "kill")
         switch = KillSwitch.objects.filter(pk=switch_id).first()
-        if switch is None:
+        # Switches are listed to whoever may see incidents; to anyone else they do not exist.
+        if switch is None or not agent_perms.can_see_incidents(request.user):
             raise ApiError(404, "not_found", "No such kill switch.")
         if not agent_perms.can_operate_switch(request.user, switch.scope, switch.target):
             raise ApiError(403, "permission_denied", "You may not release this kill switch.")

@@ -16,6 +16,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from approvals.permissions import can_view_action
+from audit.chain import partition_agent
 from rollout import permissions as agent_perms
 from rollout.authentication import is_agent
 
@@ -33,7 +34,8 @@ class AuditScope:
         return queryset.filter(agent_slug__in=sorted(self.agent_slugs))
 
     def allows_partition(self, partition: str) -> bool:
-        return self.everything or partition in self.agent_slugs
+        """An agent's chain stripes (``slug#1``…) belong to that agent."""
+        return self.everything or partition_agent(partition) in self.agent_slugs
 
     def allows_agent(self, slug: str) -> bool:
         return self.everything or slug in self.agent_slugs

@@ -1,7 +1,8 @@
 """The tamper-evident audit log.
 
-Events are append-only. Each event belongs to one chain *partition* (one per agent, plus
-``global`` for events about no agent); inside a partition every event carries the hash of
+Events are append-only. Each event belongs to one chain *partition* (per agent up to
+``AUDIT_CHAIN_STRIPES`` stripes ``slug``, ``slug#1``…, plus ``global`` for events about no
+agent); inside a partition every event carries the hash of
 the one before it, so altering, removing or reordering a row breaks the chain from there
 on. Partitions let the gate of different agents append without waiting for one global
 lock; periodic ``audit.checkpoint`` events in the global partition record every

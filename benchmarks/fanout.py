@@ -52,10 +52,10 @@ def parse_args() -> argparse.Namespace:
     add("--fsync", choices=["on", "off"], default="off", help="PostgreSQL fsync (off)")
     add(
         "--layer",
-        choices=["core", "pubsub"],
-        default="core",
-        help="channels-redis layer: core (the shipped RedisChannelLayer) or pubsub "
-        "(RedisPubSubChannelLayer, for comparison)",
+        choices=["pubsub", "core"],
+        default="pubsub",
+        help="channels-redis layer: pubsub (the shipped one, on RedisPubSubChannelLayer) or core "
+        "(channels-redis's default RedisChannelLayer, for comparison)",
     )
     add("--deadline", type=int, default=280, help="abort the whole run after this many s")
     add("--driver", action="store_true", help=argparse.SUPPRESS)  # the deciding process
@@ -106,27 +106,28 @@ def drive(decisions: int, interval: float) -> None:
 # --- the run --------------------------------------------------------------------------------
 
 
-PUBSUB_SETTINGS = """\
+CORE_SETTINGS = """\
 from benchmarks.settings import *  # noqa: F403
 from benchmarks.settings import REDIS_URL
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
     }
 }
 """
 
 
-def use_pubsub_layer(services) -> None:
-    """Server and driver on ``RedisPubSubChannelLayer``: a settings module written to the
-    run's temp dir (removed with it), on top of ``benchmarks.settings``."""
-    (services.tmp / "fanout_pubsub_settings.py").write_text(PUBSUB_SETTINGS)
+def use_core_layer(services) -> None:
+    """Server and driver on channels-redis's default ``RedisChannelLayer`` (the layer shipped
+    before the switch to pub/sub): a settings module written to the run's temp dir (removed
+    with it), on top of ``benchmarks.settings``."""
+    (services.tmp / "fanout_core_settings.py").write_text(CORE_SETTINGS)
     services.env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(services.tmp), str(ROOT), services.env.get("PYTHONPATH", "")])
     )
-    services.env["DJANGO_SETTINGS_MODULE"] = "fanout_pubsub_settings"
+    services.env["DJANGO_SETTINGS_MODULE"] = "fanout_core_settings"
 
 
 def session_cookie(port: int) -> str:
@@ -244,8 +245,8 @@ def main() -> int:
         print("==> migrate, seed_demo", flush=True)
         services.manage("migrate", "--noinput")
         services.manage("seed_demo")
-        if args.layer == "pubsub":
-            use_pubsub_layer(services)
+        if args.layer == "core":
+            use_core_layer(services)
         print(f"==> uvicorn, {args.workers} workers, {args.layer} layer", flush=True)
         services.start_server({"SECURE_COOKIES": "0"})  # plain-HTTP loopback login
         print(f"==> {args.decisions} decisions, one every {args.interval} s", flush=True)

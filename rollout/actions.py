@@ -18,16 +18,11 @@ from rollout.models import Agent, AgentToken, KillSwitch, PolicyVersion, Release
 from rollout.snapshots import build_snapshot
 from rollout.tokens import new_token, token_digest
 
-# Gate transactions hold this lock shared; engaging a switch holds it exclusively, so a gate
+# Gate transactions hold this lock shared (the first statement of
+# approvals.actions._read_gate_inputs); engaging a switch holds it exclusively, so a gate
 # call either finished before the engage (and its action is swept by it) or starts after it
 # (and sees the switch). SQLite serialises writers anyway.
 KILL_SWITCH_LOCK_KEY = 0x41495231  # "AIR1"
-
-
-def hold_gate_lock_shared() -> None:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [KILL_SWITCH_LOCK_KEY])
 
 
 def _hold_gate_lock_exclusive() -> None:

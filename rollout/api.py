@@ -161,10 +161,11 @@ class AgentDetailView(GovernanceAPIView):
                 "tokens": AgentTokenSerializer(
                     agent.tokens.order_by("-created_at"), many=True
                 ).data,
+                # Only for those who may read the agent's governance (as /changes/<id>).
                 "open_change_requests": list(
-                    agent.change_requests.filter(status=ChangeRequest.Status.OPEN).values_list(
-                        "id", flat=True
-                    )
+                    visible_change_requests(request.user)
+                    .filter(agent=agent, status=ChangeRequest.Status.OPEN)
+                    .values_list("id", flat=True)
                 ),
             }
         )

@@ -12,3 +12,7 @@ class RolloutConfig(AppConfig):
 
         # Every way of logging in (the login pages, the test client) starts the idle clock.
         user_logged_in.connect(start_idle_clock, dispatch_uid="airlock-idle-clock")
+
+        from rollout.access_hints import connect_signals
+
+        connect_signals()

@@ -6,14 +6,15 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from audit.chain import Actor
 from rollout import permissions as perms
 from rollout.actions import KillSwitchError, engage_kill_switch, release_kill_switch
-from rollout.models import Agent, Drill, KillSwitch
+from rollout.models import Drill, KillSwitch
+from rollout.selectors import agent_visible_to
 from rollout.stepup import StepUpRequired, require_recent_second_factor
 
 SCOPES = (KillSwitch.Scope.GLOBAL, KillSwitch.Scope.AGENT, KillSwitch.Scope.TOOL)
@@ -78,7 +79,10 @@ def engage(request: HttpRequest) -> HttpResponse:
 @require_POST
 def release(request: HttpRequest, switch_id: int) -> HttpResponse:
     """Release a switch, with a reason. The switch stays in history."""
-    switch = get_object_or_404(KillSwitch, pk=switch_id)
+    switch = KillSwitch.objects.filter(pk=switch_id).first()
+    # Switches are shown to whoever may see incidents; to anyone else they do not exist.
+    if switch is None or not perms.can_see_incidents(request.user):
+        raise Http404("No such kill switch.")
     if not perms.can_operate_switch(request.user, switch.scope, switch.target):
         raise PermissionDenied
     try:
@@ -106,7 +110,10 @@ def run_drill(request: HttpRequest, slug: str) -> HttpResponse:
     """Queue a drill of one agent on a worker (it takes a few seconds)."""
     from rollout.tasks import run_drill_task
 
-    agent = get_object_or_404(Agent, slug=slug)
+    # An agent the person may not see answers as if it did not exist.
+    agent = agent_visible_to(request.user, slug)
+    if agent is None:
+        raise Http404("No such agent.")
     if not perms.can_kill(request.user, agent):
         raise PermissionDenied
     run_drill_task.delay(agent.pk, request.user.get_username())

@@ -150,17 +150,6 @@ def can_see_agent(user: Any, agent: Agent) -> bool:
     return any(has_agent_perm(user, perm, agent) for perm in (REVIEW, GOVERN, KILL, AUDIT))
 
 
-def may_review_now(user_id: Any, agent_slug: str) -> bool:
-    """Whether the person may review agent ``agent_slug`` right now, read afresh from the
-    database (no permission cache of a long-lived user object): for long-lived connections
-    deciding whether to forward one event. A few queries; cache briefly per connection."""
-    from django.contrib.auth import get_user_model
-
-    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
-    agent = Agent.objects.filter(slug=agent_slug).first()
-    return bool(user is not None and agent is not None and can_review(user, agent))
-
-
 def can_manage_people(user: Any) -> bool:
     """Who may see the People page and disable or re-enable accounts: superusers and holders
     of Django's ``auth.change_user``. Never through a personal token."""

@@ -306,7 +306,10 @@ def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "backtest": backtest,
         "switch": switch,
         "last_drill": agent.drills.first(),
-        "open_changes": agent.change_requests.filter(status=ChangeRequest.Status.OPEN),
+        # Change requests are for those who may read the agent's governance (not reviewers).
+        "open_changes": visible_change_requests(user).filter(
+            agent=agent, status=ChangeRequest.Status.OPEN
+        ),
         "tier_form": TierForm(initial={"tier": agent.tier.name}),
         "rule_form": ToolRuleForm(initial={"effect": "read", "rule": "allowed"}),
         "settings_form": AgentSettingsForm(

@@ -8,7 +8,9 @@
  *   data-live-action   (action pages) the action id whose events matter
  *
  * Channel-layer delivery is at most once, so messages are only a hint: on every message,
- * on every (re)connect and every RESYNC_MS the region is re-read from the server. */
+ * on every (re)connect and every RESYNC_MS the region is re-read from the server. The
+ * server sends {"type": "resync"} when its connection to Redis came back after an outage
+ * (the socket itself stayed open, but events published meanwhile never reached it). */
 (function () {
   "use strict";
 
@@ -188,6 +190,10 @@
         return;
       }
       if (message.type === "hello") return;
+      if (message.type === "resync") {
+        scheduleRefresh(); // events were lost while the server was cut off from Redis
+        return;
+      }
       var only = region.dataset.liveAction;
       if (only && message.action_id !== undefined && String(message.action_id) !== only) return;
       scheduleRefresh();

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import threading
@@ -10,12 +11,34 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import channel_layers
 from django.apps import apps as django_apps
 
 from rollout.reference import ensure_reference_data
 from tests import factories
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # sync Playwright beside the ORM
+
+pytest_plugins = ["tests.sockets"]
+
+
+@pytest.fixture(autouse=True)
+def _own_channel_layer_for_async_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """An async test gets a channel layer instance of its own. The layer is a process-wide
+    singleton that keeps event-loop-bound state (receive locks, cleaner tasks, pools keyed by
+    loop); each async test runs in a new loop, and the threaded test server in a loop of its
+    own — sharing one instance across them can leave a task the loop's shutdown waits on
+    forever. Sync tests keep the shared instance (the test server uses it)."""
+    if not inspect.iscoroutinefunction(request.function):
+        yield
+        return
+    shared = channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+    yield
+    # The test's own instance is flushed when its loop closes (channels_redis wraps close).
+    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+    if shared is not None:
+        channel_layers.backends[DEFAULT_CHANNEL_LAYER] = shared
 
 
 @pytest.fixture

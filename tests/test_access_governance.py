@@ -418,6 +418,7 @@ def test_matrix__critical_approval_follows(owners, reviewer, reviewer2, support_
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_test_sockets")
 async def test_websocket__groups_follow_grant_and_removal(support_agent, monkeypatch):
     from tests.test_websocket_queue import TIMEOUT, open_socket, receive_until
 
@@ -445,13 +446,3 @@ async def test_websocket__groups_follow_grant_and_removal(support_agent, monkeyp
     await database_sync_to_async(factories.submit)(support_agent, "send_email")
     assert await communicator.receive_nothing(timeout=0.5)
     await communicator.disconnect()
-
-
-def test_may_review_now__reads_afresh_for_long_lived_connections(owners, petra, support_agent):
-    gwen, gus = owners
-    assert not agent_perms.may_review_now(petra.pk, support_agent.slug)
-    grant(support_agent, gwen, gus, "review", "user:petra")
-    assert agent_perms.may_review_now(petra.pk, support_agent.slug)
-    remove(support_agent, gus, "review", "user:petra")
-    assert not agent_perms.may_review_now(petra.pk, support_agent.slug)
-    assert not agent_perms.may_review_now(petra.pk, "no-such-agent")

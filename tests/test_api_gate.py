@@ -454,3 +454,89 @@ def test_get__pending_past_expiry__is_expired_by_the_read_and_audited(live_api, 
     body = live_api.get(f"/api/v1/actions/{action_id}", headers=auth(token, key=False)).json()
     assert body["status"] == "expired"
     assert AuditEvent.objects.filter(verb="action.expired", target_id=str(action_id)).count() == 1
+
+
+# --- the gate's hot path ------------------------------------------------------------------
+
+
+def test_action_serializer__written_out_fields__equal_drfs_for_every_kind_of_action(
+    support_agent, reviewer, reviewer2
+):
+    # Given actions in several states: allowed, denied, pending, one approval recorded on
+    # edited arguments, approved by two, rejected
+    from rest_framework import serializers
+
+    from approvals.serializers import ActionSerializer
+
+    allowed = factories.submit(support_agent, "get_order_status", {"order_id": "O-1"})
+    denied = factories.submit(support_agent, "made_up_tool", {})
+    pending = factories.submit(support_agent, REFUND["tool"], REFUND["arguments"])
+    edited = factories.submit(support_agent, REFUND["tool"], REFUND["arguments"])
+    actions.approve(action_id=edited.pk, user=reviewer, arguments={"order_id": "X", "amount": 1})
+    high = factories.submit(
+        support_agent,
+        REFUND["tool"],
+        {"order_id": "O", "amount": 5000},
+        blast_radius={"amount": {"value": 5000, "currency": "EUR"}},
+    )
+    actions.approve(action_id=high.pk, user=reviewer)
+    actions.approve(action_id=high.pk, user=reviewer2)
+    rejected = factories.submit(support_agent, REFUND["tool"], REFUND["arguments"])
+    actions.reject(action_id=rejected.pk, user=reviewer, comment="no")
+    # When each is serialised by the written-out fields and by DRF's generic walk
+    statuses = set()
+    for action in Action.objects.select_related("agent", "policy_version"):
+        serializer = ActionSerializer(action)
+        ours = serializer.to_representation(action)
+        drfs = serializers.ModelSerializer.to_representation(serializer, action)
+        # Then both are the same JSON
+        assert json.dumps(ours, sort_keys=True) == json.dumps(drfs, sort_keys=True)
+        statuses.add(action.status)
+    assert {allowed.status, denied.status, pending.status, "approved", "rejected"} <= statuses
+
+
+def test_gate__one_call__four_statements_plus_begin_and_commit(support_agent):
+    # Given an agent with a token that was used a moment ago
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    token = factories.make_token(support_agent)
+    client = Client()
+    body = {"tool": "get_order_status", "arguments": {"order_id": "O-1"}}
+
+    def call():
+        return client.post(
+            "/api/v1/actions", body, content_type="application/json", headers=auth(token)
+        )
+
+    assert call().status_code == 201
+    # When the agent calls the gate again
+    with CaptureQueriesContext(connection) as queries:
+        response = call()
+    # Then the token lookup and the gate's three statements are all it costs the database
+    assert (response.status_code, response.json()["status"]) == (201, "allowed")
+    sql = [q["sql"] for q in queries.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+    assert len(sql) == 4, sql
+    assert "rollout_agenttoken" in sql[0]
+    assert "pg_advisory_xact_lock_shared" in sql[1]
+    assert "FOR UPDATE SKIP LOCKED" in sql[2]
+    assert "INSERT INTO" in sql[3] and "audit_auditevent" in sql[3]
+    event = AuditEvent.objects.get(target_id=str(response.json()["id"]))
+    assert event.verb == "action.submitted"
+
+
+def test_agent_throttle__over_the_http_rate__429_until_the_window_ends(live_api, token, settings):
+    # Given an HTTP flood limit of 3 calls per minute for an agent's token
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"agent": "3/min", "person": "600/min"},
+    }
+    body = {"tool": "get_order_status", "arguments": {"order_id": "O-1"}}
+    # When it calls the gate five times
+    answers = [submit(live_api, token, body) for _ in range(5)]
+    # Then the fourth and fifth are refused with 429 and a Retry-After, and wrote nothing
+    assert [a.status_code for a in answers[:3]] == [201, 201, 201]
+    assert [a.status_code for a in answers[3:]] == [429, 429]
+    assert 0 < int(answers[3].headers["Retry-After"]) <= 60
+    assert Action.objects.count() == 3

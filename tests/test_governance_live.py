@@ -4,35 +4,20 @@ and the admin's read-only views with per-agent permissions render."""
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
+from guardian.shortcuts import remove_perm
 
 from rollout import governance
 from rollout.models import Tier
 from rollout.routing import websocket_urlpatterns
-from tests import factories
+from tests import factories, sockets
 
 TIMEOUT = 5
-
-
-@pytest.fixture(autouse=True)
-async def _close_redis_pools():
-    """Close this event loop's Redis connections before pytest-asyncio closes the loop: a
-    pool left open keeps tasks the loop's shutdown waits on."""
-    yield
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer()
-    if hasattr(layer, "close_pools"):
-        with contextlib.suppress(RuntimeError):  # pools of another (finished) loop
-            await layer.close_pools()
 
 
 # The consumer behind the same session auth as config/asgi.py.
@@ -50,9 +35,7 @@ async def open_socket(user=None):
     if user is not None:
         key = await database_sync_to_async(session_key_for)(user)
         headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={key}".encode()))
-    communicator = WebsocketCommunicator(application, "/ws/governance/", headers=headers)
-    connected, code = await communicator.connect(timeout=TIMEOUT)
-    return communicator, connected, code
+    return await sockets.connect(application, "/ws/governance/", headers)
 
 
 propose = database_sync_to_async(governance.propose_change)
@@ -60,6 +43,7 @@ approve = database_sync_to_async(governance.approve_change_request)
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_test_sockets")
 async def test_governance_socket__owner_of_a_hears_a_only(support_agent, other_agent):
     make_user = database_sync_to_async(factories.make_user)
     owner_of_a = await make_user("alma", agent_perms={"rollout.govern_agent": support_agent})
@@ -110,6 +94,24 @@ async def test_governance_socket__owner_of_a_hears_a_only(support_agent, other_a
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_test_sockets")
+async def test_governance_socket__right_removed__stops_hearing_at_once(support_agent):
+    make_user = database_sync_to_async(factories.make_user)
+    owner_of_a = await make_user("alma", agent_perms={"rollout.govern_agent": support_agent})
+    author = await make_user("author", groups=("governance_owner",))
+    communicator, connected, _ = await open_socket(owner_of_a)
+    assert connected
+    assert await communicator.receive_json_from(timeout=TIMEOUT) == {"type": "hello", "agents": 1}
+    # When her govern right on A is removed (no reconnect, no periodic re-check)
+    await database_sync_to_async(remove_perm)("rollout.govern_agent", owner_of_a, support_agent)
+    # Then the next change request on A does not reach her socket
+    await propose(agent=support_agent, user=author, changes={"tier": "autonomous"}, reason="a")
+    assert await communicator.receive_nothing(timeout=0.5)
+    await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_test_sockets")
 async def test_governance_socket__anonymous__closed():
     _, connected, code = await open_socket()
     assert not connected and code == 4401

@@ -3,14 +3,11 @@ session auth, routing) and the Redis channel layer: who hears what, and who is t
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
-from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
 from django.test import Client
 from guardian.shortcuts import remove_perm
@@ -21,7 +18,7 @@ from approvals.models import Action
 from audit.chain import Actor
 from config.asgi import application
 from rollout.actions import engage_kill_switch
-from tests import factories
+from tests import factories, sockets
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,13 +27,8 @@ TIMEOUT = 5
 
 
 @pytest.fixture(autouse=True)
-def fresh_channel_layer():
-    """Each test gets its own channel layer instance. channels_redis keeps event-loop-bound
-    state (its receive lock) in the process-wide layer, and every test here runs in a new
-    event loop. (Its connection pools are per loop and flushed when the loop closes.)"""
-    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
-    yield
-    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+def _sockets_closed(close_test_sockets):
+    """Every websocket a test here opens is disconnected, even when the test fails."""
 
 
 @pytest.fixture
@@ -57,9 +49,7 @@ async def open_socket(
     if user is not None:
         key = await database_sync_to_async(session_key_for)(user)
         headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={key}".encode()))
-    communicator = WebsocketCommunicator(application, "/ws/queue/", headers=headers)
-    connected, code = await communicator.connect(timeout=TIMEOUT)
-    return communicator, connected, code
+    return await sockets.connect(application, "/ws/queue/", headers)
 
 
 async def receive_until(communicator: WebsocketCommunicator, predicate) -> dict:
@@ -160,7 +150,7 @@ async def test_queue_socket__review_right_revoked__stops_hearing(
     await communicator.disconnect()
 
 
-async def test_queue_socket__review_right_revoked__next_event_not_forwarded_before_any_recheck(
+async def test_queue_socket__review_right_revoked__told_at_once_without_periodic_recheck(
     reviewer_of_a, support_agent, monkeypatch
 ):
     monkeypatch.setattr(QueueConsumer, "access_recheck_seconds", 3600)  # no periodic re-check
@@ -169,8 +159,45 @@ async def test_queue_socket__review_right_revoked__next_event_not_forwarded_befo
     await communicator.receive_json_from(timeout=TIMEOUT)  # hello
     await submit(support_agent, "send_email")
     assert (await communicator.receive_json_from(timeout=TIMEOUT))["agent"] == support_agent.slug
+    # When the right is removed (guardian, as the admin or a shell would)
     await database_sync_to_async(remove_perm)("rollout.review_agent", reviewer_of_a, support_agent)
-    await asyncio.sleep(1.1)  # past the per-connection one-second answer cache
+    # Then the socket is told at once, and the agent's next event does not reach it
+    assert await communicator.receive_json_from(timeout=TIMEOUT) == {
+        "type": "access.changed",
+        "agents": 0,
+    }
     await submit(support_agent, "send_email")
     assert await communicator.receive_nothing(timeout=0.5)
     await communicator.disconnect()
+
+
+async def test_queue_socket__joined_a_reviewer_group__hears_at_once(support_agent, monkeypatch):
+    monkeypatch.setattr(QueueConsumer, "access_recheck_seconds", 3600)  # no periodic re-check
+    newcomer = await database_sync_to_async(factories.make_user)("nina", groups=())
+    communicator, connected, _ = await open_socket(newcomer)
+    assert connected
+    assert await communicator.receive_json_from(timeout=TIMEOUT) == {"type": "hello", "agents": 0}
+    # When an administrator adds her to the reviewer group
+    await database_sync_to_async(lambda: newcomer.groups.add(Group.objects.get(name="reviewer")))()
+    # Then her open socket follows without a new login
+    changed = await communicator.receive_json_from(timeout=TIMEOUT)
+    assert changed["type"] == "access.changed" and changed["agents"] >= 1
+    submitted = await submit(support_agent, "send_email")
+    heard = await receive_until(communicator, lambda m: m.get("type") == "action.changed")
+    assert heard["action_id"] == submitted.pk
+    await communicator.disconnect()
+
+
+async def test_queue_socket__deactivated__disconnected_at_once(reviewer, monkeypatch):
+    monkeypatch.setattr(QueueConsumer, "access_recheck_seconds", 3600)  # no periodic re-check
+    communicator, connected, _ = await open_socket(reviewer)
+    assert connected
+    await communicator.receive_json_from(timeout=TIMEOUT)  # hello
+
+    def deactivate() -> None:
+        reviewer.is_active = False
+        reviewer.save(update_fields=["is_active"])
+
+    await database_sync_to_async(deactivate)()
+    output = await communicator.receive_output(timeout=TIMEOUT)
+    assert output == {"type": "websocket.close", "code": 4401}

@@ -98,7 +98,16 @@ class ThrowawayRedis:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
+    def answers(self) -> bool:
+        ping = subprocess.run(
+            ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True
+        )
+        return ping.stdout.strip() == "PONG"
+
     def start(self) -> None:
+        """Start it (nothing to do when it is running)."""
+        if self.answers():
+            return
         subprocess.run(
             [
                 "redis-server",
@@ -122,10 +131,7 @@ class ThrowawayRedis:
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            ping = subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True
-            )
-            if ping.stdout.strip() == "PONG":
+            if self.answers():
                 return
             time.sleep(0.1)  # redis-server daemonizes before it listens
         raise RuntimeError("redis did not start")

@@ -10,21 +10,31 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Receiver:
     """Answers every POST 200 and records it, except: the first ``fail_first`` attempts
     answer 500; ``always_status`` answers every one with that status; ``status_for(path)``,
-    when given, chooses each answer's status (used by benchmarks/soak.py to fail some
-    deliveries at random and refuse one path outright). Only 2xx answers are recorded."""
+    when given, chooses each answer's status (benchmarks/soak.py fails some deliveries at
+    random and refuses one path outright). Only 2xx answers are recorded.
+
+    ``hold_first``: the first that many requests are recorded, then answered only after
+    ``hold_seconds`` (or when the receiver closes): a slow receiver, for killing the sender
+    mid-delivery. ``arrivals`` is released once per request, as it arrives."""
 
     def __init__(
         self,
         fail_first: int = 0,
         always_status: int | None = None,
+        hold_first: int = 0,
+        hold_seconds: float = 60,
         status_for: Callable[[str], int] | None = None,
     ) -> None:
         self.received: list[tuple[dict, bytes]] = []
         self.attempts = 0
         self.fail_first = fail_first
         self.always_status = always_status
+        self.hold_first = hold_first
+        self.hold_seconds = hold_seconds
         self.status_for = status_for
         self.event = threading.Event()
+        self.arrivals = threading.Semaphore(0)
+        self._let_go = threading.Event()
         self.lock = threading.Lock()  # the server answers on one thread per request
         receiver = self
 
@@ -33,19 +43,26 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver.lock:
                     receiver.attempts += 1
+                    attempt = receiver.attempts
                     if receiver.status_for is not None:
                         status = receiver.status_for(self.path)
                     else:
                         status = receiver.always_status or (
-                            500 if receiver.attempts <= receiver.fail_first else 200
+                            500 if attempt <= receiver.fail_first else 200
                         )
                     if status < 300:
                         receiver.received.append(
                             ({k.lower(): v for k, v in self.headers.items()}, body)
                         )
                         receiver.event.set()
-                self.send_response(status)
-                self.end_headers()
+                receiver.arrivals.release()
+                if attempt <= receiver.hold_first:
+                    receiver._let_go.wait(receiver.hold_seconds)
+                try:
+                    self.send_response(status)
+                    self.end_headers()
+                except OSError:
+                    pass  # the sender is gone (killed while we held its request)
 
             def log_message(self, *args) -> None:
                 pass
@@ -60,5 +77,6 @@ class Receiver:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._let_go.set()
         self.server.shutdown()
         self.server.server_close()

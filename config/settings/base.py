@@ -128,17 +128,24 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
 if REDIS_URL:
+    # Redis pub/sub rather than channels_redis's list-based default: a group event is one
+    # PUBLISH that Redis hands once to each server process, which fans it out to its own
+    # sockets in memory (the default layer costs a Redis round trip per socket — 100
+    # dashboards took p99 ~300 ms vs ~110 ms here; benchmarks/fanout.py). Pub/sub keeps
+    # nothing for a process that is not listening, which suits what travels here: wake-ups
+    # and refresh hints whose truth is in PostgreSQL (dashboards re-read on reconnect and
+    # every 30 s, long-polls re-check the database). Timeouts: a Redis that hangs (rather
+    # than refuses) must not hold a request. on_reconnect: when a process's subscription
+    # comes back after Redis was lost, its dashboards and long-polls are told to re-read
+    # (config/channel_layer.py), since what was published meanwhile never reached them.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # Timeouts: a Redis that hangs (rather than refuses) must not hold a request; longer than
-            # the layer's 5 s blocking receive.
+            "BACKEND": "config.channel_layer.NotifyingRedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 10}
                 ],
-                "capacity": 1500,
-                "expiry": 30,
+                "on_reconnect": "layer.reconnected",
             },
         }
     }
@@ -170,9 +177,22 @@ def default_broker_url() -> str:
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or default_broker_url()
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+        # Tasks are acknowledged late, so a task taken by a worker that then died whole
+        # (no process left to hand it back) stays unacknowledged on Redis; a worker puts it
+        # back in the queue once this long has passed since it was taken (when it starts,
+        # then every ~100 s). It must exceed the longest countdown (webhook retry backoff:
+        # 300 s) and the longest task, or a task still held by a live worker runs twice.
+        # Owed webhooks do not wait for it: redispatch_outbox re-queues them after a minute.
+        "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT_SECONDS", "3600")),
+    }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
+# Acknowledged when done, not when taken: a task whose worker dies is not lost. A pool
+# process killed mid-task (say, by the OOM killer) is seen by its worker, which puts the
+# task back at once (reject on worker lost); a whole worker killed: see visibility_timeout.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -349,6 +369,15 @@ CELERY_BEAT_SCHEDULE.update(
         "audit-retention": {"task": "audit.tasks.apply_payload_retention", "schedule": 3600.0},
     }
 )
+# Chain stripes per agent (PostgreSQL): an agent's events go to whichever of its stripes
+# (partitions ``slug``, ``slug#1`` … ``slug#N-1``) no other transaction holds, so its
+# concurrent gate calls do not queue on one chain head across their commits. The first
+# stripe is taken whenever it is free, so a quiet agent's events stay in one chain; each
+# stripe is an ordinary hash chain, and the checkpoints record every stripe's head.
+# 1: one chain per agent.
+AUDIT_CHAIN_STRIPES = int(os.environ.get("AUDIT_CHAIN_STRIPES", "8"))
+if AUDIT_CHAIN_STRIPES < 1:
+    raise ImproperlyConfigured("AUDIT_CHAIN_STRIPES must be at least 1")
 # Processes a full verification of a large log uses on PostgreSQL; 0: the cores, up to 4.
 AUDIT_VERIFY_WORKERS = int(os.environ.get("AUDIT_VERIFY_WORKERS", "0"))
 # Retired checkpoint keys (comma-separated), still accepted for lines signed before a rotation.
@@ -358,10 +387,10 @@ AUDIT_CHECKPOINT_PREVIOUS_KEYS = env_list("AUDIT_CHECKPOINT_PREVIOUS_KEYS", "")
 INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp"]
 # Ends a session after this many seconds without a click (live refreshes do not count).
 SESSION_IDLE_TIMEOUT_SECONDS = int(os.environ.get("SESSION_IDLE_TIMEOUT_SECONDS", "1800"))
-MIDDLEWARE.insert(
-    MIDDLEWARE.index("django.contrib.messages.middleware.MessageMiddleware") + 1,
-    "rollout.login_protection.SessionIdleTimeoutMiddleware",
-)
+# Innermost (after the auth and messages middlewares it needs): it is sync-only, so Django
+# runs every middleware outside it in sync mode in one worker thread; innermost, none is
+# left in async mode to hop threads for its process_response (see its docstring).
+MIDDLEWARE.append("rollout.login_protection.SessionIdleTimeoutMiddleware")
 # The longest a session lives, active or not.
 SESSION_COOKIE_AGE = int(os.environ.get("SESSION_MAX_AGE_SECONDS", "43200"))
 SESSION_COOKIE_SAMESITE = "Lax"

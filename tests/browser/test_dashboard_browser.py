@@ -3,6 +3,7 @@ other reviewers' pages follow, a dropped socket catches up, and agent text never
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import uuid
@@ -321,6 +322,25 @@ def test_browser__socket_drops__page_reconnects_and_catches_up(open_queue, agent
     # Then the page re-reads the queue and the missed card is there
     expect(rita.card(action["id"])).to_be_visible()
     assert len(sockets) >= 2
+
+
+def test_browser__server_says_resync__page_re_reads_on_the_same_socket(open_queue, agent, reviewer):
+    # Given an open socket whose events were lost (its server was cut off from Redis)
+    sockets: list = []
+
+    def route(ws):
+        ws.connect_to_server().on_message(lambda message: None)
+        sockets.append(ws)
+
+    rita = open_queue(reviewer, prepare=lambda page: page.route_web_socket("**/ws/queue/", route))
+    action = agent.submit({"tool": "send_email", "arguments": {"to": "r@example.com"}})
+    rita.page.wait_for_timeout(1000)
+    expect(rita.card(action["id"])).to_have_count(0)
+    # When the server says its connection came back (config/channel_layer.py)
+    sockets[-1].send(json.dumps({"type": "resync"}))
+    # Then the page re-reads the queue and the missed card is there, without reconnecting
+    expect(rita.card(action["id"])).to_be_visible()
+    assert len(sockets) == 1
 
 
 def test_browser__xss_in_agent_text__shown_as_text_never_run(
