@@ -91,10 +91,12 @@ class Decision(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
-            # Nobody counts twice toward one payload.
+            # Nobody counts twice toward one payload. Only approvals count: a reviewer who
+            # approved may still reject (veto) the action while it waits for a second one.
             models.UniqueConstraint(
                 fields=["action", "reviewer", "payload_hash"],
-                name="one_decision_per_reviewer_payload",
+                condition=Q(verdict="approve"),
+                name="one_approval_per_reviewer_payload",
             )
         ]
 

@@ -89,10 +89,10 @@ class ServerProcess:
         self.log.close()
 
 
-def start_servers(count: int) -> list[ServerProcess]:
+def start_servers(count: int, extra_env: dict | None = None) -> list[ServerProcess]:
     from tests.conftest import free_port
 
-    servers = [ServerProcess(free_port()) for _ in range(count)]
+    servers = [ServerProcess(free_port(), extra_env) for _ in range(count)]
     try:
         for server in servers:
             server.wait_ready()

@@ -200,23 +200,6 @@ def test_idempotency__same_key_different_body__409(live_api, token):
     assert response.json()["code"] == "idempotency_conflict"
 
 
-def test_idempotency__concurrent_same_key__one_action(asgi_server, live_api, token):
-    results = []
-
-    def fire():
-        with httpx.Client(base_url=asgi_server.url, timeout=60) as client:
-            results.append(submit(client, token, REFUND, key="race"))
-
-    threads = [threading.Thread(target=fire) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(r.status_code for r in results) == [200] * 7 + [201]
-    assert len({r.json()["id"] for r in results}) == 1
-    assert Action.objects.count() == 1
-
-
 def test_get__other_agents_action__404(live_api, token, other_agent):
     foreign = factories.submit(other_agent, "get_order_status", {"order_id": "1"})
     response = live_api.get(f"/api/v1/actions/{foreign.pk}", headers=auth(token, key=False))

@@ -83,6 +83,23 @@ def test_quorum__high_risk__needs_two_distinct_reviewers(db, support_agent, revi
     assert Action.objects.get(pk=action.pk).status == "approved"
 
 
+def test_reject__by_a_reviewer_who_approved_first__rejects_the_action(db, support_agent, reviewer):
+    # Given a two-approval action the reviewer approved (one of two)
+    action = factories.submit(support_agent, "send_email", **HIGH)
+    actions.approve(action_id=action.pk, user=reviewer)
+    # When the same reviewer changes their mind and rejects it (tests/test_races.py found
+    # this answered 500: the decision table allowed one decision per reviewer and payload)
+    actions.reject(action_id=action.pk, user=reviewer, comment="On second thought, no.")
+    # Then it is rejected with their reason, both decisions kept
+    action.refresh_from_db()
+    assert (action.status, action.feedback) == ("rejected", "On second thought, no.")
+    assert sorted(Decision.objects.filter(action=action).values_list("verdict", flat=True)) == [
+        "approve",
+        "reject",
+    ]
+    assert verbs_for(action)[-1] == "action.rejected"
+
+
 def test_quorum__critical__needs_a_critical_approver(
     db, support_agent, reviewer, reviewer2, critical_reviewer
 ):
