@@ -297,9 +297,16 @@ USE_TZ = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "once_a_minute": {"()": "config.log_filters.OncePerInterval", "interval_seconds": 60}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        # Its receive loop logs a traceback every second per process while Redis is down.
+        "channels_redis.pubsub": {"filters": ["once_a_minute"]},
+    },
 }
 
 # Hosts webhooks may reach even though they resolve to private or loopback addresses.
