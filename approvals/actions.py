@@ -31,6 +31,7 @@ from audit.chain import (
     stripe_partitions,
     write_event,
 )
+from config.errors import Refused
 from config.sql import insert_statement, mark_saved
 from rollout import permissions as rollout_permissions
 from rollout.actions import KILL_SWITCH_LOCK_KEY, engaged_switches_for, release_for
@@ -40,14 +41,8 @@ from rollout.policy import Counters, GateRequest, SwitchState, check_argument_li
 DEFAULT_REVERSIBLE_WINDOW_SECONDS = 24 * 3600
 
 
-class ActionRefused(Exception):
-    """A request the rules refuse. ``status`` is the HTTP status the API answers with."""
-
-    def __init__(self, code: str, detail: str, status: int = 409) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-        self.status = status
+class ActionRefused(Refused):
+    """A request about an action the rules refuse."""
 
 
 @dataclass

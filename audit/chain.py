@@ -580,6 +580,18 @@ class ChainWalker:
                 return partition, seq, claims[0][1]
         return None
 
+    def result_with_tail(self) -> VerifyResult:
+        """``result()``, failed as well when an expected event lies beyond every walked
+        head (the chain lost its tail)."""
+        result = self.result()
+        if result.ok and (missing := self.missing_expectation()):
+            partition, seq, source = missing
+            result.ok = False
+            result.problem = (
+                f"{source} names event {partition}#{seq}, which is missing: the chain lost its tail"
+            )
+        return result
+
     def result(self) -> VerifyResult:
         if self.failure:
             event_id, problem = self.failure
@@ -689,18 +701,8 @@ def verify_chain(
         use_one_snapshot()
         claims = merge_expectations(expectations or {}, head_expectations() if check_heads else {})
         walker = ChainWalker(expectations=claims)
-        ok = walker.walk(iter_event_tuples(), data_is_text=True, progress=progress)
-        result = walker.result()
-        if ok:
-            missing = walker.missing_expectation()
-            if missing:
-                partition, seq, source = missing
-                result.ok = False
-                result.problem = (
-                    f"{source} names event {partition}#{seq}, which is missing: "
-                    "the chain lost its tail"
-                )
-        return result
+        walker.walk(iter_event_tuples(), data_is_text=True, progress=progress)
+        return walker.result_with_tail()
 
 
 def verify_partitions_from(

@@ -194,17 +194,7 @@ def verify_chain_parallel(
             pool.shutdown(wait=True, cancel_futures=True)
         joined, _events = _join(slices)
         joined.expectations = claims
-        result = joined.result()
-        if result.ok:
-            missing = joined.missing_expectation()
-            if missing:
-                partition, seq, source = missing
-                result.ok = False
-                result.problem = (
-                    f"{source} names event {partition}#{seq}, which is missing: "
-                    "the chain lost its tail"
-                )
-        return result
+        return joined.result_with_tail()
 
 
 def _slices(low: int, high: int, workers: int) -> list[tuple[int, int]]:

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from audit import verbs
 from audit.chain import Actor, append_event
+from config.errors import Refused
 from rollout.models import Agent, AgentToken, KillSwitch, PolicyVersion, Release, Tier, ToolRule
 from rollout.snapshots import build_snapshot
 from rollout.tokens import new_token, token_digest
@@ -196,11 +197,8 @@ def engaged_switches_for(agent_slug: str, tool: str) -> list[KillSwitch]:
     )
 
 
-class KillSwitchError(Exception):
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
+class KillSwitchError(Refused):
+    """A kill-switch request the rules refuse."""
 
 
 def engage_kill_switch(

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from audit import verbs
 from audit.chain import Actor, append_event
+from config.errors import Refused
 from rollout import access as agent_access
 from rollout import events
 from rollout import permissions as agent_perms
@@ -72,18 +73,9 @@ MAX_REQUIRED_APPROVALS = 3
 REASON_MAX = 300
 
 
-class GovernanceRefused(Exception):
-    """A governance request the rules refuse. ``status`` is the HTTP status the API answers
-    with; ``fields`` are field-level problems of an invalid proposal."""
-
-    def __init__(
-        self, code: str, detail: str, status: int = 409, fields: dict | None = None
-    ) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-        self.status = status
-        self.fields = fields
+class GovernanceRefused(Refused):
+    """A governance request the rules refuse; ``fields`` are field-level problems of an
+    invalid proposal."""
 
 
 @dataclass

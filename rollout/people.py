@@ -21,6 +21,7 @@ from guardian.models import UserObjectPermission
 
 from audit import verbs
 from audit.chain import Actor, append_event
+from config.errors import Refused
 from rollout import permissions as agent_perms
 from rollout.access import RIGHT_PERMISSIONS
 from rollout.models import Agent, PersonalToken
@@ -29,12 +30,8 @@ from rollout.personal_tokens import revoke_all_of
 REASON_MAX = 300
 
 
-class PeopleRefused(Exception):
-    def __init__(self, code: str, detail: str, status: int = 409) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-        self.status = status
+class PeopleRefused(Refused):
+    """A change to a person's account the rules refuse."""
 
 
 @dataclass

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from audit import verbs
 from audit.chain import Actor, append_event
+from config.errors import Refused
 from rollout.models import PersonalToken
 from rollout.permissions import TOKEN_SCOPES
 
@@ -28,14 +29,8 @@ NAME_MAX = 80
 MAX_LIVE_TOKENS_PER_PERSON = 50
 
 
-class PersonalTokenRefused(Exception):
+class PersonalTokenRefused(Refused):
     """A token request the rules refuse, with a stable ``code`` and field problems."""
-
-    def __init__(self, code: str, detail: str, fields: dict | None = None) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-        self.fields = fields or {}
 
 
 @dataclass(frozen=True)
@@ -82,7 +77,7 @@ def create_personal_token(
     ):
         errors["expires_in_days"] = [f"From 1 to {longest} days."]
     if errors:
-        raise PersonalTokenRefused("invalid", "The token is not valid.", errors)
+        raise PersonalTokenRefused("invalid", "The token is not valid.", fields=errors)
     token = new_personal_token()
     with transaction.atomic():
         live = PersonalToken.objects.filter(

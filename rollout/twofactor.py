@@ -25,6 +25,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit import verbs
 from audit.chain import Actor, append_event
+from config.errors import Refused
 from rollout.models import RecoveryCode
 
 DEVICE_NAME = "authenticator"
@@ -32,11 +33,8 @@ RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no look-alikes (0/o, 1/
 RECOVERY_GROUPS, RECOVERY_GROUP_LENGTH = 4, 4  # 16 characters, ~79 bits
 
 
-class TwoFactorRefused(Exception):
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
+class TwoFactorRefused(Refused):
+    """A second-factor step the rules refuse."""
 
 
 # --- who needs what -----------------------------------------------------------------------
