@@ -32,6 +32,7 @@ from audit.chain import (
     write_event,
 )
 from config.errors import Refused
+from config.identity import same_person
 from config.sql import insert_statement, mark_saved
 from rollout import permissions as rollout_permissions
 from rollout.actions import KILL_SWITCH_LOCK_KEY, engaged_switches_for, release_for
@@ -381,7 +382,7 @@ def decision_refusal(action: Action, user: Any, verdict: str) -> tuple[str, str,
         return ("expired", "This action expired before a decision.", 409)
     if verdict == Decision.Verdict.REJECT:
         return None
-    if action.on_behalf_of and action.on_behalf_of == user.get_username():
+    if same_person(action.on_behalf_of, user.get_username()):
         return ("own_request", "You requested this action, so you cannot approve it.", 403)
     approvals = current_approvals(action)
     if any(d.reviewer_id == user.pk for d in approvals):

@@ -23,6 +23,7 @@ from approvals import actions as write_path
 from approvals.models import Action, Decision
 from approvals.permissions import reviewable_actions, visible_actions
 from approvals.states import Status
+from config.identity import same_person
 from rollout import permissions as agent_perms
 from rollout.models import Agent, Risk, ToolRule
 
@@ -385,7 +386,7 @@ def _approve_refusal(
     refusal = _common_refusal(action, user, scopes, now)
     if refusal:
         return refusal
-    if action.on_behalf_of and action.on_behalf_of == user.get_username():
+    if same_person(action.on_behalf_of, user.get_username()):
         return ("own_request", "You requested this action, so you cannot approve it.")
     if any(d.reviewer_id == user.pk for d in approvals):
         return ("already_approved", "You already approved this action.")

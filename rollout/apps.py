@@ -16,3 +16,15 @@ class RolloutConfig(AppConfig):
         from rollout.access_hints import connect_signals
 
         connect_signals()
+
+        from django.contrib.auth import get_user_model
+        from django.db.models.signals import pre_save
+
+        from config.identity import refuse_colliding_username
+
+        # No two people share a username skeleton, whatever path saves the user.
+        pre_save.connect(
+            refuse_colliding_username,
+            sender=get_user_model(),
+            dispatch_uid="airlock-username-skeleton",
+        )
