@@ -41,6 +41,7 @@ from approvals.serializers import (
 from audit.chain import Actor
 from config.api_errors import ApiError
 from config.cache import redis_client
+from config.parsers import InvalidText, identifier_problem
 from rollout import actions as rollout_actions
 from rollout import permissions as agent_perms
 from rollout.authentication import (
@@ -177,8 +178,21 @@ def _own_action_or_404(request: Request, action_id: int) -> Action:
     return action
 
 
+def _header_text(value: str) -> str:
+    """A header value as the client wrote it: servers hand headers over decoded as
+    ISO-8859-1, so UTF-8 text (a zero-width space, a Cyrillic letter) is read back as UTF-8;
+    anything else stays as decoded (C1 controls then show as what they are)."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
 class ActionSubmitView(AirlockAPIView):
     permission_classes = [IsAgent]
+    # Names, not prose: held to config.parsers' rule for names and keys (no invisible or
+    # control character), like every key of the body.
+    identifier_fields = ("tool", "on_behalf_of", "correlation_id")
 
     @extend_schema(
         operation_id="submit_action",
@@ -197,6 +211,12 @@ class ActionSubmitView(AirlockAPIView):
                 },
                 OpenApiParameter.HEADER,
                 required=True,
+                description=(
+                    "Names this submission: the same key with the same body answers the same "
+                    "action (200). At most 200 characters; invisible (Unicode default-"
+                    "ignorable, e.g. zero-width or bidirectional) and control characters are "
+                    "refused with `400 invalid_text`."
+                ),
             )
         ],
     )
@@ -216,6 +236,8 @@ class ActionSubmitView(AirlockAPIView):
                 "Idempotency-Key is too long.",
                 {"Idempotency-Key": [f"At most {MAX_IDEMPOTENCY_KEY} characters."]},
             )
+        if problem := identifier_problem(_header_text(key)):
+            raise InvalidText({"Idempotency-Key": [problem]})
         if not isinstance(request.data, dict):
             raise ApiError(400, "invalid", "The body must be a JSON object.")
         serializer = ActionSubmitSerializer(data=request.data)

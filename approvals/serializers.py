@@ -90,18 +90,51 @@ class BoundedJSONField(serializers.JSONField):
         return value
 
 
+# Names, unlike prose, may hold no invisible character at all (config.parsers).
+NAME_RULE = (
+    " Invisible (Unicode default-ignorable: zero-width, soft hyphen, bidirectional controls, "
+    "variation selectors, tags) and control characters are refused with `400 invalid_text`, "
+    "as they are in every object key of the body."
+)
+
+
 class ActionSubmitSerializer(StrictSerializer):
-    tool = serializers.RegexField(r"^[A-Za-z0-9_.:/\-]{1,120}$", max_length=120)
+    """The agent's request. Text values may not contain NUL, unpaired surrogates,
+    bidirectional overrides or isolates, zero-width space, word joiner or BOM (`400
+    invalid_text`, the field named); zero-width (non-)joiners stay allowed in values. Object
+    keys anywhere, and the names `tool`, `on_behalf_of`, `correlation_id`, follow the
+    stricter rule for names."""
+
+    tool = serializers.RegexField(
+        r"^[A-Za-z0-9_.:/\-]{1,120}$",
+        max_length=120,
+        help_text="The tool's name, as in the agent's rules." + NAME_RULE,
+    )
     arguments = BoundedJSONField()
     summary = serializers.CharField(max_length=2000, required=False, allow_blank=True)
     rationale = RationaleSerializer(required=False)
     evidence = EvidenceSerializer(many=True, required=False, max_length=MAX_EVIDENCE_ITEMS)
     blast_radius = BlastRadiusSerializer(required=False)
     release = BoundedJSONField(required=False, max_keys=20)
-    on_behalf_of = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    on_behalf_of = serializers.CharField(
+        max_length=150,
+        required=False,
+        allow_blank=True,
+        help_text=(
+            "The username of the person who asked for this call. That person may not approve "
+            "it: names are compared as people read them (NFKC, case-folded, invisible "
+            "characters ignored, look-alike letters such as Cyrillic and Latin e equal), "
+            "never by exact spelling." + NAME_RULE
+        ),
+    )
     callback_url = serializers.URLField(max_length=2000, required=False, allow_blank=True)
     compensation = BoundedJSONField(required=False, max_keys=20)
-    correlation_id = serializers.CharField(max_length=80, required=False, allow_blank=True)
+    correlation_id = serializers.CharField(
+        max_length=80,
+        required=False,
+        allow_blank=True,
+        help_text="Groups related calls (filter `correlation_id` on the list)." + NAME_RULE,
+    )
 
     def validate_callback_url(self, value: str) -> str:
         if value:
