@@ -190,13 +190,11 @@ USERNAME_TAKEN = (
 
 
 def check_username_available(name: str, user_pk: Any = None) -> None:
-    """Refuse (``ValidationError`` on ``username``, code ``username_confusable``) ``name``
+    """Refuse (``ValidationError``, code ``username_confusable``) ``name``
     as the username of user ``user_pk`` (None: a new user) when its skeleton is another
     user's, or when it has none. A user keeping the name they have is always fine."""
     if not skeleton(name):
-        raise ValidationError(
-            {"username": ["A username needs a visible character."]}, code="username_empty"
-        )
+        raise ValidationError("A username needs a visible character.", code="username_empty")
     others = [pk for pk in users_matching(name) if pk != user_pk]
     if not others:
         return
@@ -211,7 +209,7 @@ def check_username_available(name: str, user_pk: Any = None) -> None:
         )
         if stored == name:
             return  # unchanged: a collision older than this rule is not made worse
-    raise ValidationError({"username": [USERNAME_TAKEN]}, code="username_confusable")
+    raise ValidationError(USERNAME_TAKEN, code="username_confusable")
 
 
 def refuse_colliding_username(

@@ -6,14 +6,22 @@ so that every change is classified, versioned, four-eyes where it loosens, and a
 Per-agent access (who may review, govern, kill or audit an agent) is policy too: it
 changes on the agent's page or through the governance API (``rollout.access``), so a grant
 needs a second governance owner and every change is versioned and audited. The admin
-therefore has no object-permission screen."""
+therefore has no object-permission screen.
+
+People are added and renamed on Django's user admin, with forms that also refuse a username
+whose skeleton another person has (``config.identity``): a field error, before the model's
+own ``pre_save`` check would refuse the save."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
+from config.identity import check_username_available
 from rollout.models import (
     Agent,
     AgentToken,
@@ -40,6 +48,36 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
         return False
+
+
+class PersonCreationForm(UserCreationForm):
+    """Django's add-user form; a username too like an existing one is a field error."""
+
+    def clean_username(self) -> str:
+        username = super().clean_username()
+        if username and "username" not in self.errors:
+            check_username_available(username)
+        return username
+
+
+class PersonChangeForm(UserChangeForm):
+    """Django's change-user form; renaming to a username too like another person's is a
+    field error (keeping one's own name is fine)."""
+
+    def clean_username(self) -> str:
+        username = self.cleaned_data.get("username")
+        if username:
+            check_username_available(username, self.instance.pk)
+        return username
+
+
+admin.site.unregister(get_user_model())
+
+
+@admin.register(get_user_model())
+class PersonAdmin(UserAdmin):
+    form = PersonChangeForm
+    add_form = PersonCreationForm
 
 
 @admin.register(Tier)

@@ -1,5 +1,6 @@
 """Small formatting helpers for the dashboard templates. They return plain strings, so
-Django's autoescaping still applies to everything they touch."""
+Django's autoescaping still applies to everything they touch — except ``show_invisible``,
+which escapes its input itself and returns safe markup."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from urllib.parse import urlencode, urlsplit
 
 from django import template
 from django.http import QueryDict
+from django.utils.html import conditional_escape
+from django.utils.safestring import SafeString, mark_safe
+
+from config.identity import INVISIBLE
 
 register = template.Library()
 
@@ -56,3 +61,26 @@ def page_url(return_to: str, page_number: int) -> str:
     query = QueryDict(parts.query, mutable=True)
     query["page"] = str(page_number)
     return f"{parts.path}?{urlencode(sorted(query.items()))}"
+
+
+@register.filter(is_safe=True)
+def show_invisible(value: Any) -> SafeString:
+    """Agent-supplied text, escaped, with every invisible character made visible: each
+    default-ignorable code point (zero-width characters, soft hyphen, bidirectional marks,
+    variation selectors, tags — ``config.identity.INVISIBLE``) becomes a marker
+    ``<span class="invisible-char">⟨U+200B⟩</span>``, so a reviewer sees that two strings
+    which look alike are not the same, and no hidden text rides along unseen."""
+    if value is None:
+        return mark_safe("")
+    text = str(value)
+    parts: list[str] = []
+    last = 0
+    for match in INVISIBLE.finditer(text):
+        parts.append(conditional_escape(text[last : match.start()]))
+        parts.append(
+            f'<span class="invisible-char" title="invisible character">'
+            f"\u27e8U+{ord(match.group()):04X}\u27e9</span>"
+        )
+        last = match.end()
+    parts.append(conditional_escape(text[last:]))
+    return mark_safe("".join(parts))  # noqa: S308 - every piece of the input is escaped above
