@@ -19,7 +19,7 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
-from django.contrib.auth.forms import UserChangeForm, UserCreationForm
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
 from config.identity import check_username_available
 from rollout.models import (
@@ -50,7 +50,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class PersonCreationForm(UserCreationForm):
+class PersonCreationForm(AdminUserCreationForm):
     """Django's add-user form; a username too like an existing one is a field error."""
 
     def clean_username(self) -> str:
