@@ -7,6 +7,7 @@ transaction, and queues the broadcast with ``transaction.on_commit``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -16,8 +17,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from approvals import events, notifications
-from approvals.models import Action, Decision, Outbox, Report
+from approvals import events, notifications, rules
+from approvals.models import Action, Channel, Decision, Outbox, Report
 from approvals.states import EXECUTABLE, Status, transition
 from audit import verbs
 from audit.canonical import canonical_json, payload_hash, sha256_hex
@@ -31,13 +32,14 @@ from audit.chain import (
     stripe_partitions,
     write_event,
 )
+from audit.retention import keep_masked_values
 from config.errors import Refused
-from config.identity import same_person
 from config.sql import insert_statement, mark_saved
 from rollout import permissions as rollout_permissions
 from rollout.actions import KILL_SWITCH_LOCK_KEY, engaged_switches_for, release_for
 from rollout.models import Agent, KillSwitch, PolicyVersion
-from rollout.policy import Counters, GateRequest, SwitchState, check_argument_limits, evaluate
+from rollout.policy import Counters, GateRequest, SwitchState, assess_edit, evaluate
+from rollout.stepup import risk_needs_step_up
 
 DEFAULT_REVERSIBLE_WINDOW_SECONDS = 24 * 3600
 
@@ -361,104 +363,155 @@ def _grant_deadline(start: Any) -> Any:
 
 def current_approvals(action: Action) -> list[Decision]:
     """Approvals bound to the action's current payload; voided ones do not count."""
-    return [
-        d
-        for d in action.decisions.select_related("reviewer").order_by("created_at", "id")
-        if d.verdict == Decision.Verdict.APPROVE
-        and not d.voided
-        and d.payload_hash == action.payload_hash
-    ]
+    return rules.current_approvals(
+        action, action.decisions.select_related("reviewer").order_by("created_at", "id")
+    )
 
 
-def decision_refusal(action: Action, user: Any, verdict: str) -> tuple[str, str, int] | None:
-    """Why ``user`` may not give ``verdict`` on ``action`` now, as (code, detail, status),
-    or None when they may. The dashboard offers only what this allows; the write path
-    asks it again under the row lock."""
-    if not rollout_permissions.can_review(user, action.agent):
-        return ("not_reviewer", "You may not review this agent's actions.", 403)
-    if action.status != Status.PENDING:
-        return ("not_pending", f"This action is {action.status}, not pending.", 409)
-    if _is_expired(action):
-        return ("expired", "This action expired before a decision.", 409)
-    if verdict == Decision.Verdict.REJECT:
-        return None
-    if same_person(action.on_behalf_of, user.get_username()):
-        return ("own_request", "You requested this action, so you cannot approve it.", 403)
-    approvals = current_approvals(action)
-    if any(d.reviewer_id == user.pk for d in approvals):
-        return ("already_approved", "You already approved this action.", 409)
-    if action.needs_critical_approver:
-        is_critical = rollout_permissions.can_approve_critical(user, action.agent)
-        has_critical = any(
-            rollout_permissions.can_approve_critical(d.reviewer, action.agent) for d in approvals
-        )
-        slots_left = action.required_approvals - len(approvals)
-        if not is_critical and not has_critical and slots_left <= 1:
-            return (
-                "critical_approver_required",
-                "A critical action needs an approval from someone holding the critical-approval permission.",
-                403,
-            )
-    return None
+def _critical_approver_of(action: Action) -> rules.IsCriticalApprover:
+    return lambda person: rollout_permissions.can_approve_critical(person, action.agent)
 
 
-def _refuse_or_expire(action: Action, user: Any, verdict: str) -> ActionRefused | None:
-    refusal = decision_refusal(action, user, verdict)
+def decision_refusal(
+    action: Action, user: Any, verdict: str, *, seen_hash: str | None = None
+) -> rules.Refusal | None:
+    """``rules.decision_refusal`` with this person's permissions and the action's current
+    approvals read now. The write path asks it under the row lock; a single card asks it
+    too (a page of cards asks the same rule over prefetched rows)."""
+    return rules.decision_refusal(
+        action,
+        user,
+        verdict,
+        approvals=current_approvals(action),
+        may_review=rollout_permissions.can_review(user, action.agent),
+        is_critical_approver=_critical_approver_of(action),
+        now=timezone.now(),
+        seen_hash=seen_hash,
+    )
+
+
+def _refuse_or_expire(
+    action: Action, user: Any, verdict: str, seen_hash: str | None
+) -> ActionRefused | None:
+    refusal = decision_refusal(action, user, verdict, seen_hash=seen_hash)
     if refusal is None:
         return None
-    code, detail, status = refusal
-    if code == "expired":
+    if refusal.code == rules.EXPIRED.code:
         # Expiry is a denial: record it now, in this transaction, then refuse.
         _expire_locked(action, Actor.system("expiry"))
-    return ActionRefused(code, detail, status)
+    return ActionRefused(refusal.code, refusal.detail, refusal.status)
 
 
-def _quorum_met(action: Action, approvals: list[Decision]) -> bool:
-    if len({d.reviewer_id for d in approvals}) < action.required_approvals:
-        return False
-    if action.needs_critical_approver:
-        return any(
-            rollout_permissions.can_approve_critical(d.reviewer, action.agent) for d in approvals
+# Called by the write path with the action (its risk already re-assessed) when approving
+# it needs a fresh second factor; raises (``rollout.stepup.StepUpRequired``) when the
+# person has none. Pages and the API pass one that checks their request.
+StepUpCheck = Callable[[Action], None]
+
+
+def _require_step_up(action: Action, step_up: StepUpCheck | None) -> None:
+    """Step-up is decided on the risk of the payload that will run, under the row lock: an
+    edit that raised the risk asks for it even when the card did not."""
+    if not risk_needs_step_up(action.risk):
+        return
+    if step_up is None:  # a path that cannot ask for a second factor may not approve this
+        raise ActionRefused(
+            "step_up_required",
+            f"Approving a {action.risk}-risk action needs a fresh second factor.",
+            403,
         )
-    return True
+    step_up(action)
 
 
 def approve(
-    *, action_id: int, user: Any, comment: str = "", arguments: dict | None = None
+    *,
+    action_id: int,
+    user: Any,
+    comment: str = "",
+    arguments: dict | None = None,
+    seen_hash: str | None = None,
+    channel: str = Channel.API,
+    step_up: StepUpCheck | None = None,
 ) -> Action:
-    """Record ``user``'s approval (optionally of edited ``arguments``); decide the action
-    once the quorum is met. An edit keeps the original beside it, changes the payload hash
-    and voids earlier approvals. Audits ``action.edited``, ``action.approval_recorded`` and
-    ``action.approved``; owes a webhook and broadcasts on commit."""
+    """Record ``user``'s approval (optionally of edited ``arguments``) of the payload they
+    saw (``seen_hash``; refused with ``payload_changed`` when it is no longer the one that
+    would run); decide the action once the quorum is met.
+
+    An edit keeps the original beside it, changes the payload hash, voids earlier approvals
+    and is re-assessed under the agent's current policy (``_apply_edit``): a refused edit
+    changes nothing; one that raised the bar leaves the action pending until it is met.
+    Step-up is asked on the resulting risk. Audits ``action.edited``,
+    ``action.approval_recorded`` and ``action.approved`` (each with the ``channel``); owes
+    a webhook and broadcasts on commit. Nothing is written when anything is refused."""
     with transaction.atomic():
         action = _lock(action_id)
-        refusal = _refuse_or_expire(action, user, Decision.Verdict.APPROVE)
+        refusal = _refuse_or_expire(action, user, Decision.Verdict.APPROVE, seen_hash)
         if (
             refusal is None
             and arguments is not None
             and payload_hash(arguments) != action.payload_hash
         ):
-            refusal = _apply_edit(action, user, arguments)
+            refusal = _apply_edit(action, user, arguments, channel)
         if refusal is None:
-            _record_approval(action, user, comment)
+            _require_step_up(action, step_up)
+            _record_approval(action, user, comment, channel)
     if refusal is not None:
         raise refusal
     return action
 
 
-def _apply_edit(action: Action, user: Any, arguments: dict) -> ActionRefused | None:
-    rule = (action.policy_version.snapshot.get("tools") or {}).get(action.tool) or {}
-    broken = check_argument_limits(arguments, rule.get("argument_limits") or [])
-    if broken:
+def _apply_edit(action: Action, user: Any, arguments: dict, channel: str) -> ActionRefused | None:
+    """Re-assess the edited payload as the gate would, from the argument limits on, under
+    the agent's current policy (with the declared blast radius and the one the edited
+    arguments imply); refuse an edit that would now be denied, else store the payload, the
+    new bar and the policy version, and void every approval given so far."""
+    arguments = keep_masked_values(user, action.tool, action.arguments, arguments)
+    if payload_hash(arguments) == action.payload_hash:
+        return None  # only masked fields "changed": the editor could not see them
+    # The agent's current policy, not the one the agent was judged under: the edited payload
+    # is a new request in all but its origin.
+    policy = Agent.objects.select_related("current_policy").get(pk=action.agent_id).current_policy
+    verdict = assess_edit(policy.snapshot, action.tool, arguments, action.blast_radius)
+    if verdict.outcome != Status.PENDING:
+        if verdict.reason_code == "argument_limit":
+            return ActionRefused(
+                "argument_limit",
+                "The edited arguments break the tool's limits: " + "; ".join(verdict.reasons),
+                400,
+            )
         return ActionRefused(
-            "argument_limit",
-            "The edited arguments break the tool's limits: " + "; ".join(broken),
-            400,
+            verdict.reason_code,
+            "The agent's current policy would not let these arguments be approved: "
+            + "; ".join(verdict.reasons),
+            409,
         )
+    before = {
+        "risk": action.risk,
+        "required_approvals": action.required_approvals,
+        "needs_critical_approver": action.needs_critical_approver,
+        "policy_version": action.policy_version.number,
+    }
     old_hash = action.payload_hash
     action.arguments = arguments
     action.payload_hash = payload_hash(arguments)
-    action.save(update_fields=["arguments", "payload_hash", "updated_at"])
+    action.risk = verdict.risk
+    action.required_approvals = verdict.required_approvals
+    action.needs_critical_approver = verdict.needs_critical_approver
+    action.reason_code = verdict.reason_code
+    action.reasons = verdict.reasons
+    action.policy_version = policy
+    action.save(
+        update_fields=[
+            "arguments",
+            "payload_hash",
+            "risk",
+            "required_approvals",
+            "needs_critical_approver",
+            "reason_code",
+            "reasons",
+            "policy_version",
+            "updated_at",
+        ]
+    )
     voided = action.decisions.filter(verdict=Decision.Verdict.APPROVE, voided=False).update(
         voided=True
     )
@@ -470,12 +523,22 @@ def _apply_edit(action: Action, user: Any, arguments: dict) -> ActionRefused | N
             "old_payload_hash": old_hash,
             "new_payload_hash": action.payload_hash,
             "approvals_voided": voided,
+            "channel": channel,
+            "policy_version": policy.number,
+            "before": before,
+            "after": {
+                "risk": action.risk,
+                "required_approvals": action.required_approvals,
+                "needs_critical_approver": action.needs_critical_approver,
+                "policy_version": policy.number,
+            },
+            "reasons": verdict.reasons,
         },
     )
     return None
 
 
-def _record_approval(action: Action, user: Any, comment: str) -> None:
+def _record_approval(action: Action, user: Any, comment: str, channel: str) -> None:
     edited = (
         action.arguments if action.payload_hash != payload_hash(action.original_arguments) else None
     )
@@ -486,6 +549,7 @@ def _record_approval(action: Action, user: Any, comment: str) -> None:
         comment=comment,
         edited_arguments=edited,
         payload_hash=action.payload_hash,
+        channel=channel,
     )
     approvals = current_approvals(action)
     _audit(
@@ -497,9 +561,10 @@ def _record_approval(action: Action, user: Any, comment: str) -> None:
             "payload_hash": action.payload_hash,
             "approvals": len(approvals),
             "required": action.required_approvals,
+            "channel": channel,
         },
     )
-    if _quorum_met(action, approvals):
+    if rules.quorum_met(action, approvals, _critical_approver_of(action)):
         transition(action, Status.APPROVED)
         action.decided_at = timezone.now()
         action.grant_expires_at = _grant_deadline(action.decided_at)
@@ -508,7 +573,12 @@ def _record_approval(action: Action, user: Any, comment: str) -> None:
             action,
             verbs.ACTION_APPROVED,
             Actor.user(user),
-            {"approvers": [d.reviewer.get_username() for d in approvals]},
+            {
+                "approvers": [d.reviewer.get_username() for d in approvals],
+                "channels": [d.channel for d in approvals],
+                "payload_hash": action.payload_hash,
+                "policy_version": action.policy_version.number,
+            },
         )
         _owe_webhook(action, "action.approved")
         _on_commit_broadcast(action, "approved")
@@ -516,15 +586,24 @@ def _record_approval(action: Action, user: Any, comment: str) -> None:
         _on_commit_broadcast(action, "approval_recorded")
 
 
-def reject(*, action_id: int, user: Any, comment: str) -> Action:
-    """Reject a pending action; ``comment`` is returned to the agent as ``feedback``.
-    Audits ``action.rejected``; owes a webhook and broadcasts on commit."""
+def reject(
+    *,
+    action_id: int,
+    user: Any,
+    comment: str,
+    seen_hash: str | None = None,
+    channel: str = Channel.API,
+) -> Action:
+    """Reject a pending action as the person saw it (``seen_hash``: refused with
+    ``payload_changed`` when the arguments changed since); ``comment`` is returned to the
+    agent as ``feedback``. Audits ``action.rejected`` with the ``channel``; owes a webhook
+    and broadcasts on commit."""
     comment = (comment or "").strip()
     if not comment:
         raise ActionRefused("comment_required", "A rejection needs a reason for the agent.", 400)
     with transaction.atomic():
         action = _lock(action_id)
-        refusal = _refuse_or_expire(action, user, Decision.Verdict.REJECT)
+        refusal = _refuse_or_expire(action, user, Decision.Verdict.REJECT, seen_hash)
         if refusal is None:
             Decision.objects.create(
                 action=action,
@@ -532,12 +611,18 @@ def reject(*, action_id: int, user: Any, comment: str) -> Action:
                 verdict=Decision.Verdict.REJECT,
                 comment=comment,
                 payload_hash=action.payload_hash,
+                channel=channel,
             )
             transition(action, Status.REJECTED)
             action.feedback = comment
             action.decided_at = timezone.now()
             action.save(update_fields=["status", "feedback", "decided_at", "updated_at"])
-            _audit(action, verbs.ACTION_REJECTED, Actor.user(user), {"comment": comment})
+            _audit(
+                action,
+                verbs.ACTION_REJECTED,
+                Actor.user(user),
+                {"comment": comment, "payload_hash": action.payload_hash, "channel": channel},
+            )
             _owe_webhook(action, "action.rejected")
             _on_commit_broadcast(action, "rejected")
     if refusal is not None:
@@ -718,16 +803,13 @@ def request_rollback(*, action_id: int, user: Any, comment: str = "") -> Action:
     within its reversible window. Audits ``action.rollback_requested``; owes a webhook."""
     with transaction.atomic():
         action = _lock(action_id)
-        if not rollout_permissions.can_review(user, action.agent):
-            raise ActionRefused("not_reviewer", "You may not review this agent's actions.", 403)
-        if action.status != Status.EXECUTED:
-            raise ActionRefused(
-                "not_executed", f"This action is {action.status}; only executed actions roll back."
-            )
-        if not action.compensation:
-            raise ActionRefused("no_compensation", "This action declared no compensating action.")
-        if action.reversible_until is None or timezone.now() >= action.reversible_until:
-            raise ActionRefused("window_closed", "This action's reversible window has closed.")
+        refusal = rules.rollback_refusal(
+            action,
+            may_review=rollout_permissions.can_review(user, action.agent),
+            now=timezone.now(),
+        )
+        if refusal is not None:
+            raise ActionRefused(refusal.code, refusal.detail, refusal.status)
         transition(action, Status.ROLLBACK_REQUESTED)
         action.feedback = comment or "Rollback requested."
         action.save(update_fields=["status", "feedback", "updated_at"])

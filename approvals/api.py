@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 
 from approvals import actions
 from approvals.events import action_group
-from approvals.models import Action
+from approvals.models import Action, Channel
 from approvals.permissions import IsAgent, IsPerson, can_view_action, visible_actions
 from approvals.serializers import (
     ActionSerializer,
@@ -52,7 +52,12 @@ from rollout.authentication import (
     require_token_scope,
 )
 from rollout.models import KillSwitch
-from rollout.stepup import STEP_UP_RISKS
+from rollout.stepup import (
+    StepUpRequired,
+    approval_purpose,
+    approval_step_up_check,
+    verify_offered_code,
+)
 
 MAX_IDEMPOTENCY_KEY = 200
 # A long-poll waits only while a human (or a reviewer's rollback request) is still pending.
@@ -468,10 +473,8 @@ class DecisionView(AirlockAPIView):
     )
     def post(self, request: Request, action_id: int) -> Response:
         require_token_scope(request, "decide")
-        action = _visible_action_or_404(request, action_id)
+        seen = _visible_action_or_404(request, action_id)
         data = _valid(DecisionInSerializer, request)
-        if data["verdict"] == "approve" and action.risk in STEP_UP_RISKS:
-            require_step_up(request, f"approve a {action.risk}-risk action (#{action.pk})")
         try:
             if data["verdict"] == "approve":
                 action = actions.approve(
@@ -479,6 +482,9 @@ class DecisionView(AirlockAPIView):
                     user=request.user,
                     comment=data.get("comment", ""),
                     arguments=data.get("arguments"),
+                    seen_hash=data.get("payload_hash"),
+                    channel=Channel.API,
+                    step_up=_step_up_check(request, seen),
                 )
             else:
                 if "arguments" in data:
@@ -489,11 +495,33 @@ class DecisionView(AirlockAPIView):
                         {"arguments": ["Not allowed with reject."]},
                     )
                 action = actions.reject(
-                    action_id=action_id, user=request.user, comment=data.get("comment", "")
+                    action_id=action_id,
+                    user=request.user,
+                    comment=data.get("comment", ""),
+                    seen_hash=data.get("payload_hash"),
+                    channel=Channel.API,
                 )
         except actions.ActionRefused as exc:
             raise _refused(exc) from exc
         return Response(ActionSerializer(action).data, status=status.HTTP_201_CREATED)
+
+
+def _step_up_check(request: Request, action: Action) -> actions.StepUpCheck:
+    """The approval write path asks this on the risk of the payload that will run; an
+    ``X-Airlock-OTP`` code is verified first, outside the decision's transaction."""
+    try:
+        verify_offered_code(request, purpose=approval_purpose(action))
+    except StepUpRequired as exc:
+        raise ApiError(exc.status, exc.code, exc.detail) from exc
+    check = approval_step_up_check(request)
+
+    def as_api_error(action: Action) -> None:
+        try:
+            check(action)
+        except StepUpRequired as exc:
+            raise ApiError(exc.status, exc.code, exc.detail) from exc
+
+    return as_api_error
 
 
 def _valid(serializer_class: type, request: Request) -> dict:

@@ -61,11 +61,24 @@ def _comment_field(*, required: bool, label: str) -> forms.CharField:
     )
 
 
-class ApproveForm(forms.Form):
+class _DecisionForm(forms.Form):
+    """A decision on the payload the card showed: its hash travels with the form, and the
+    write path refuses it (``payload_changed``) when the arguments changed since."""
+
+    payload_hash = forms.CharField(
+        max_length=64,
+        widget=forms.HiddenInput,
+        error_messages={
+            "required": "This form is from an older page: reload the card and decide again."
+        },
+    )
+
+
+class ApproveForm(_DecisionForm):
     comment = _comment_field(required=False, label="Comment (optional)")
 
 
-class RejectForm(forms.Form):
+class RejectForm(_DecisionForm):
     comment = _comment_field(required=True, label="Reason for the agent")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -83,7 +96,7 @@ class RollbackForm(forms.Form):
         self.fields["comment"].error_messages["required"] = "Say why it must be rolled back."
 
 
-class EditAndApproveForm(forms.Form):
+class EditAndApproveForm(_DecisionForm):
     """Edited arguments as JSON text, approved in the same step."""
 
     arguments = forms.CharField(strip=False, widget=forms.Textarea)

@@ -69,6 +69,17 @@ class Action(models.Model):
         return f"#{self.pk} {self.agent_id}:{self.tool} ({self.status})"
 
 
+class Channel(models.TextChoices):
+    """Where a person's decision came from; recorded on the decision and its audit event."""
+
+    PAGE = "page"
+    API = "api"
+    EMAIL = "email"
+    SLACK = "slack"
+    BULK = "bulk"
+    STANDING = "standing"
+
+
 class Decision(models.Model):
     """A reviewer's verdict. Approvals count toward the quorum only while they are bound to
     the action's current payload; an edit voids earlier ones."""
@@ -86,6 +97,8 @@ class Decision(models.Model):
     edited_arguments = models.JSONField(null=True, blank=True)
     payload_hash = models.CharField(max_length=64)
     voided = models.BooleanField(default=False)
+    # Empty on decisions recorded before channels were (migration 0004).
+    channel = models.CharField(max_length=10, choices=Channel.choices, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -93,9 +106,11 @@ class Decision(models.Model):
         constraints = [
             # Nobody counts twice toward one payload. Only approvals count: a reviewer who
             # approved may still reject (veto) the action while it waits for a second one.
+            # Voided approvals are history, not votes: after an edit back to a payload
+            # someone approved before, they approve it again.
             models.UniqueConstraint(
                 fields=["action", "reviewer", "payload_hash"],
-                condition=Q(verdict="approve"),
+                condition=Q(verdict="approve", voided=False),
                 name="one_approval_per_reviewer_payload",
             )
         ]

@@ -20,10 +20,10 @@ from django.db.models import Case, IntegerField, Prefetch, QuerySet, Value, When
 from django.utils import timezone
 
 from approvals import actions as write_path
+from approvals import rules
 from approvals.models import Action, Decision
 from approvals.permissions import reviewable_actions, visible_actions
 from approvals.states import Status
-from config.identity import same_person
 from rollout import permissions as agent_perms
 from rollout.models import Agent, Risk, ToolRule
 
@@ -265,7 +265,15 @@ class DecisionCard:
     notice_is_error: bool = False
     open_form: str = ""
     form: Any = None
+    # The write path asked for a second factor (e.g. an edit raised the risk): the forms
+    # ask for a code whatever the card's risk was.
+    step_up_asked: bool = False
     extra: dict = field(default_factory=dict)
+
+    @property
+    def step_up_risk(self) -> str | None:
+        """The risk the forms' step-up field is shown for (None: whenever step-up is on)."""
+        return None if self.step_up_asked else self.action.risk
 
     @property
     def pk(self) -> int:
@@ -366,86 +374,60 @@ class _AgentScopes:
         return agent_id in self._ids[key]
 
 
-def _current_approvals(action: Action) -> list[Decision]:
-    """``actions.current_approvals`` over the prefetched decisions (no query)."""
-    return [
-        d
-        for d in action.decisions.all()
-        if d.verdict == Decision.Verdict.APPROVE
-        and not d.voided
-        and d.payload_hash == action.payload_hash
-    ]
-
-
-def _approve_refusal(
-    action: Action, user: Any, approvals: Sequence[Decision], scopes: _AgentScopes, now: datetime
-) -> tuple[str, str] | None:
-    """``actions.decision_refusal(action, user, "approve")`` answered from prefetched data,
-    as (code, detail). ``tests/test_dashboard_selectors.py`` holds the two to the same
-    answers; the write path asks the original again under the row lock anyway."""
-    refusal = _common_refusal(action, user, scopes, now)
-    if refusal:
-        return refusal
-    if same_person(action.on_behalf_of, user.get_username()):
-        return ("own_request", "You requested this action, so you cannot approve it.")
-    if any(d.reviewer_id == user.pk for d in approvals):
-        return ("already_approved", "You already approved this action.")
-    if action.needs_critical_approver:
-        perm = agent_perms.CRITICAL_APPROVE
-        is_critical = scopes.holds(user, perm, action.agent_id)
-        has_critical = any(scopes.holds(d.reviewer, perm, action.agent_id) for d in approvals)
-        slots_left = action.required_approvals - len(approvals)
-        if not is_critical and not has_critical and slots_left <= 1:
-            return (
-                "critical_approver_required",
-                "A critical action needs an approval from someone holding the "
-                "critical-approval permission.",
-            )
-    return None
-
-
-def _common_refusal(
-    action: Action, user: Any, scopes: _AgentScopes, now: datetime
-) -> tuple[str, str] | None:
-    if not scopes.holds(user, agent_perms.REVIEW, action.agent_id):
-        return ("not_reviewer", "You may not review this agent's actions.")
-    if action.status != Status.PENDING:
-        return ("not_pending", f"This action is {action.status}, not pending.")
-    if action.expires_at is not None and now >= action.expires_at:
-        return ("expired", "This action expired before a decision.")
-    return None
-
-
 def _may_request_rollback(action: Action, user: Any, scopes: _AgentScopes, now: datetime) -> bool:
-    """The checks of ``actions.request_rollback``, to offer the button only when it works."""
-    return (
-        action.status == Status.EXECUTED
-        and bool(action.compensation)
-        and action.reversible_until is not None
-        and now < action.reversible_until
-        and scopes.holds(user, agent_perms.REVIEW, action.agent_id)
-    )
+    may_review = scopes.holds(user, agent_perms.REVIEW, action.agent_id)
+    return rules.rollback_refusal(action, may_review=may_review, now=now) is None
 
 
 def build_cards(actions: Iterable[Action], user: Any) -> list[DecisionCard]:
-    """Cards for a page of actions loaded ``with_card_data``. Permissions are asked once
-    per person and permission, never per card, so the page's query count does not grow
-    with its number of cards."""
+    """Cards for a page of actions loaded ``with_card_data``, their offers asked of
+    ``approvals.rules`` — the write path's own rule — over the prefetched decisions.
+    Permissions are asked once per person and permission, never per card, so the page's
+    query count does not grow with its number of cards."""
     now = timezone.now()
     scopes = _AgentScopes()
     cards = []
     for action in actions:
-        approvals = _current_approvals(action)
-        approve_refusal = _approve_refusal(action, user, approvals, scopes, now)
-        may_decide = _common_refusal(action, user, scopes, now) is None
-        offers = DecisionOffers(
-            approve=approve_refusal is None,
-            reject=may_decide,
-            rollback=_may_request_rollback(action, user, scopes, now),
-            approve_refusal=approve_refusal[1] if approve_refusal and may_decide else "",
+        decisions = list(action.decisions.all())
+        approvals = rules.current_approvals(action, decisions)
+
+        def is_critical(person: Any, agent_id: int = action.agent_id) -> bool:
+            return scopes.holds(person, agent_perms.CRITICAL_APPROVE, agent_id)
+
+        may_review = scopes.holds(user, agent_perms.REVIEW, action.agent_id)
+        approve, reject = (
+            rules.decision_refusal(
+                action,
+                user,
+                verdict,
+                approvals=approvals,
+                may_review=may_review,
+                is_critical_approver=is_critical,
+                now=now,
+            )
+            for verdict in (Decision.Verdict.APPROVE, Decision.Verdict.REJECT)
         )
-        cards.append(DecisionCard(action, approvals, list(action.decisions.all()), offers, now))
+        cards.append(
+            DecisionCard(
+                action,
+                approvals,
+                decisions,
+                _offers(approve, reject, _may_request_rollback(action, user, scopes, now)),
+                now,
+            )
+        )
     return cards
+
+
+def _offers(
+    approve: rules.Refusal | None, reject: rules.Refusal | None, rollback: bool
+) -> DecisionOffers:
+    return DecisionOffers(
+        approve=approve is None,
+        reject=reject is None,
+        rollback=rollback,
+        approve_refusal=approve.detail if approve and reject is None else "",
+    )
 
 
 def build_card(action: Action, user: Any) -> DecisionCard:
@@ -454,16 +436,10 @@ def build_card(action: Action, user: Any) -> DecisionCard:
     now = timezone.now()
     approve = write_path.decision_refusal(action, user, Decision.Verdict.APPROVE)
     reject = write_path.decision_refusal(action, user, Decision.Verdict.REJECT)
-    offers = DecisionOffers(
-        approve=approve is None,
-        reject=reject is None,
-        rollback=_may_request_rollback(action, user, _AgentScopes(), now),
-        approve_refusal=approve[1] if approve and reject is None else "",
-    )
     return DecisionCard(
         action,
         write_path.current_approvals(action),
         list(action.decisions.all()),
-        offers,
+        _offers(approve, reject, _may_request_rollback(action, user, _AgentScopes(), now)),
         now,
     )

@@ -166,6 +166,10 @@ class DecisionOutSerializer(serializers.Serializer):
     at = serializers.DateTimeField(source="created_at")
     payload_hash = serializers.CharField()
     voided = serializers.BooleanField()
+    channel = serializers.CharField(
+        help_text="Where the person decided: page, api, email, slack, bulk or standing "
+        "(empty for decisions recorded before channels were)."
+    )
 
 
 _DATETIME_FIELD = serializers.DateTimeField()
@@ -273,7 +277,26 @@ class RollbackReportSerializer(StrictSerializer):
 class DecisionInSerializer(StrictSerializer):
     verdict = serializers.ChoiceField(choices=["approve", "reject"])
     comment = serializers.CharField(max_length=4000, required=False, allow_blank=True)
-    arguments = BoundedJSONField(required=False)
+    arguments = BoundedJSONField(
+        required=False,
+        help_text=(
+            "Approve only: the edited arguments to run instead. The edit is re-assessed "
+            "under the agent's current policy (argument limits, risk from the declared and "
+            "the argument-derived blast radius, required approvals, critical approver, "
+            "step-up): an edit the gate would deny is refused with its reason code; one "
+            "that raises the bar leaves the action pending until it is met. Fields masked "
+            "for you keep their values."
+        ),
+    )
+    payload_hash = serializers.RegexField(
+        r"^[0-9a-f]{64}$",
+        required=False,
+        help_text=(
+            "The action's payload_hash as you saw it. When given and the arguments have "
+            "changed since (someone edited them), the decision is refused with 409 "
+            "payload_changed and nothing is recorded. The SDK always sends it."
+        ),
+    )
 
 
 class KillSwitchInSerializer(StrictSerializer):

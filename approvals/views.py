@@ -30,10 +30,15 @@ from approvals.forms import (
     RejectForm,
     RollbackForm,
 )
-from approvals.models import Action
+from approvals.models import Action, Channel
 from approvals.states import Status
 from audit.trace import action_trace, record_action_view, trace_total
-from rollout.stepup import StepUpRequired, require_step_up_to_approve
+from rollout.stepup import (
+    StepUpRequired,
+    approval_purpose,
+    approval_step_up_check,
+    verify_offered_code,
+)
 
 QUEUE_PAGE_SIZE = 25
 DECIDED_PAGE_SIZE = 50
@@ -143,20 +148,41 @@ def decided(request: HttpRequest) -> HttpResponse:
 
 # --- decisions ----------------------------------------------------------------------------
 
-# perform(action_id, user, cleaned_data) -> the notice shown once it worked
-Perform = Callable[[int, Any, dict], str]
+# perform(request, action as the person may see it, cleaned_data) -> the notice shown once it
+# worked; the write path locks and reads the action again.
+Perform = Callable[[HttpRequest, Action, dict], str]
 
 
-def _approve(action_id: int, user: Any, data: dict) -> str:
-    action = actions.approve(action_id=action_id, user=user, comment=data["comment"])
+def _approve(request: HttpRequest, seen: Action, data: dict) -> str:
+    action = actions.approve(
+        action_id=seen.pk,
+        user=request.user,
+        comment=data["comment"],
+        seen_hash=data["payload_hash"],
+        channel=Channel.PAGE,
+        step_up=_step_up_check(request, seen),
+    )
     return _approval_notice(action)
 
 
-def _edit_and_approve(action_id: int, user: Any, data: dict) -> str:
+def _edit_and_approve(request: HttpRequest, seen: Action, data: dict) -> str:
     action = actions.approve(
-        action_id=action_id, user=user, comment=data["comment"], arguments=data["arguments"]
+        action_id=seen.pk,
+        user=request.user,
+        comment=data["comment"],
+        arguments=data["arguments"],
+        seen_hash=data["payload_hash"],
+        channel=Channel.PAGE,
+        step_up=_step_up_check(request, seen),
     )
     return "Edited arguments approved. " + _approval_notice(action)
+
+
+def _step_up_check(request: HttpRequest, seen: Action) -> actions.StepUpCheck:
+    """The write path asks this with the risk of the payload that will run; a code typed
+    into the form is verified first, outside the decision's transaction."""
+    verify_offered_code(request, purpose=approval_purpose(seen))
+    return approval_step_up_check(request)
 
 
 def _approval_notice(action: Action) -> str:
@@ -165,13 +191,19 @@ def _approval_notice(action: Action) -> str:
     return f"Your approval of #{action.pk} is recorded; it needs more approvals."
 
 
-def _reject(action_id: int, user: Any, data: dict) -> str:
-    action = actions.reject(action_id=action_id, user=user, comment=data["comment"])
+def _reject(request: HttpRequest, seen: Action, data: dict) -> str:
+    action = actions.reject(
+        action_id=seen.pk,
+        user=request.user,
+        comment=data["comment"],
+        seen_hash=data["payload_hash"],
+        channel=Channel.PAGE,
+    )
     return f"Rejected #{action.pk}; your reason was sent to the agent."
 
 
-def _request_rollback(action_id: int, user: Any, data: dict) -> str:
-    action = actions.request_rollback(action_id=action_id, user=user, comment=data["comment"])
+def _request_rollback(request: HttpRequest, seen: Action, data: dict) -> str:
+    action = actions.request_rollback(action_id=seen.pk, user=request.user, comment=data["comment"])
     return f"Rollback of #{action.pk} requested from the agent."
 
 
@@ -184,9 +216,7 @@ def _decide(
     if not form.is_valid():
         return _card_response(request, action_id, form_name=form_name, form=form, status=422)
     try:
-        if form_name in ("approve", "edit"):
-            require_step_up_to_approve(request, action)
-        notice = perform(action_id, request.user, form.cleaned_data)
+        notice = perform(request, action, form.cleaned_data)
     except (actions.ActionRefused, StepUpRequired) as exc:
         return _card_response(
             request,
@@ -196,6 +226,7 @@ def _decide(
             form_name=form_name,
             form=form,
             status=exc.status,
+            step_up_asked=isinstance(exc, StepUpRequired) or exc.code == "step_up_required",
         )
     if request.htmx:
         return _card_response(request, action_id, notice=notice)
@@ -212,6 +243,7 @@ def _card_response(
     form_name: str = "",
     form: Form | None = None,
     status: int = 200,
+    step_up_asked: bool = False,
 ) -> HttpResponse:
     """The action's card, fresh from the database, carrying a notice and (after a failed
     attempt) the person's input with its errors. htmx swaps it in; a browser without
@@ -219,6 +251,7 @@ def _card_response(
     action = _viewable_action_or_404(request, action_id)
     card = selectors.build_card(action, request.user)
     card.notice, card.notice_is_error = notice, is_error
+    card.step_up_asked = step_up_asked
     if form is not None and (is_error or form.errors):
         card.open_form, card.form = form_name, form
     return_to = _safe_next(request, action_id)

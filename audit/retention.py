@@ -96,6 +96,72 @@ def masked_for(user: Any, tool: str, arguments: Any) -> Any:
     return mask_paths(arguments, redacted_paths(tool))
 
 
+def keep_masked_values(user: Any, tool: str, current: Any, edited: Any) -> Any:
+    """``edited`` arguments with every field ``user`` cannot see (masked for them in
+    ``current``) set back to its value in ``current``: an editor changes only what they
+    were shown. Fields absent from ``current`` are left as edited."""
+    if can_view_sensitive(user):
+        return edited
+    result = copy.deepcopy(edited)
+    for location in _masked_locations(current, redacted_paths(tool)):
+        result = _put(result, location, _get(current, location))
+    return result
+
+
+def _masked_locations(value: Any, paths: list[list[str]]) -> list[tuple]:
+    """The concrete key/index paths in ``value`` that ``mask_paths`` would mask."""
+    found: list[tuple] = []
+    for parts in paths:
+        _collect(value, parts, (), found)
+    return found
+
+
+def _collect(node: Any, parts: list[str], at: tuple, found: list[tuple]) -> None:
+    if not parts:
+        found.append(at)
+        return
+    head, rest = parts[0], parts[1:]
+    if head == "**":
+        _collect(node, rest, at, found)
+        for key in _children(node):
+            _collect(node[key], parts, (*at, key), found)
+    elif head == "*":
+        for key in _children(node):
+            _collect(node[key], rest, (*at, key), found)
+    elif isinstance(node, dict) and head in node:
+        _collect(node[head], rest, (*at, head), found)
+    elif isinstance(node, list) and head.isdigit() and int(head) < len(node):
+        _collect(node[int(head)], rest, (*at, int(head)), found)
+
+
+def _get(node: Any, location: tuple) -> Any:
+    for key in location:
+        node = node[key]
+    return node
+
+
+def _put(node: Any, location: tuple, value: Any) -> Any:
+    """``node`` with ``value`` at ``location``, where the edited structure still has the
+    parents (an editor who removed a whole branch removed what they could see)."""
+    if not location:
+        return copy.deepcopy(value)
+    parent = node
+    for key in location[:-1]:
+        if not _has(parent, key):
+            return node
+        parent = parent[key]
+    last = location[-1]
+    if (isinstance(parent, dict) and isinstance(last, str)) or _has(parent, last):
+        parent[last] = copy.deepcopy(value)
+    return node
+
+
+def _has(node: Any, key: Any) -> bool:
+    if isinstance(node, dict):
+        return key in node
+    return isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
+
+
 def masked_arguments(action: Any, user: Any, *, original: bool = False) -> Any:
     """The action's arguments (``original``: as the agent sent them) with the configured
     sensitive fields masked unless ``user`` holds ``audit.view_sensitive``. For display

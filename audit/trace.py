@@ -210,12 +210,15 @@ def _event_step(action: Any, event: AuditEvent, reports: dict, edits: dict, user
             details["result"] = _payload(report.result)
     if data.get("status"):
         details["status_after"] = data["status"]
+    description = describe(event)
+    if data.get("channel"):  # where a person decided: page, api, email, slack, bulk, standing
+        description += f" via {data['channel']}"
     return TraceStep(
         at=event.created_at,
         actor=_actor_text(event.actor_type, event.actor),
         actor_type=event.actor_type,
         verb=event.verb,
-        description=describe(event),
+        description=description,
         stage=STAGES.get(event.verb, "other"),
         details=details,
         event_id=event.pk,

@@ -47,6 +47,7 @@ from audit.canonical import payload_hash
 from audit.models import AuditEvent
 from rollout import permissions as rollout_permissions
 from rollout.models import KillSwitch
+from rollout.policy import assess_edit
 
 # The status each lifecycle verb moves an action to (``approvals.actions`` writes exactly
 # one of these events per transition, with the new status in ``data["status"]``).
@@ -195,7 +196,9 @@ def _check_decisions(
             f"{name}: {len(approvals)} approvals stored but {len(recorded)} "
             "action.approval_recorded events"
         )
-    per_payload = Counter((d.reviewer_id, d.payload_hash) for d in approvals)
+    # A voided approval is history: after an edit back to a payload, its reviewer may
+    # approve it again. Live ones count once per reviewer and payload.
+    per_payload = Counter((d.reviewer_id, d.payload_hash) for d in approvals if not d.voided)
     for (reviewer_id, digest), n in per_payload.items():
         if n > 1:
             problems.append(f"{name}: reviewer {reviewer_id} approved payload {digest[:12]} {n}x")
@@ -226,6 +229,24 @@ def _check_decisions(
         rollout_permissions.can_approve_critical(d.reviewer, action.agent) for d in live
     ):
         problems.append(f"{name}: a critical action approved without a critical approver")
+    # Independently of what the action row says it needed: what the matrix demands for the
+    # payload that will run, under the policy version it was last judged by.
+    demanded = assess_edit(
+        action.policy_version.snapshot, action.tool, action.arguments, action.blast_radius
+    )
+    if demanded.outcome == "pending" and len(reviewers) < demanded.required_approvals:
+        problems.append(
+            f"{name}: its payload needs {demanded.required_approvals} approvers "
+            f"(risk {demanded.risk}), approved by {len(reviewers)}"
+        )
+    if (
+        demanded.outcome == "pending"
+        and demanded.needs_critical_approver
+        and not any(
+            rollout_permissions.can_approve_critical(d.reviewer, action.agent) for d in live
+        )
+    ):
+        problems.append(f"{name}: its payload is critical; approved without a critical approver")
     edits = [e for e in events if e.verb == verbs.ACTION_EDITED]
     if edits and edits[-1].id > approved.id:
         problems.append(f"{name}: edited (event {edits[-1].id}) after it was approved")

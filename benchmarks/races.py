@@ -61,6 +61,8 @@ RACE_RULES = [
         [{"field": "amount", "op": "<=", "value": 10000}],
     ),
 ]
+# Risk follows the refund's own amount, not only what the agent declares.
+RACE_ARGUMENT_RADIUS = {"create_refund_request": {"amount": "amount"}}
 REPORT_SPIN_SECONDS = 0.15
 BARRIER_TIMEOUT = 60
 
@@ -93,7 +95,14 @@ def make_world(prefix: str = "") -> World:
         name=f"Racer {tag}",
         tier="supervised",
         rules=[
-            {"tool": t, "effect": e, "rule": k, "base_risk": r, "argument_limits": limits}
+            {
+                "tool": t,
+                "effect": e,
+                "rule": k,
+                "base_risk": r,
+                "argument_limits": limits,
+                "blast_radius_from_arguments": RACE_ARGUMENT_RADIUS.get(t, {}),
+            }
             for t, e, k, r, limits in RACE_RULES
         ],
         rate_limit_per_minute=10_000_000,
@@ -137,10 +146,24 @@ def _agent(world: World) -> Any:
     return _loaded.agent
 
 
-def op_approve(world: World, action_id: int, reviewer: int, edit: dict | None = None) -> str:
+def op_approve(
+    world: World,
+    action_id: int,
+    reviewer: int,
+    edit: dict | None = None,
+    seen: str | None = None,
+) -> str:
+    """Approve (``edit``: edited arguments) the payload the reviewer saw (``seen``: its hash,
+    as a card sends it; None as the API allows)."""
     from approvals import actions
 
-    actions.approve(action_id=action_id, user=_user(reviewer), comment="race", arguments=edit)
+    actions.approve(
+        action_id=action_id,
+        user=_user(reviewer),
+        comment="race",
+        arguments=edit,
+        seen_hash=seen,
+    )
     return "ok"
 
 
@@ -481,6 +504,26 @@ def round_edit_vs_report(
     ]
 
 
+def round_raise_the_bar(
+    world: World, rng: random.Random
+) -> tuple[list[int], list[tuple[str, dict]]]:
+    """A medium refund (one approval) that one reviewer edits to a high or critical amount
+    while the others approve the payload they saw, or whatever is there: in any order, it
+    becomes executable only with the approvals its final payload demands."""
+    action = _pending(world, rng, refund=True)
+    r1, r2, r3 = world.reviewers
+    a, seen = action.pk, action.payload_hash
+    raised = {**action.arguments, "amount": rng.choice([1500, 9000, 10000])}
+    return [a], [
+        ("approve", {"action_id": a, "reviewer": r1, "edit": raised}),
+        ("approve", {"action_id": a, "reviewer": r2, "seen": seen}),
+        ("approve", {"action_id": a, "reviewer": r3, "seen": seen}),
+        ("approve", {"action_id": a, "reviewer": r2}),
+        ("report", {"action_id": a}),
+        ("report", {"action_id": a, "digest": seen}),
+    ]
+
+
 def round_allowed(world: World, rng: random.Random) -> tuple[list[int], list[tuple[str, dict]]]:
     """An allowed action (its grant window sometimes already over): two reports, a wrong
     hash, the revocation task, a kill switch and a new gate call."""
@@ -528,6 +571,7 @@ SCENARIOS: dict[str, Callable[[World, random.Random], tuple[list[int], list[tupl
     "quorum": round_quorum,
     "decide": round_decide,
     "edit_vs_report": round_edit_vs_report,
+    "raise_the_bar": round_raise_the_bar,
     "allowed": round_allowed,
     "kill": round_kill,
 }

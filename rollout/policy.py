@@ -345,3 +345,23 @@ def evaluate(
             [f"risk {risk} is above tier {tier_name}'s auto-approve limit ({limit})"],
         )
     return answer("denied", "tier_denies", [f"tier {tier_name} denies {effect} tools"])
+
+
+def assess_edit(snapshot: dict, tool: str, arguments: dict, blast_radius: dict) -> GateDecision:
+    """A reviewer's edit of a pending action, judged as the gate would judge it under
+    ``snapshot`` with no switch engaged and no rate counted; an outcome the gate would allow
+    is still ``pending`` with the matrix's requirements for its risk (a person is deciding
+    it anyway)."""
+    decision = evaluate(snapshot, GateRequest(tool, arguments, blast_radius))
+    if decision.outcome == "allowed":
+        need = {**DEFAULT_APPROVAL_MATRIX, **(snapshot.get("approval_matrix") or {})}[decision.risk]
+        return GateDecision(
+            "pending",
+            decision.reason_code,
+            decision.reasons,
+            decision.risk,
+            decision.effect,
+            required_approvals=int(need["approvals"]),
+            needs_critical_approver=bool(need["critical_approver"]),
+        )
+    return decision

@@ -13,8 +13,10 @@ Without a recent code the action is refused with ``StepUpRequired`` (the API ans
 ``403`` with code ``step_up_required``). Only TOTP codes step up: a recovery code gets a
 person in, not past these checks (they re-enrol a device first).
 
-The check is made in the view and API layer, before the write path is called; the write
-path's own rules still apply afterwards."""
+A code offered with a request is verified in the view and API layer, outside any write's
+transaction (``verify_offered_code``); whether one is needed is decided where the rule
+holds: approving asks under the action's row lock, on the risk of the payload that will
+run (``approval_step_up_check``), so an edit that raises the risk asks for it too."""
 
 from __future__ import annotations
 
@@ -101,7 +103,8 @@ def require_recent_second_factor(request: Any, *, purpose: str = "continue") -> 
     """Return when step-up is off or satisfied; else raise ``StepUpRequired``.
 
     A code offered with the request (``step_up_code`` field or ``X-Airlock-OTP`` header) is
-    verified first; a good one opens the window and is audited (``auth.stepped_up``)."""
+    verified first; a good one opens the window and is audited (``auth.stepped_up``).
+    Call it outside any write's transaction: a wrong code's throttling must persist."""
     if not step_up_enabled():
         return
     user = getattr(request, "user", None)
@@ -109,17 +112,9 @@ def require_recent_second_factor(request: Any, *, purpose: str = "continue") -> 
         raise StepUpRequired("Log in first.")
     if recently_stepped_up(request):
         return
-    if not twofactor.has_second_factor(user):
-        raise StepUpRequired(
-            f"To {purpose} you need two-factor authentication: enrol an authenticator app "
-            "on your profile page (/accounts/two-factor/), then try again."
-        )
     code = _offered_code(request)
-    if not code:
-        raise StepUpRequired(
-            f"To {purpose}, enter the current code from your authenticator app "
-            f"(in the form, or the {STEP_UP_HEADER} header for the API)."
-        )
+    if not code or not twofactor.has_second_factor(user):
+        raise _missing(request, purpose)
     waiting = twofactor.wait_message(user)  # after wrong codes, checks pause a few seconds
     if not twofactor.verify_totp(user, code):
         raise StepUpRequired(
@@ -145,9 +140,38 @@ def require_recent_second_factor(request: Any, *, purpose: str = "continue") -> 
         )
 
 
-def require_step_up_to_approve(request: Any, action: Any) -> None:
-    """Step-up for approving ``action`` (only high and critical risks need it)."""
-    if action.risk in STEP_UP_RISKS:
-        require_recent_second_factor(
-            request, purpose=f"approve a {action.risk}-risk action (#{action.pk})"
+def _missing(request: Any, purpose: str) -> StepUpRequired:
+    if not twofactor.has_second_factor(request.user):
+        return StepUpRequired(
+            f"To {purpose} you need two-factor authentication: enrol an authenticator app "
+            "on your profile page (/accounts/two-factor/), then try again."
         )
+    return StepUpRequired(
+        f"To {purpose}, enter the current code from your authenticator app "
+        f"(in the form, or the {STEP_UP_HEADER} header for the API)."
+    )
+
+
+def verify_offered_code(request: Any, *, purpose: str) -> None:
+    """Verify a code offered with ``request`` now, before a write path decides whether it
+    needs one (and outside its transaction); no-op when none is offered or none is
+    needed. A wrong code raises ``StepUpRequired``."""
+    if step_up_enabled() and _offered_code(request) and not recently_stepped_up(request):
+        require_recent_second_factor(request, purpose=purpose)
+
+
+def approval_purpose(action: Any) -> str:
+    """What a step-up for approving ``action`` is for, as the audit and the ask say it."""
+    return f"approve a {action.risk}-risk action (#{action.pk})"
+
+
+def approval_step_up_check(request: Any) -> Any:
+    """What the approval write path calls, under its row lock, once it knows the risk of the
+    payload that will run: raises ``StepUpRequired`` unless ``request`` stepped up recently
+    (a code offered with it was verified first, by ``verify_offered_code``). Reads only."""
+
+    def check(action: Any) -> None:
+        if risk_needs_step_up(action.risk) and not recently_stepped_up(request):
+            raise _missing(request, approval_purpose(action))
+
+    return check

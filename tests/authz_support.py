@@ -27,6 +27,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from approvals import actions as approval_actions
+from approvals.models import Action
 from audit.chain import Actor
 from audit.models import AuditEvent
 from rollout import governance
@@ -338,8 +339,18 @@ def _fixed(data: dict) -> Body:
     return lambda side, world: dict(data)
 
 
+def _seen(data: dict) -> Body:
+    """A decision form as the card posts it: with the payload hash the person saw."""
+
+    def body(side: Side, world: Any) -> dict:
+        seen = Action.objects.values_list("payload_hash", flat=True).get(pk=side.pending)
+        return {**data, "payload_hash": seen}
+
+    return body
+
+
 REASON = _fixed({"reason": "matrix"})
-PAGE_EDIT = _fixed({"arguments": json.dumps({"to": "b@example.com"}), "comment": "edited"})
+PAGE_EDIT = _seen({"arguments": json.dumps({"to": "b@example.com"}), "comment": "edited"})
 TIER_PROMOTION = _fixed({"tier": "read_only", "reason": "matrix"})
 
 
@@ -401,7 +412,7 @@ OPS: list[Op] = [
         "POST",
         "page",
         kwargs=_action("pending"),
-        body=_fixed({"comment": "ok"}),
+        body=_seen({"comment": "ok"}),
         targeted=True,
     ),
     Op(
@@ -417,7 +428,7 @@ OPS: list[Op] = [
         "POST",
         "page",
         kwargs=_action("pending"),
-        body=_fixed({"comment": "no"}),
+        body=_seen({"comment": "no"}),
         targeted=True,
     ),
     Op(

@@ -43,6 +43,7 @@ ignore (forms) server-owned fields, the database keeping the server's values."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Callable, Iterator
@@ -451,6 +452,26 @@ def _names_other(op: Op, target: str) -> bool:
 
 @pytest.mark.parametrize("op", OPS, ids=lambda op: f"{op.method}-{op.name}")
 def test_matrix(op: Op, world: World, db: None, drills: list) -> None:
+    _check_row(op, world, drills)
+
+
+# The API's edit path: a decision carrying edited arguments answers every role exactly as a
+# plain decision does (the edit is re-assessed inside the same write path).
+API_EDIT = dataclasses.replace(
+    OPS_BY_KEY[("api-action-decisions", "POST")],
+    body=lambda side, world: {
+        "verdict": "approve",
+        "comment": "edited",
+        "arguments": {"to": "b@example.com"},
+    },
+)
+
+
+def test_matrix__api_edit_path(world: World, db: None, drills: list) -> None:
+    _check_row(API_EDIT, world, drills)
+
+
+def _check_row(op: Op, world: World, drills: list) -> None:
     # Given the world (and what this endpoint acts on)
     if op.prepare:
         op.prepare(world)

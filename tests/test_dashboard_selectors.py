@@ -84,7 +84,7 @@ def test_build_cards__offers__agree_with_decision_refusal(db, people, situations
             assert offers.approve == (approve is None), (*context, approve)
             assert offers.reject == (reject is None), (*context, reject)
             if approve and reject is None:
-                assert offers.approve_refusal == approve[1], context
+                assert offers.approve_refusal == approve.detail, context
             # and the single-card path says the same
             assert selectors.build_card(fresh, person).offers == offers, context
 

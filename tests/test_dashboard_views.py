@@ -129,7 +129,9 @@ def test_approve__each_role__only_reviewers_of_the_agent_decide(
 ):
     client = as_user(request.getfixturevalue(role))
     for action, expected in zip((pending_a, pending_b), APPROVE[role], strict=True):
-        response = client.post(f"/actions/{action.pk}/approve", {"comment": ""})
+        response = client.post(
+            f"/actions/{action.pk}/approve", {"payload_hash": action.payload_hash, "comment": ""}
+        )
         assert response.status_code == expected, (role, action.agent.slug)
         action.refresh_from_db()
         assert action.status == ("approved" if expected == 302 else "pending")
@@ -178,7 +180,9 @@ def test_anonymous__any_page__redirected_to_login(client, pending_a, method, pat
 def test_decision__without_csrf_token__403(reviewer, pending_a):
     client = Client(enforce_csrf_checks=True)
     client.force_login(reviewer)
-    response = client.post(f"/actions/{pending_a.pk}/approve", {"comment": ""})
+    response = client.post(
+        f"/actions/{pending_a.pk}/approve", {"payload_hash": pending_a.payload_hash, "comment": ""}
+    )
     assert response.status_code == 403
     pending_a.refresh_from_db()
     assert pending_a.status == "pending"
@@ -193,7 +197,8 @@ def test_decision__get__405(as_user, reviewer, pending_a):
 
 def test_approve__without_js__approves_audits_and_redirects_to_next(as_user, reviewer, pending_a):
     response = as_user(reviewer).post(
-        f"/actions/{pending_a.pk}/approve", {"comment": "fine", "next": "/?risk=medium"}
+        f"/actions/{pending_a.pk}/approve",
+        {"payload_hash": pending_a.payload_hash, "comment": "fine", "next": "/?risk=medium"},
     )
     assert response.status_code == 302
     assert response["Location"] == "/?risk=medium"
@@ -206,13 +211,16 @@ def test_approve__without_js__approves_audits_and_redirects_to_next(as_user, rev
 
 def test_approve__foreign_next__redirects_to_the_action_instead(as_user, reviewer, pending_a):
     response = as_user(reviewer).post(
-        f"/actions/{pending_a.pk}/approve", {"next": "https://evil.example/phish"}
+        f"/actions/{pending_a.pk}/approve",
+        {"payload_hash": pending_a.payload_hash, "next": "https://evil.example/phish"},
     )
     assert response["Location"] == f"/actions/{pending_a.pk}"
 
 
 def test_approve__htmx__answers_the_updated_card(as_user, reviewer, pending_a):
-    response = as_user(reviewer).post(f"/actions/{pending_a.pk}/approve", {}, **HTMX)
+    response = as_user(reviewer).post(
+        f"/actions/{pending_a.pk}/approve", {"payload_hash": pending_a.payload_hash}, **HTMX
+    )
     assert response.status_code == 200
     html = response.content.decode()
     assert html.lstrip().startswith("<article") and f'id="card-{pending_a.pk}"' in html
@@ -221,7 +229,11 @@ def test_approve__htmx__answers_the_updated_card(as_user, reviewer, pending_a):
 
 
 def test_reject__without_reason__422_and_stays_pending(as_user, reviewer, pending_a):
-    response = as_user(reviewer).post(f"/actions/{pending_a.pk}/reject", {"comment": "  "}, **HTMX)
+    response = as_user(reviewer).post(
+        f"/actions/{pending_a.pk}/reject",
+        {"payload_hash": pending_a.payload_hash, "comment": "  "},
+        **HTMX,
+    )
     assert response.status_code == 422
     assert "Say why you reject it" in response.content.decode()
     pending_a.refresh_from_db()
@@ -230,7 +242,8 @@ def test_reject__without_reason__422_and_stays_pending(as_user, reviewer, pendin
 
 def test_reject__with_reason__rejects_and_returns_feedback(as_user, reviewer, pending_a):
     response = as_user(reviewer).post(
-        f"/actions/{pending_a.pk}/reject", {"comment": "Wrong customer"}
+        f"/actions/{pending_a.pk}/reject",
+        {"payload_hash": pending_a.payload_hash, "comment": "Wrong customer"},
     )
     assert response.status_code == 302
     pending_a.refresh_from_db()
@@ -250,7 +263,9 @@ def test_edit__invalid_json__422_keeps_draft_and_stays_pending(
     as_user, reviewer, pending_a, text, message
 ):
     response = as_user(reviewer).post(
-        f"/actions/{pending_a.pk}/edit", {"arguments": text, "comment": ""}, **HTMX
+        f"/actions/{pending_a.pk}/edit",
+        {"payload_hash": pending_a.payload_hash, "arguments": text, "comment": ""},
+        **HTMX,
     )
     assert response.status_code == 422
     html = response.content.decode()
@@ -265,7 +280,9 @@ def test_edit__invalid_json__422_keeps_draft_and_stays_pending(
 def test_edit__without_js_invalid__shows_the_action_page_with_the_error(
     as_user, reviewer, pending_a
 ):
-    response = as_user(reviewer).post(f"/actions/{pending_a.pk}/edit", {"arguments": "{"})
+    response = as_user(reviewer).post(
+        f"/actions/{pending_a.pk}/edit", {"payload_hash": pending_a.payload_hash, "arguments": "{"}
+    )
     assert response.status_code == 422
     html = response.content.decode()
     assert "not valid JSON" in html and 'id="trace-title"' in html
@@ -277,7 +294,9 @@ def test_edit__valid__approves_edited_arguments_and_shows_diff(as_user, reviewer
     )
     edited = '{"order_id": "ORD-1", "amount": 40}'
     response = as_user(reviewer).post(
-        f"/actions/{action.pk}/edit", {"arguments": edited, "comment": "cap"}, **HTMX
+        f"/actions/{action.pk}/edit",
+        {"payload_hash": action.payload_hash, "arguments": edited, "comment": "cap"},
+        **HTMX,
     )
     assert response.status_code == 200
     action.refresh_from_db()
@@ -301,7 +320,10 @@ def test_edit__breaks_tool_limit__refused_with_message_and_draft_kept(
     )
     response = as_user(reviewer).post(
         f"/actions/{action.pk}/edit",
-        {"arguments": '{"order_id": "ORD-1", "amount": 20000}'},
+        {
+            "payload_hash": action.payload_hash,
+            "arguments": '{"order_id": "ORD-1", "amount": 20000}',
+        },
         **HTMX,
     )
     assert response.status_code == 400
@@ -318,7 +340,9 @@ def test_own_request__approve_not_offered_and_refused(as_user, reviewer, support
     assert f"/actions/{action.pk}/approve" not in page
     assert f"/actions/{action.pk}/reject" in page  # they may still stop it
     assert "You requested this action" in page
-    response = client.post(f"/actions/{action.pk}/approve", {}, **HTMX)
+    response = client.post(
+        f"/actions/{action.pk}/approve", {"payload_hash": action.payload_hash}, **HTMX
+    )
     assert response.status_code == 403
     action.refresh_from_db()
     assert action.status == "pending"
@@ -329,11 +353,21 @@ def test_second_vote__same_reviewer__not_offered_and_refused(
 ):
     action = factories.submit(support_agent, "send_email", **HIGH)
     client = as_user(reviewer)
-    assert client.post(f"/actions/{action.pk}/approve", {}).status_code == 302
+    assert (
+        client.post(
+            f"/actions/{action.pk}/approve", {"payload_hash": action.payload_hash}
+        ).status_code
+        == 302
+    )
     page = client.get("/").content.decode()
     assert "<strong>1 of 2</strong> approvals" in page and "by rita" in page
     assert f"/actions/{action.pk}/approve" not in page
-    assert client.post(f"/actions/{action.pk}/approve", {}, **HTMX).status_code == 409
+    assert (
+        client.post(
+            f"/actions/{action.pk}/approve", {"payload_hash": action.payload_hash}, **HTMX
+        ).status_code
+        == 409
+    )
     # and the other reviewer is offered the deciding vote
     assert f"/actions/{action.pk}/approve" in as_user(reviewer2).get("/").content.decode()
 
@@ -344,7 +378,9 @@ def test_critical__last_slot__offered_only_to_a_critical_approver(
     action = factories.submit(support_agent, "send_email", **CRITICAL)
     actions.approve(action_id=action.pk, user=reviewer2)
     assert f"/actions/{action.pk}/approve" not in as_user(reviewer).get("/").content.decode()
-    response = as_user(reviewer).post(f"/actions/{action.pk}/approve", {})
+    response = as_user(reviewer).post(
+        f"/actions/{action.pk}/approve", {"payload_hash": action.payload_hash}
+    )
     assert response.status_code == 403
     assert "critical-approval permission" in response.content.decode()
     action.refresh_from_db()
@@ -355,7 +391,9 @@ def test_critical__last_slot__offered_only_to_a_critical_approver(
 
 def test_decision__on_decided_action__409_with_fresh_card(as_user, reviewer, reviewer2, pending_a):
     actions.reject(action_id=pending_a.pk, user=reviewer2, comment="no")
-    response = as_user(reviewer).post(f"/actions/{pending_a.pk}/approve", {}, **HTMX)
+    response = as_user(reviewer).post(
+        f"/actions/{pending_a.pk}/approve", {"payload_hash": pending_a.payload_hash}, **HTMX
+    )
     assert response.status_code == 409
     html = response.content.decode()
     assert "This action is rejected, not pending." in html and 'data-status="rejected"' in html
@@ -363,7 +401,9 @@ def test_decision__on_decided_action__409_with_fresh_card(as_user, reviewer, rev
 
 def test_decision__expired_action__refused_and_expired(as_user, reviewer, pending_a):
     Action.objects.filter(pk=pending_a.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    response = as_user(reviewer).post(f"/actions/{pending_a.pk}/approve", {}, **HTMX)
+    response = as_user(reviewer).post(
+        f"/actions/{pending_a.pk}/approve", {"payload_hash": pending_a.payload_hash}, **HTMX
+    )
     assert response.status_code == 409
     pending_a.refresh_from_db()
     assert pending_a.status == "expired"

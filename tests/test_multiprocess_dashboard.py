@@ -79,12 +79,17 @@ def test_multiprocess__socket_on_server_1__hears_submission_and_decision_via_ser
             )
             assert response.status_code == 201, response.text
             action_id = response.json()["id"]
+            seen_hash = response.json()["payload_hash"]
             submitted = await wait_for_event(socket, action_id, "submitted")
             # and another reviewer approves it on server 2's dashboard
             approved = await asyncio.to_thread(
                 decider.post,
                 f"/actions/{action_id}/approve",
-                data={"comment": "", "csrfmiddlewaretoken": decider.cookies["csrftoken"]},
+                data={
+                    "comment": "",
+                    "payload_hash": seen_hash,
+                    "csrfmiddlewaretoken": decider.cookies["csrftoken"],
+                },
                 headers={"Referer": server_2.url + "/"},
             )
             assert approved.status_code == 302, approved.text[:300]

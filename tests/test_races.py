@@ -61,6 +61,8 @@ def test_races__threads_and_processes_on_postgresql__one_outcome_each_nothing_do
         ("approve", "already_approved"),
         ("approve", "not_pending"),
         ("approve", "argument_limit"),
+        ("approve", "payload_changed"),
+        ("approve", "critical_approver_required"),
         ("report", "ok"),
         ("report", "payload_mismatch"),
         ("report", "already_reported"),

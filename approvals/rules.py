@@ -1,0 +1,129 @@
+"""Who may decide an action, and when it is decided: pure functions over inputs the caller
+has already loaded.
+
+The write path (``approvals.actions``, under the action's row lock) and the decision cards
+(``approvals.selectors``, over a page's prefetched rows) call these same functions, so what
+a card offers and what the write path accepts cannot drift apart. Nothing here queries
+the database or reads the clock: permissions arrive as answers (``may_review``) and as a
+callable (``is_critical_approver``) that each caller backs with its own lookups."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from approvals.models import Action, Decision
+from approvals.states import Status
+from config.identity import same_person
+
+# "Does this person hold the critical-approval permission on the action's agent?"
+IsCriticalApprover = Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a decision is refused: a stable ``code``, a sentence for the person, and the
+    HTTP status the API answers with."""
+
+    code: str
+    detail: str
+    status: int
+
+
+NOT_REVIEWER = Refusal("not_reviewer", "You may not review this agent's actions.", 403)
+EXPIRED = Refusal("expired", "This action expired before a decision.", 409)
+PAYLOAD_CHANGED = Refusal(
+    "payload_changed",
+    "The arguments changed since you looked (someone edited them): read the card again "
+    "and decide on what will run.",
+    409,
+)
+OWN_REQUEST = Refusal("own_request", "You requested this action, so you cannot approve it.", 403)
+ALREADY_APPROVED = Refusal("already_approved", "You already approved this action.", 409)
+CRITICAL_APPROVER_REQUIRED = Refusal(
+    "critical_approver_required",
+    "A critical action needs an approval from someone holding the critical-approval permission.",
+    403,
+)
+
+
+def current_approvals(action: Action, decisions: Iterable[Decision]) -> list[Decision]:
+    """The approvals among ``decisions`` that count toward ``action``'s quorum: not voided
+    and bound to its current payload, in the order they were given."""
+    return [
+        d
+        for d in decisions
+        if d.verdict == Decision.Verdict.APPROVE
+        and not d.voided
+        and d.payload_hash == action.payload_hash
+    ]
+
+
+def decision_refusal(
+    action: Action,
+    user: Any,
+    verdict: str,
+    *,
+    approvals: Sequence[Decision],
+    may_review: bool,
+    is_critical_approver: IsCriticalApprover,
+    now: datetime,
+    seen_hash: str | None = None,
+) -> Refusal | None:
+    """Why ``user`` may not give ``verdict`` on ``action`` now, or None when they may.
+
+    ``approvals`` are the action's current approvals (``current_approvals``);
+    ``seen_hash`` is the payload hash of the card the person decided on (None: not
+    given, as the API allows) — a decision on arguments other than those that would run
+    is refused."""
+    if not may_review:
+        return NOT_REVIEWER
+    if action.status != Status.PENDING:
+        return Refusal("not_pending", f"This action is {action.status}, not pending.", 409)
+    if action.expires_at is not None and now >= action.expires_at:
+        return EXPIRED
+    if seen_hash is not None and seen_hash != action.payload_hash:
+        return PAYLOAD_CHANGED
+    if verdict == Decision.Verdict.REJECT:
+        return None
+    if action.on_behalf_of and same_person(action.on_behalf_of, user.get_username()):
+        return OWN_REQUEST
+    if any(d.reviewer_id == user.pk for d in approvals):
+        return ALREADY_APPROVED
+    if action.needs_critical_approver:
+        has_critical = any(is_critical_approver(d.reviewer) for d in approvals)
+        slots_left = action.required_approvals - len(approvals)
+        if not has_critical and slots_left <= 1 and not is_critical_approver(user):
+            return CRITICAL_APPROVER_REQUIRED
+    return None
+
+
+def quorum_met(
+    action: Action, approvals: Sequence[Decision], is_critical_approver: IsCriticalApprover
+) -> bool:
+    """Whether ``approvals`` (current ones) make ``action`` executable: enough distinct
+    people, one of them a critical approver when the action needs one."""
+    if len({d.reviewer_id for d in approvals}) < max(1, action.required_approvals):
+        return False
+    if action.needs_critical_approver:
+        return any(is_critical_approver(d.reviewer) for d in approvals)
+    return True
+
+
+def rollback_refusal(action: Action, *, may_review: bool, now: datetime) -> Refusal | None:
+    """Why a rollback of ``action`` may not be requested now, or None when it may."""
+    if not may_review:
+        return NOT_REVIEWER
+    if action.status != Status.EXECUTED:
+        return Refusal(
+            "not_executed",
+            f"This action is {action.status}; only executed actions roll back.",
+            409,
+        )
+    if not action.compensation:
+        return Refusal("no_compensation", "This action declared no compensating action.", 409)
+    if action.reversible_until is None or now >= action.reversible_until:
+        return Refusal("window_closed", "This action's reversible window has closed.", 409)
+    return None
