@@ -122,17 +122,26 @@ def _declared_sizes(radius: dict) -> dict[str, Decimal]:
     return {name: value for name, value in sizes.items() if value is not None}
 
 
-def _size_level(sizes: dict[str, Decimal], rules: dict) -> tuple[str | None, list[str]]:
+def _thresholds(rules: dict) -> list[tuple[str, Decimal, Decimal]]:
+    """(level, amount threshold, count threshold), highest level first."""
+    return [
+        (level, Decimal(str(rules[f"{level}_amount"])), Decimal(str(rules[f"{level}_count"])))
+        for level in ("critical", "high")
+    ]
+
+
+def _size_level(
+    sizes: dict[str, Decimal], thresholds: list[tuple[str, Decimal, Decimal]]
+) -> tuple[str | None, list[str]]:
     """The level (``critical``, ``high`` or None) the largest of ``sizes`` reaches, and the
     dimensions that reach it."""
-    for level, amount_key, count_key in (
-        ("critical", "critical_amount", "critical_count"),
-        ("high", "high_amount", "high_count"),
-    ):
+    if not sizes:
+        return None, []
+    for level, amount_at, count_at in thresholds:
         hits = [
             name
             for name, value in sizes.items()
-            if value >= Decimal(str(rules[amount_key if name == "amount" else count_key]))
+            if value >= (amount_at if name == "amount" else count_at)
         ]
         if hits:
             return level, hits
@@ -166,7 +175,8 @@ def assess_risk(
             why.append(f"irreversible action raises risk to {raised}")
         risk = raised
 
-    level, _ = _size_level(_declared_sizes(radius), rules)
+    thresholds = _thresholds(rules)
+    level, _ = _size_level(_declared_sizes(radius), thresholds)
     if level is not None:
         raised = risk_at_least(risk, level)
         if raised != risk:
@@ -175,11 +185,12 @@ def assess_risk(
             )
         risk = raised
 
-    derived = derived_radius if isinstance(derived_radius, dict) else {}
-    read = {name: _size_of(derived.get(name)) for name in RADIUS_DIMENSIONS}
+    if not derived_radius or not isinstance(derived_radius, dict):
+        return risk, why
+    read = {name: _size_of(derived_radius.get(name)) for name in RADIUS_DIMENSIONS}
     # A size is how much moves: a negative amount still moves money, so its magnitude counts.
     sizes = {name: abs(value) for name, value in read.items() if value is not None}
-    level, hits = _size_level(sizes, rules)
+    level, hits = _size_level(sizes, thresholds)
     if level is not None:
         raised = risk_at_least(risk, level)
         if raised != risk:
@@ -428,12 +439,15 @@ def _call(snapshot: dict, request: GateRequest) -> _Call:
     if tool == PROBE_TOOL and rule is None:
         rule = {"effect": "read", "rule": "allowed", "base_risk": "low", "argument_limits": []}
     arguments = request.arguments if isinstance(request.arguments, dict) else {}
+    mapped = bool(rule and rule.get("blast_radius_from_arguments"))
     risk, risk_reasons = assess_risk(
         rule["base_risk"] if rule else "low",
         request.blast_radius,
         snapshot.get("risk_rules"),
-        derived_blast_radius(rule or {}, arguments),
+        derived_blast_radius(rule, arguments) if mapped else None,
     )
+    if mapped:
+        risk_reasons = risk_reasons + unread_radius_fields(rule, arguments)
     return _Call(
         snapshot=snapshot,
         tool=tool,
@@ -441,7 +455,7 @@ def _call(snapshot: dict, request: GateRequest) -> _Call:
         rule=rule,
         effect=rule["effect"] if rule else "",
         risk=risk,
-        risk_reasons=risk_reasons + unread_radius_fields(rule, arguments),
+        risk_reasons=risk_reasons,
     )
 
 
