@@ -109,7 +109,15 @@ class ToolRuleInline(admin.TabularInline):
     model = ToolRule
     extra = 0
     can_delete = False
-    fields = ["tool", "effect", "rule", "base_risk", "argument_limits", "rate_limit_per_minute"]
+    fields = [
+        "tool",
+        "effect",
+        "rule",
+        "base_risk",
+        "argument_limits",
+        "blast_radius_from_arguments",
+        "rate_limit_per_minute",
+    ]
     readonly_fields = fields
 
     def has_add_permission(self, request: Any, obj: Any = None) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -190,6 +190,22 @@ class AgentChangesView(GovernanceAPIView):
         summary="Propose a change: a tightening applies at once, else a change request opens",
         request=ProposalInSerializer,
         responses={201: OpenApiTypes.OBJECT},
+        examples=[
+            OpenApiExample(
+                "Weigh the refund's amount argument (a tightening)",
+                request_only=True,
+                value={
+                    "changes": {
+                        "tools": {
+                            "create_refund_request": {
+                                "blast_radius_from_arguments": {"amount": "amount"}
+                            }
+                        }
+                    },
+                    "reason": "risk follows the amount actually refunded",
+                },
+            )
+        ],
     )
     def post(self, request: Request, slug: str) -> Response:
         require_token_scope(request, "govern")

@@ -11,7 +11,12 @@ from django import forms
 
 from rollout.governance import AGENT_SLUG, MAX_LIMITS_PER_TOOL, TOOL_NAME
 from rollout.models import Effect, Risk, RuleKind, ShadowLabel, Tier
-from rollout.policy import LIMIT_OPERATORS, validate_limit
+from rollout.policy import (
+    LIMIT_OPERATORS,
+    RADIUS_DIMENSIONS,
+    validate_limit,
+    validate_radius_mapping,
+)
 
 # "amount <= 10000", "environment in [staging, dev]", "name matches ^[a-z]+$"
 LIMIT_LINE = re.compile(
@@ -106,6 +111,58 @@ def format_limits(limits: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# "amount ← arguments.amount", "records_affected <- rows", "users_affected = to.count"
+RADIUS_LINE = re.compile(r"^\s*(?P<dimension>[A-Za-z_]+)\s*(?:←|<-|=|:)\s*(?P<path>\S.*?)\s*$")
+ARGUMENTS_PREFIX = "arguments."
+
+
+def parse_radius_mapping(text: str) -> dict:
+    """``blast_radius_from_arguments`` from one-per-line text (``amount ← arguments.amount``;
+    ``<-``, ``=`` or ``:`` work too, and the ``arguments.`` prefix may be left out) or a
+    JSON object. Raises ``forms.ValidationError`` naming each line that does not parse."""
+    text = (text or "").strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            mapping = json.loads(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from exc
+    else:
+        mapping, problems = {}, []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            match = RADIUS_LINE.match(line)
+            if match is None:
+                problems.append(
+                    f"line {number}: write it as 'dimension ← arguments.path' with a dimension "
+                    f"among {', '.join(RADIUS_DIMENSIONS)}"
+                )
+                continue
+            path = match["path"]
+            if path.startswith(ARGUMENTS_PREFIX):
+                path = path[len(ARGUMENTS_PREFIX) :]
+            if match["dimension"] in mapping:
+                problems.append(f"line {number}: {match['dimension']} is mapped twice")
+            mapping[match["dimension"]] = path
+        if problems:
+            raise forms.ValidationError(problems)
+    problems = validate_radius_mapping(mapping)
+    if problems:
+        raise forms.ValidationError(problems)
+    return mapping
+
+
+def format_radius_mapping(mapping: dict) -> str:
+    """The text ``parse_radius_mapping`` reads back to the same mapping."""
+    return "\n".join(
+        f"{dimension} ← arguments.{mapping[dimension]}"
+        for dimension in RADIUS_DIMENSIONS
+        if isinstance(mapping, dict) and dimension in mapping
+    )
+
+
 def _reason_field() -> forms.CharField:
     return forms.CharField(
         max_length=300,
@@ -153,6 +210,15 @@ class ToolRuleForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "class": "limits"}),
         help_text="One per line, e.g. 'amount <= 10000' or 'environment in [staging, dev]'.",
     )
+    blast_radius_from_arguments = forms.CharField(
+        required=False,
+        label="Risk from arguments",
+        widget=forms.Textarea(attrs={"rows": 2, "class": "limits"}),
+        help_text="One per line, e.g. 'amount ← arguments.amount' or "
+        "'records_affected ← arguments.batch.rows' (dimensions: "
+        + ", ".join(RADIUS_DIMENSIONS)
+        + "). Risk weighs the higher of these and what the agent declares.",
+    )
     rate_limit_per_minute = forms.IntegerField(
         required=False, min_value=0, max_value=1_000_000, help_text="Empty: no limit."
     )
@@ -174,6 +240,9 @@ class ToolRuleForm(forms.Form):
     def clean_argument_limits(self) -> list[dict]:
         return parse_limits(self.cleaned_data.get("argument_limits", ""))
 
+    def clean_blast_radius_from_arguments(self) -> dict:
+        return parse_radius_mapping(self.cleaned_data.get("blast_radius_from_arguments", ""))
+
     def changes(self) -> dict:
         data = self.cleaned_data
         return {
@@ -183,6 +252,7 @@ class ToolRuleForm(forms.Form):
                     "rule": data["rule"],
                     "base_risk": data["base_risk"],
                     "argument_limits": data["argument_limits"],
+                    "blast_radius_from_arguments": data["blast_radius_from_arguments"],
                     "rate_limit_per_minute": data["rate_limit_per_minute"],
                 }
             }
@@ -196,6 +266,9 @@ class ToolRuleForm(forms.Form):
             "rule": rule.get("rule"),
             "base_risk": rule.get("base_risk"),
             "argument_limits": format_limits(rule.get("argument_limits") or []),
+            "blast_radius_from_arguments": format_radius_mapping(
+                rule.get("blast_radius_from_arguments") or {}
+            ),
             "rate_limit_per_minute": rule.get("rate_limit_per_minute"),
         }
 

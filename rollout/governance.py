@@ -48,7 +48,7 @@ from rollout.models import (
     Tier,
     ToolRule,
 )
-from rollout.policy import validate_limit
+from rollout.policy import validate_limit, validate_radius_mapping
 from rollout.policy_diff import (
     LOOSENING,
     NO_CHANGE,
@@ -122,6 +122,7 @@ def _normalize_rule(
         errors[f"{prefix}.{name}"] = ["Unknown field."]
     base = dict(existing) if existing else {"base_risk": "low", "argument_limits": []}
     base.setdefault("rate_limit_per_minute", None)
+    base.setdefault("blast_radius_from_arguments", {})
     rule = {**base, **{k: v for k, v in value.items() if k in RULE_FIELDS}}
     if rule.get("effect") not in Effect.values:
         errors[f"{prefix}.effect"] = [f"Choose one of {', '.join(Effect.values)}."]
@@ -146,6 +147,11 @@ def _normalize_rule(
                 problems.append(f"limit {index}: {problem}")
         if problems:
             errors[f"{prefix}.argument_limits"] = problems
+    if rule.get("blast_radius_from_arguments") is None:
+        rule["blast_radius_from_arguments"] = {}
+    problems = validate_radius_mapping(rule["blast_radius_from_arguments"])
+    if problems:
+        errors[f"{prefix}.blast_radius_from_arguments"] = problems
     rate = rule.get("rate_limit_per_minute")
     if rate is not None and (
         isinstance(rate, bool) or not isinstance(rate, int) or not 0 <= rate <= MAX_RATE_PER_MINUTE
@@ -329,8 +335,11 @@ def _apply_to_live_rows(
         if rule is None:
             ToolRule.objects.filter(agent=agent, tool=tool).delete()
         else:
+            # A rule stored before a field existed leaves that field as it is live.
             ToolRule.objects.update_or_create(
-                agent=agent, tool=tool, defaults={name: rule[name] for name in RULE_FIELDS}
+                agent=agent,
+                tool=tool,
+                defaults={name: rule[name] for name in RULE_FIELDS if name in rule},
             )
     if after.get("access"):
         agent_access.apply_access(

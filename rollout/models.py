@@ -124,6 +124,10 @@ class ToolRule(models.Model):
     # [{"field": "amount", "op": "<=", "value": 10000}, {"field": "environment", "op": "in",
     #   "value": ["staging"]}]
     argument_limits = models.JSONField(default=list, blank=True)
+    # Blast-radius dimensions read from the arguments: {"amount": "amount",
+    #   "records_affected": "batch.rows"} means amount ← arguments.amount, records_affected ←
+    #   arguments.batch.rows. Risk weighs the higher of this and what the agent declares.
+    blast_radius_from_arguments = models.JSONField(default=dict, blank=True)
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
     description = models.CharField(max_length=200, blank=True)
 
@@ -140,6 +144,7 @@ class ToolRule(models.Model):
             "rule": self.rule,
             "base_risk": self.base_risk,
             "argument_limits": self.argument_limits,
+            "blast_radius_from_arguments": self.blast_radius_from_arguments,
             "rate_limit_per_minute": self.rate_limit_per_minute,
         }
 

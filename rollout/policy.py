@@ -8,6 +8,12 @@ testable on its own, replayable against any policy version, and fast.
 Order of evaluation (first match wins), each with its reason code:
 kill_switch → agent_inactive → tool_forbidden → tool_unknown → argument_limit →
 rate_limited → the rule and tier table.
+
+``assess_edit`` runs the same steps from ``tool_forbidden`` onward for a reviewer's edit of
+a pending action (no kill switch, activity or rate limit: the action already passed them).
+
+Risk is the tool's base risk raised by the blast radius: the higher of what the agent
+declares and what the tool rule derives from the arguments (``derived_blast_radius``).
 """
 
 from __future__ import annotations
@@ -40,6 +46,11 @@ DEFAULT_APPROVAL_MATRIX: dict[str, dict[str, Any]] = {
 DEFAULT_PENDING_TTL_SECONDS = {"low": 86400, "medium": 28800, "high": 14400, "critical": 3600}
 
 LIMIT_OPERATORS = ("<=", "<", ">=", ">", "==", "!=", "in", "not_in", "max_length", "matches")
+
+# The blast-radius dimensions a tool rule may read from the arguments
+# (``blast_radius_from_arguments = {"amount": "amount", "records_affected": "rows"}``).
+RADIUS_DIMENSIONS = ("amount", "records_affected", "users_affected")
+RADIUS_PATH_MAX = 200
 
 
 @dataclass(frozen=True)
@@ -100,10 +111,53 @@ def _number(value: Any) -> Decimal | None:
     return None
 
 
+def _declared_sizes(radius: dict) -> dict[str, Decimal]:
+    """The sizes a declared blast radius gives (amount as a number or {value, currency})."""
+    amount = radius.get("amount")
+    sizes = {
+        "amount": _number(amount.get("value")) if isinstance(amount, dict) else _number(amount),
+        "records_affected": _number(radius.get("records_affected")),
+        "users_affected": _number(radius.get("users_affected")),
+    }
+    return {name: value for name, value in sizes.items() if value is not None}
+
+
+def _thresholds(rules: dict) -> list[tuple[str, Decimal, Decimal]]:
+    """(level, amount threshold, count threshold), highest level first."""
+    return [
+        (level, Decimal(str(rules[f"{level}_amount"])), Decimal(str(rules[f"{level}_count"])))
+        for level in ("critical", "high")
+    ]
+
+
+def _size_level(
+    sizes: dict[str, Decimal], thresholds: list[tuple[str, Decimal, Decimal]]
+) -> tuple[str | None, list[str]]:
+    """The level (``critical``, ``high`` or None) the largest of ``sizes`` reaches, and the
+    dimensions that reach it."""
+    if not sizes:
+        return None, []
+    for level, amount_at, count_at in thresholds:
+        hits = [
+            name
+            for name, value in sizes.items()
+            if value >= (amount_at if name == "amount" else count_at)
+        ]
+        if hits:
+            return level, hits
+    return None, []
+
+
 def assess_risk(
-    base_risk: str, blast_radius: dict, rules: dict | None = None
+    base_risk: str,
+    blast_radius: dict,
+    rules: dict | None = None,
+    derived_radius: dict | None = None,
 ) -> tuple[str, list[str]]:
-    """The tool's base risk, raised (never lowered) by the declared blast radius."""
+    """The tool's base risk, raised (never lowered) by the declared blast radius and by
+    ``derived_radius``, the sizes the tool rule reads from the arguments
+    (``derived_blast_radius``). The result is the higher of the two assessments: nothing
+    either side holds (missing, odd or small values) can lower what the other reached."""
     rules = {**DEFAULT_RISK_RULES, **(rules or {})}
     risk = base_risk if base_risk in RISKS else "high"
     why: list[str] = []
@@ -121,30 +175,139 @@ def assess_risk(
             why.append(f"irreversible action raises risk to {raised}")
         risk = raised
 
-    amount = radius.get("amount")
-    amount_value = _number(amount.get("value")) if isinstance(amount, dict) else _number(amount)
-    counts = [
-        n
-        for n in (_number(radius.get("records_affected")), _number(radius.get("users_affected")))
-        if n is not None
-    ]
-    largest_count = max(counts) if counts else None
-    for level, amount_key, count_key in (
-        ("critical", "critical_amount", "critical_count"),
-        ("high", "high_amount", "high_count"),
-    ):
-        hit = (amount_value is not None and amount_value >= Decimal(str(rules[amount_key]))) or (
-            largest_count is not None and largest_count >= Decimal(str(rules[count_key]))
-        )
-        if hit:
-            raised = risk_at_least(risk, level)
-            if raised != risk:
-                why.append(
-                    f"declared blast radius (amount or records/users affected) raises risk to {raised}"
-                )
-            risk = raised
-            break
+    thresholds = _thresholds(rules)
+    level, _ = _size_level(_declared_sizes(radius), thresholds)
+    if level is not None:
+        raised = risk_at_least(risk, level)
+        if raised != risk:
+            why.append(
+                f"declared blast radius (amount or records/users affected) raises risk to {raised}"
+            )
+        risk = raised
+
+    if not derived_radius or not isinstance(derived_radius, dict):
+        return risk, why
+    read = {name: _size_of(derived_radius.get(name)) for name in RADIUS_DIMENSIONS}
+    # A size is how much moves: a negative amount still moves money, so its magnitude counts.
+    sizes = {name: abs(value) for name, value in read.items() if value is not None}
+    level, hits = _size_level(sizes, thresholds)
+    if level is not None:
+        raised = risk_at_least(risk, level)
+        if raised != risk:
+            shown = ", ".join(f"{name} {_shown(read[name])}" for name in hits)
+            why.append(f"arguments ({shown}) raise risk to {raised}")
+        risk = raised
     return risk, why
+
+
+def _size_of(value: Any) -> Decimal | None:
+    """A number read from the arguments for the blast radius: numbers and strings that
+    parse as numbers (``"10000"``, ``" 1e4 "``), infinity included; NaN, bools and anything
+    else are not sizes."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):  # ValueError: an int too long to print
+        return None
+    return None if number.is_nan() else number
+
+
+def _shown(number: Decimal) -> str:
+    if number.is_infinite():
+        return "-infinity" if number < 0 else "infinity"
+    return format(number, "f") if abs(number) < Decimal("1e21") else str(number)
+
+
+def validate_radius_mapping(mapping: Any) -> list[str]:
+    """Why ``mapping`` is not a usable ``blast_radius_from_arguments`` (empty when it is):
+    an object whose keys are among ``RADIUS_DIMENSIONS`` and whose values are dotted paths
+    into the arguments (as argument limits name fields) with no empty part."""
+    if not isinstance(mapping, dict):
+        return ["an object {dimension: argument path}"]
+    problems = []
+    for dimension, path in mapping.items():
+        if dimension not in RADIUS_DIMENSIONS:
+            problems.append(f"unknown dimension {dimension!r}; use {', '.join(RADIUS_DIMENSIONS)}")
+        elif not isinstance(path, str) or not path.strip():
+            problems.append(f"{dimension}: an argument path such as 'amount' or 'order.total'")
+        elif len(path) > RADIUS_PATH_MAX:
+            problems.append(f"{dimension}: a path of at most {RADIUS_PATH_MAX} characters")
+        elif path != path.strip() or any(part == "" for part in path.split(".")):
+            problems.append(f"{dimension}: {path!r} has an empty part or surrounding spaces")
+    return problems
+
+
+def radius_mapping_text(mapping: Any) -> str:
+    """A mapping as people read it: ``amount ← arguments.amount; users_affected ←
+    arguments.recipients.count`` (empty when there is none)."""
+    if not isinstance(mapping, dict):
+        return ""
+    return "; ".join(
+        f"{dimension} ← arguments.{mapping[dimension]}"
+        for dimension in sorted(mapping, key=_dimension_order)
+    )
+
+
+def _dimension_order(dimension: Any) -> tuple[int, str]:
+    known = RADIUS_DIMENSIONS.index(dimension) if dimension in RADIUS_DIMENSIONS else 99
+    return known, str(dimension)
+
+
+def _mapped_values(rule: dict | None, arguments: Any) -> list[tuple[str, str, Any]]:
+    """(dimension, path, value) for every mapped argument that is present."""
+    mapping = (rule or {}).get("blast_radius_from_arguments") or {}
+    if not isinstance(mapping, dict) or not isinstance(arguments, dict):
+        return []
+    found = []
+    for dimension in RADIUS_DIMENSIONS:
+        path = mapping.get(dimension)
+        if not isinstance(path, str) or not path:
+            continue
+        present, value = _lookup(arguments, path)
+        if present:
+            if isinstance(value, dict) and "value" in value:
+                value = value["value"]  # the declared radius's {value, currency} shape
+            found.append((dimension, path, value))
+    return found
+
+
+def derived_blast_radius(rule: dict, arguments: dict) -> dict:
+    """The blast radius a tool rule reads from the call's arguments, through its
+    ``blast_radius_from_arguments`` mapping: ``{"amount": 10000}`` for a rule mapping
+    ``amount ← arguments.amount`` and arguments ``{"amount": "10000"}``. Pure.
+
+    Only numbers count (strings that parse as numbers included; an object
+    ``{"value": …}`` is read like the declared radius's amount); a mapped field that is
+    missing or not a number (``"10000 USD"``, a list, a bool) derives nothing. That can
+    never lower risk — the declared radius still applies and the higher one wins — and it
+    is not raised to the top either: the gate cannot know what size "10000 USD" or a list
+    stands for, and turning every malformed payload into a critical one would bury the
+    reviewers in alarms a typo can raise. Shape is what argument limits are for: a
+    numeric limit (``amount <= 10000``) denies a non-number outright (fail closed), and
+    the seeded refund and payment rules pair their mapping with one. Values are returned
+    as read (sign kept; infinity as ``float("inf")``); ``assess_risk`` weighs their
+    magnitude."""
+    derived: dict[str, Any] = {}
+    for dimension, _path, value in _mapped_values(rule, arguments):
+        number = _size_of(value)
+        if number is None:
+            continue
+        exact = number.is_finite() and abs(number) < 10**18 and number == number.to_integral()
+        # Beyond 10**18 a float is exact enough (every threshold is far below) and stays
+        # JSON-sized; past float range it is infinity, still above every threshold.
+        derived[dimension] = int(number) if exact else float(number)
+    return derived
+
+
+def unread_radius_fields(rule: dict | None, arguments: dict) -> list[str]:
+    """Readable notes for mapped arguments present but not numbers (they derive nothing),
+    so a reviewer sees that the argument was not weighed."""
+    return [
+        f"argument {path!r} is not a number: {dimension} not derived from it"
+        for dimension, path, value in _mapped_values(rule, arguments)
+        if _size_of(value) is None
+    ]
 
 
 def _lookup(arguments: dict, path: str) -> tuple[bool, Any]:
@@ -237,6 +400,135 @@ def _switch_applies(switch: SwitchState, slug: str, tool: str) -> bool:
     return switch.scope == "tool" and switch.target == tool
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One call being decided, with what every step needs: its rule, effect and risk."""
+
+    snapshot: dict
+    tool: str
+    arguments: dict
+    rule: dict | None
+    effect: str
+    risk: str
+    risk_reasons: list[str]
+
+    def answer(self, outcome: str, code: str, reasons: list[str], **extra: Any) -> GateDecision:
+        return GateDecision(outcome, code, reasons, self.risk, self.effect, **extra)
+
+    def pending(self, code: str, reasons: list[str]) -> GateDecision:
+        """Held for people: as many approvals as the approval matrix asks for the risk."""
+        matrix = {**DEFAULT_APPROVAL_MATRIX, **(self.snapshot.get("approval_matrix") or {})}
+        tier = self.snapshot["tier"]
+        ttls = {**DEFAULT_PENDING_TTL_SECONDS, **(tier.get("pending_ttl_seconds") or {})}
+        need = matrix[self.risk]
+        return self.answer(
+            "pending",
+            code,
+            reasons + self.risk_reasons,
+            required_approvals=int(need["approvals"]),
+            needs_critical_approver=bool(need["critical_approver"]),
+            ttl_seconds=int(ttls[self.risk]),
+        )
+
+
+def _call(snapshot: dict, request: GateRequest) -> _Call:
+    """The rule of the call's tool and the call's risk: base risk raised by the higher of
+    the declared and the argument-derived blast radius."""
+    tool = request.tool
+    rule = (snapshot.get("tools") or {}).get(tool)
+    if tool == PROBE_TOOL and rule is None:
+        rule = {"effect": "read", "rule": "allowed", "base_risk": "low", "argument_limits": []}
+    arguments = request.arguments if isinstance(request.arguments, dict) else {}
+    mapped = bool(rule and rule.get("blast_radius_from_arguments"))
+    risk, risk_reasons = assess_risk(
+        rule["base_risk"] if rule else "low",
+        request.blast_radius,
+        snapshot.get("risk_rules"),
+        derived_blast_radius(rule, arguments) if mapped else None,
+    )
+    if mapped:
+        risk_reasons = risk_reasons + unread_radius_fields(rule, arguments)
+    return _Call(
+        snapshot=snapshot,
+        tool=tool,
+        arguments=arguments,
+        rule=rule,
+        effect=rule["effect"] if rule else "",
+        risk=risk,
+        risk_reasons=risk_reasons,
+    )
+
+
+def _rule_step(call: _Call) -> GateDecision | None:
+    """tool_forbidden → tool_unknown → argument_limit."""
+    slug, tool, rule = call.snapshot["agent"]["slug"], call.tool, call.rule
+    if rule and rule["rule"] == "forbidden":
+        return call.answer("denied", "tool_forbidden", [f"tool {tool} is forbidden for {slug}"])
+    if rule is None:
+        return call.answer(
+            "denied", "tool_unknown", [f"tool {tool} has no rule for {slug} (default deny)"]
+        )
+    broken = check_argument_limits(call.arguments, rule.get("argument_limits") or [])
+    if broken:
+        return call.answer("denied", "argument_limit", broken)
+    return None
+
+
+def _table_step(call: _Call) -> GateDecision:
+    """The rule and tier table (the call has a rule)."""
+    tool, rule = call.tool, call.rule
+    assert rule is not None
+    tier = call.snapshot["tier"]
+    outcomes = tier["outcomes"]
+    tier_name = tier["name"]
+    risk, effect = call.risk, call.effect
+    if rule["rule"] not in ("allowed", "requires_approval"):
+        # A rule kind this engine does not know is not permission: fail closed.
+        return call.answer(
+            "denied", "tool_forbidden", [f"tool {tool} has an unrecognised rule {rule['rule']!r}"]
+        )
+    if rule["rule"] == "requires_approval":
+        # Never auto-approved: the tier only decides whether a human sees it at all.
+        write_outcome = outcomes["write"]
+        if write_outcome == "shadow":
+            return call.answer(
+                "shadowed",
+                "tier_shadow",
+                [f"{tool} requires approval; tier {tier_name} only shadows"],
+            )
+        if write_outcome == "deny":
+            return call.answer(
+                "denied", "tier_denies", [f"{tool} requires approval; tier {tier_name} denies it"]
+            )
+        return call.pending("requires_approval", [f"{tool} always requires human approval"])
+
+    outcome = outcomes.get(effect, "deny")
+    if outcome == "allow":
+        return call.answer("allowed", "allowed", [f"tier {tier_name} allows {effect} tools"])
+    if outcome == "shadow":
+        return call.answer("shadowed", "tier_shadow", [f"tier {tier_name} shadows {effect} tools"])
+    if outcome == "pending":
+        return call.pending(
+            "tier_requires_approval", [f"tier {tier_name} requires approval for {effect} tools"]
+        )
+    if outcome == "auto":
+        limit = tier.get("auto_approve_max_risk") or "low"
+        if limit in RISKS and RISKS.index(risk) <= RISKS.index(limit):
+            return call.answer(
+                "allowed",
+                "auto_approved",
+                [
+                    f"risk {risk} is within tier {tier_name}'s auto-approve limit ({limit})",
+                    *call.risk_reasons,
+                ],
+            )
+        return call.pending(
+            "risk_above_auto_limit",
+            [f"risk {risk} is above tier {tier_name}'s auto-approve limit ({limit})"],
+        )
+    return call.answer("denied", "tier_denies", [f"tier {tier_name} denies {effect} tools"])
+
+
 def evaluate(
     snapshot: dict,
     request: GateRequest,
@@ -247,121 +539,64 @@ def evaluate(
     agent = snapshot["agent"]
     slug = agent["slug"]
     tool = request.tool
-    tools: dict = snapshot.get("tools", {})
-    rule = tools.get(tool)
-    if tool == PROBE_TOOL and rule is None:
-        rule = {"effect": "read", "rule": "allowed", "base_risk": "low", "argument_limits": []}
-    base_risk = rule["base_risk"] if rule else "low"
-    effect = rule["effect"] if rule else ""
-
-    risk, risk_reasons = assess_risk(base_risk, request.blast_radius, snapshot.get("risk_rules"))
-
-    def answer(outcome: str, code: str, reasons: list[str], **extra: Any) -> GateDecision:
-        return GateDecision(outcome, code, reasons, risk, effect, **extra)
+    call = _call(snapshot, request)
 
     for switch in switches:
         if _switch_applies(switch, slug, tool):
             where = "everything" if switch.scope == "global" else f"{switch.scope} {switch.target}"
-            return answer(
+            return call.answer(
                 "denied", "kill_switch", [f"kill switch engaged on {where}"], switch_id=switch.id
             )
     if not agent.get("active", True):
-        return answer("denied", "agent_inactive", [f"agent {slug} is inactive"])
-    if rule and rule["rule"] == "forbidden":
-        return answer("denied", "tool_forbidden", [f"tool {tool} is forbidden for {slug}"])
-    if rule is None:
-        return answer(
-            "denied", "tool_unknown", [f"tool {tool} has no rule for {slug} (default deny)"]
-        )
-    broken = check_argument_limits(request.arguments, rule.get("argument_limits") or [])
-    if broken:
-        return answer("denied", "argument_limit", broken)
+        return call.answer("denied", "agent_inactive", [f"agent {slug} is inactive"])
+    refused = _rule_step(call)
+    if refused is not None:
+        return refused
+    assert call.rule is not None
     agent_limit = agent.get("rate_limit_per_minute")
     if agent_limit is not None and counters.agent_last_minute >= agent_limit:
-        return answer("denied", "rate_limited", [f"{slug} is over {agent_limit} calls per minute"])
-    tool_limit = rule.get("rate_limit_per_minute")
+        return call.answer(
+            "denied", "rate_limited", [f"{slug} is over {agent_limit} calls per minute"]
+        )
+    tool_limit = call.rule.get("rate_limit_per_minute")
     if tool_limit is not None and counters.tool_last_minute >= tool_limit:
-        return answer("denied", "rate_limited", [f"{tool} is over {tool_limit} calls per minute"])
-
-    tier = snapshot["tier"]
-    outcomes = tier["outcomes"]
-    matrix = {**DEFAULT_APPROVAL_MATRIX, **(snapshot.get("approval_matrix") or {})}
-    ttls = {**DEFAULT_PENDING_TTL_SECONDS, **(tier.get("pending_ttl_seconds") or {})}
-
-    def pending(code: str, reasons: list[str]) -> GateDecision:
-        need = matrix[risk]
-        return answer(
-            "pending",
-            code,
-            reasons + risk_reasons,
-            required_approvals=int(need["approvals"]),
-            needs_critical_approver=bool(need["critical_approver"]),
-            ttl_seconds=int(ttls[risk]),
+        return call.answer(
+            "denied", "rate_limited", [f"{tool} is over {tool_limit} calls per minute"]
         )
+    return _table_step(call)
 
-    tier_name = tier["name"]
-    if rule["rule"] not in ("allowed", "requires_approval"):
-        # A rule kind this engine does not know is not permission: fail closed.
-        return answer(
-            "denied", "tool_forbidden", [f"tool {tool} has an unrecognised rule {rule['rule']!r}"]
-        )
-    if rule["rule"] == "requires_approval":
-        # Never auto-approved: the tier only decides whether a human sees it at all.
-        write_outcome = outcomes["write"]
-        if write_outcome == "shadow":
-            return answer(
-                "shadowed",
-                "tier_shadow",
-                [f"{tool} requires approval; tier {tier_name} only shadows"],
-            )
-        if write_outcome == "deny":
-            return answer(
-                "denied", "tier_denies", [f"{tool} requires approval; tier {tier_name} denies it"]
-            )
-        return pending("requires_approval", [f"{tool} always requires human approval"])
 
-    outcome = outcomes.get(effect, "deny")
-    if outcome == "allow":
-        return answer("allowed", "allowed", [f"tier {tier_name} allows {effect} tools"])
-    if outcome == "shadow":
-        return answer("shadowed", "tier_shadow", [f"tier {tier_name} shadows {effect} tools"])
-    if outcome == "pending":
-        return pending(
-            "tier_requires_approval", [f"tier {tier_name} requires approval for {effect} tools"]
-        )
-    if outcome == "auto":
-        limit = tier.get("auto_approve_max_risk") or "low"
-        if limit in RISKS and RISKS.index(risk) <= RISKS.index(limit):
-            return answer(
-                "allowed",
-                "auto_approved",
-                [
-                    f"risk {risk} is within tier {tier_name}'s auto-approve limit ({limit})",
-                    *risk_reasons,
-                ],
-            )
-        return pending(
-            "risk_above_auto_limit",
-            [f"risk {risk} is above tier {tier_name}'s auto-approve limit ({limit})"],
-        )
-    return answer("denied", "tier_denies", [f"tier {tier_name} denies {effect} tools"])
+EDIT_REQUIRES_APPROVAL = "edit_requires_approval"
 
 
 def assess_edit(snapshot: dict, tool: str, arguments: dict, blast_radius: dict) -> GateDecision:
-    """A reviewer's edit of a pending action, judged as the gate would judge it under
-    ``snapshot`` with no switch engaged and no rate counted; an outcome the gate would allow
-    is still ``pending`` with the matrix's requirements for its risk (a person is deciding
-    it anyway)."""
-    decision = evaluate(snapshot, GateRequest(tool, arguments, blast_radius))
+    """Re-assess a reviewer's edit of a pending action as the gate would assess a new call,
+    from ``tool_forbidden`` onward: tool_forbidden → tool_unknown → argument_limit → the
+    rule and tier table, with risk from the declared ``blast_radius`` and the edited
+    ``arguments``. No kill switch, activity or rate-limit step: the action passed them,
+    and an edit is not a new call. Pure, like ``evaluate``.
+
+    Reading the answer:
+
+    - ``outcome == "pending"``: the edit may stand; ``risk``, ``required_approvals``,
+      ``needs_critical_approver`` and ``ttl_seconds`` are the bar for the edited payload
+      (at least the approval matrix's for its risk). Where the table alone would have let
+      the call run (``allowed`` / ``auto_approved``) the answer is still ``pending``, with
+      ``reason_code == "edit_requires_approval"``: a person is deciding it anyway.
+      Otherwise ``reason_code`` is the table's (``requires_approval``,
+      ``tier_requires_approval``, ``risk_above_auto_limit``).
+    - ``outcome == "denied"`` (``tool_forbidden``, ``tool_unknown``, ``argument_limit``,
+      ``tier_denies``) or ``"shadowed"`` (``tier_shadow``): the policy does not let this
+      payload be approved; ``reasons`` say why. The caller refuses the edit.
+    """
+    call = _call(snapshot, GateRequest(tool, arguments, blast_radius or {}))
+    refused = _rule_step(call)
+    if refused is not None:
+        return refused
+    decision = _table_step(call)
     if decision.outcome == "allowed":
-        need = {**DEFAULT_APPROVAL_MATRIX, **(snapshot.get("approval_matrix") or {})}[decision.risk]
-        return GateDecision(
-            "pending",
-            decision.reason_code,
-            decision.reasons,
-            decision.risk,
-            decision.effect,
-            required_approvals=int(need["approvals"]),
-            needs_critical_approver=bool(need["critical_approver"]),
+        return call.pending(
+            EDIT_REQUIRES_APPROVAL,
+            [decision.reasons[0], "an edited payload is decided by people, never auto-approved"],
         )
     return decision

@@ -17,11 +17,13 @@ turned into a piece by ``piece_of_snapshot``; the functions here accept either.
 Direction, per DESIGN "Asymmetric governance": a change *tightens* when it can only
 reduce what the agent may do without a human (demote, deactivate, forbid or remove a
 tool, allowed → requires_approval, add or tighten an argument limit, lower a rate limit,
-raise a base risk, move a tool's effect toward ``write``, remove someone's right on the
-agent); anything else *loosens* — granting a right on the agent included, since it gives a
-person more power over it. A change with parts going both ways is a loosening. When in doubt (two limits whose
-relation cannot be proven) the answer is loosening, which only ever asks for one more
-human.
+raise a base risk, read a further blast-radius dimension from the arguments, move a tool's
+effect toward ``write``, remove someone's right on the agent); anything else *loosens* —
+granting a right on the agent included, since it gives a person more power over it, and
+dropping a dimension read from the arguments or pointing it at another argument (which may
+hold a smaller number). A change with parts going both ways is a loosening. When in doubt
+(two limits whose relation cannot be proven) the answer is loosening, which only ever asks
+for one more human.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from rollout.policy import RISKS
+from rollout.policy import RADIUS_DIMENSIONS, RISKS, radius_mapping_text
 
 TIGHTENING = "tightening"
 LOOSENING = "loosening"
@@ -46,7 +48,17 @@ EFFECT_AUTONOMY = {"write": 0, "draft": 1, "read": 2}
 OUTCOME_AUTONOMY = {"deny": 0, "shadow": 1, "pending": 2, "auto": 3, "allow": 4}
 
 PIECE_KEYS = ("tier", "active", "rate_limit_per_minute", "tools", "access")
-RULE_FIELDS = ("effect", "rule", "base_risk", "argument_limits", "rate_limit_per_minute")
+RULE_FIELDS = (
+    "effect",
+    "rule",
+    "base_risk",
+    "argument_limits",
+    "blast_radius_from_arguments",
+    "rate_limit_per_minute",
+)
+# What a rule field means when a stored rule (a policy version or change request written
+# before the field existed) does not have it.
+RULE_FIELD_DEFAULTS: dict[str, Any] = {"blast_radius_from_arguments": {}}
 UPPER_BOUNDS = {"<=", "<"}
 LOWER_BOUNDS = {">=", ">"}
 
@@ -276,11 +288,48 @@ def _ranked(path: str, label: str, before: Any, after: Any, scale: dict) -> list
     return [Change(path, direction, f"{label} {before} → {after}")]
 
 
+def with_rule_defaults(rule: Any) -> Any:
+    """``rule`` with the fields it predates filled in, so that an old stored rule compares
+    equal to the same rule today (None, no rule, stays None)."""
+    if not isinstance(rule, dict):
+        return rule
+    missing = {k: v for k, v in RULE_FIELD_DEFAULTS.items() if k not in rule or rule[k] is None}
+    return {**rule, **missing} if missing else rule
+
+
+def _radius_changes(tool: str, before: Any, after: Any) -> list[Change]:
+    """Risk read from the arguments: a new dimension only ever raises risk (tightening);
+    dropping one, or pointing it at another argument (which may hold a smaller number), may
+    lower it (loosening)."""
+    old = before if isinstance(before, dict) else {}
+    new = after if isinstance(after, dict) else {}
+    changes = []
+    order = [*RADIUS_DIMENSIONS, *sorted((set(old) | set(new)) - set(RADIUS_DIMENSIONS))]
+    for dimension in order:
+        was, now = old.get(dimension), new.get(dimension)
+        if same_value(was, now):
+            continue
+        path = f"tools.{tool}.blast_radius_from_arguments.{dimension}"
+        if was is None:
+            text = f"{tool}: risk from arguments, add {radius_mapping_text({dimension: now})}"
+            changes.append(Change(path, TIGHTENING, text))
+        elif now is None:
+            text = f"{tool}: risk from arguments, drop {radius_mapping_text({dimension: was})}"
+            changes.append(Change(path, LOOSENING, text))
+        else:
+            text = f"{tool}: risk from arguments, {dimension} ← arguments.{was} → arguments.{now}"
+            changes.append(Change(path, LOOSENING, text))
+    return changes
+
+
 def _rule_description(rule: dict) -> str:
     parts = [rule.get("effect", "?"), rule.get("rule", "?"), f"base risk {rule.get('base_risk')}"]
     limits = rule.get("argument_limits") or []
     if limits:
         parts.append("limits " + "; ".join(_limit_text(limit) for limit in limits))
+    mapping = radius_mapping_text(rule.get("blast_radius_from_arguments"))
+    if mapping:
+        parts.append(f"risk from {mapping}")
     if rule.get("rate_limit_per_minute") is not None:
         parts.append(_rate_text(rule["rate_limit_per_minute"]))
     return ", ".join(parts)
@@ -290,6 +339,7 @@ def _tool_changes(tool: str, before: dict | None, after: dict | None) -> list[Ch
     path = f"tools.{tool}"
     if before is None and after is None:
         return []
+    before, after = with_rule_defaults(before), with_rule_defaults(after)
     if before is None:
         assert after is not None
         if after.get("rule") == "forbidden":
@@ -318,6 +368,9 @@ def _tool_changes(tool: str, before: dict | None, after: dict | None) -> list[Ch
     )
     changes += _limit_changes(
         tool, list(before.get("argument_limits") or []), list(after.get("argument_limits") or [])
+    )
+    changes += _radius_changes(
+        tool, before.get("blast_radius_from_arguments"), after.get("blast_radius_from_arguments")
     )
     old_rate, new_rate = before.get("rate_limit_per_minute"), after.get("rate_limit_per_minute")
     if not same_value(old_rate, new_rate):
@@ -515,7 +568,8 @@ def diff_policies(before: dict, after: dict) -> dict:
     if "tools" in before and "tools" in after:
         old_tools, new_tools = before["tools"] or {}, after["tools"] or {}
         for tool in sorted(set(old_tools) | set(new_tools)):
-            old, new = old_tools.get(tool), new_tools.get(tool)
+            old = with_rule_defaults(old_tools.get(tool))
+            new = with_rule_defaults(new_tools.get(tool))
             if old is None and new is not None:
                 diff["tools"]["added"][tool] = new
             elif new is None and old is not None:

@@ -23,6 +23,21 @@ class ChangesField(serializers.JSONField):
         return value
 
 
+CHANGES_HELP = (
+    "What to change; every key optional: `tier` (a tier name), `active` (bool), "
+    "`rate_limit_per_minute` (int), `access`, and `tools`: {tool: rule, or null to remove "
+    "the rule}. A rule is {`effect`: read|draft|write, `rule`: allowed|forbidden|"
+    "requires_approval, `base_risk`: low|medium|high|critical, `argument_limits`: "
+    "[{field, op, value}], `blast_radius_from_arguments`: {dimension: argument path}, "
+    "`rate_limit_per_minute`: int or null}; a rule given in part completes the tool's "
+    "current rule. `blast_radius_from_arguments` maps the blast-radius dimensions `amount`, "
+    "`records_affected` and `users_affected` to dotted paths into the call's arguments "
+    '(e.g. {"amount": "amount", "records_affected": "batch.rows"}): the gate weighs the '
+    "higher of these and what the agent declares. Adding a dimension tightens (applies at "
+    "once); dropping one or changing its path loosens (a change request)."
+)
+
+
 class RegisterAgentInSerializer(StrictSerializer):
     slug = serializers.CharField(max_length=80)
     name = serializers.CharField(max_length=120)
@@ -30,13 +45,13 @@ class RegisterAgentInSerializer(StrictSerializer):
 
 
 class ProposalInSerializer(StrictSerializer):
-    changes = ChangesField()
+    changes = ChangesField(help_text=CHANGES_HELP)
     reason = serializers.CharField(max_length=300)
     required_approvals = serializers.IntegerField(min_value=1, max_value=3, required=False)
 
 
 class EditChangeInSerializer(StrictSerializer):
-    changes = ChangesField()
+    changes = ChangesField(help_text=CHANGES_HELP)
     reason = serializers.CharField(max_length=300, required=False)
     required_approvals = serializers.IntegerField(min_value=1, max_value=3, required=False)
 
@@ -52,7 +67,7 @@ class CommentInSerializer(StrictSerializer):
 
 class BacktestInSerializer(StrictSerializer):
     tier = serializers.CharField(max_length=40, required=False)
-    changes = ChangesField(required=False)
+    changes = ChangesField(required=False, help_text=CHANGES_HELP)
     days = serializers.IntegerField(min_value=1, max_value=90, required=False, default=14)
 
     def validate(self, attrs: dict) -> dict:

@@ -54,6 +54,7 @@ def rule(
     risk: str = "low",
     limits: list | None = None,
     rate: int | None = None,
+    radius: dict | None = None,
 ) -> dict:
     return {
         "tool": tool,
@@ -61,6 +62,7 @@ def rule(
         "rule": kind,
         "base_risk": risk,
         "argument_limits": limits or [],
+        "blast_radius_from_arguments": radius or {},
         "rate_limit_per_minute": rate,
     }
 

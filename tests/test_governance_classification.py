@@ -47,12 +47,13 @@ TIERS = {
 }
 
 
-def rule(kind="allowed", effect="write", risk="medium", limits=None, rate=None):
+def rule(kind="allowed", effect="write", risk="medium", limits=None, rate=None, radius=None):
     return {
         "effect": effect,
         "rule": kind,
         "base_risk": risk,
         "argument_limits": limits or [],
+        "blast_radius_from_arguments": radius or {},
         "rate_limit_per_minute": rate,
     }
 
@@ -314,6 +315,49 @@ CASES = [
         {"tools": {"t": rule(rate=5)}},
         TIGHTENING,
     ),
+    # risk from the arguments: more dimensions only raise risk; fewer or moved may lower it
+    (
+        "map amount from the arguments",
+        {"tools": {"t": rule()}},
+        {"tools": {"t": rule(radius={"amount": "amount"})}},
+        TIGHTENING,
+    ),
+    (
+        "map a further dimension",
+        {"tools": {"t": rule(radius={"amount": "amount"})}},
+        {"tools": {"t": rule(radius={"amount": "amount", "records_affected": "rows"})}},
+        TIGHTENING,
+    ),
+    (
+        "unmap amount",
+        {"tools": {"t": rule(radius={"amount": "amount"})}},
+        {"tools": {"t": rule()}},
+        LOOSENING,
+    ),
+    (
+        "point amount at another argument",
+        {"tools": {"t": rule(radius={"amount": "amount"})}},
+        {"tools": {"t": rule(radius={"amount": "fee"})}},
+        LOOSENING,
+    ),
+    (
+        "swap one mapped dimension for another",
+        {"tools": {"t": rule(radius={"amount": "amount"})}},
+        {"tools": {"t": rule(radius={"records_affected": "rows"})}},
+        LOOSENING,
+    ),
+    (
+        "map amount, raise the rate",
+        {"tools": {"t": rule(rate=5)}},
+        {"tools": {"t": rule(rate=10, radius={"amount": "amount"})}},
+        LOOSENING,
+    ),
+    (
+        "same mapping",
+        {"tools": {"t": rule(radius={"amount": "amount"})}},
+        {"tools": {"t": rule(radius={"amount": "amount"})}},
+        NO_CHANGE,
+    ),
     # mixed edits are loosening
     (
         "demote and allow a tool",
@@ -476,3 +520,24 @@ def test_diff_policies__structured_diff_of_two_snapshots():
     assert diff["classification"] == LOOSENING
     assert not diff["empty"]
     assert diff_policies(v1, v1)["empty"]
+
+
+def test_changes_between__rule_stored_before_the_mapping_existed__no_change():
+    # Given a policy version written before blast_radius_from_arguments existed
+    old = {"tools": {"t": {k: v for k, v in rule().items() if k != "blast_radius_from_arguments"}}}
+    # Then today's same rule with no mapping is no change, and a mapping is a tightening
+    assert changes_between(old, {"tools": {"t": rule()}}) == []
+    assert diff_policies(old, {"tools": {"t": rule()}})["empty"] is True
+    assert classify_change(old, {"tools": {"t": rule(radius={"amount": "amount"})}}) == TIGHTENING
+
+
+def test_changes_between__mapping_texts_are_readable():
+    before = {"tools": {"t": rule(radius={"amount": "amount", "users_affected": "to.count"})}}
+    after = {"tools": {"t": rule(radius={"amount": "fee", "records_affected": "rows"})}}
+    assert [(c.direction, c.text) for c in changes_between(before, after)] == [
+        (LOOSENING, "t: risk from arguments, amount ← arguments.amount → arguments.fee"),
+        (TIGHTENING, "t: risk from arguments, add records_affected ← arguments.rows"),
+        (LOOSENING, "t: risk from arguments, drop users_affected ← arguments.to.count"),
+    ]
+    added = changes_between({"tools": {"n": None}}, {"tools": {"n": rule(radius={"amount": "a"})}})
+    assert added[0].text.endswith("risk from amount ← arguments.a)")

@@ -7,6 +7,8 @@ from typing import Any
 
 from django import template
 
+from rollout.policy import RADIUS_DIMENSIONS
+
 register = template.Library()
 
 
@@ -22,6 +24,18 @@ def limit_text(limit: Any) -> str:
     if not isinstance(limit, dict):
         return as_json(limit)
     return f"{limit.get('field')} {limit.get('op')} {as_json(limit.get('value'))}"
+
+
+@register.filter
+def radius_lines(mapping: Any) -> list[str]:
+    """A ``blast_radius_from_arguments`` mapping as lines ``amount ← arguments.amount``."""
+    if not isinstance(mapping, dict):
+        return [as_json(mapping)] if mapping else []
+    known = [d for d in RADIUS_DIMENSIONS if d in mapping]
+    return [
+        f"{dimension} ← arguments.{mapping[dimension]}"
+        for dimension in known + sorted(set(mapping) - set(known), key=str)
+    ]
 
 
 @register.filter

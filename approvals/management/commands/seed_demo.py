@@ -24,15 +24,21 @@ USERS = [
 ]
 
 
-def rule(tool, effect, kind, risk="low", limits=None, description=""):
+def rule(tool, effect, kind, risk="low", limits=None, description="", radius=None):
     return {
         "tool": tool,
         "effect": effect,
         "rule": kind,
         "base_risk": risk,
         "argument_limits": limits or [],
+        "blast_radius_from_arguments": radius or {},
         "description": description,
     }
+
+
+# Money tools weigh the amount they are asked to move, not only the amount the agent
+# declares; the numeric limit beside it denies an amount that is not a number.
+AMOUNT_FROM_ARGUMENTS = {"amount": "amount"}
 
 
 AGENTS = [
@@ -54,6 +60,7 @@ AGENTS = [
                 "requires_approval",
                 "medium",
                 [{"field": "amount", "op": "<=", "value": 10000}],
+                radius=AMOUNT_FROM_ARGUMENTS,
             ),
         ],
     },
@@ -72,6 +79,7 @@ AGENTS = [
                 "requires_approval",
                 "high",
                 [{"field": "amount", "op": "<=", "value": 50000}],
+                radius=AMOUNT_FROM_ARGUMENTS,
             ),
         ],
     },
