@@ -586,15 +586,18 @@ def assess_edit(snapshot: dict, tool: str, arguments: dict, blast_radius: dict) 
       Otherwise ``reason_code`` is the table's (``requires_approval``,
       ``tier_requires_approval``, ``risk_above_auto_limit``).
     - ``outcome == "denied"`` (``tool_forbidden``, ``tool_unknown``, ``argument_limit``,
-      ``tier_denies``) or ``"shadowed"`` (``tier_shadow``): the policy does not let this
-      payload be approved; ``reasons`` say why. The caller refuses the edit.
+      ``tier_denies``): the policy does not let this payload be approved; ``reasons`` say
+      why. The caller refuses the edit.
+    - A tier that now only shadows is not a denial: the action is already in front of
+      people (a plain approval of it stands), so its edit is judged by the matrix for its
+      risk, as ``pending`` with ``edit_requires_approval``.
     """
     call = _call(snapshot, GateRequest(tool, arguments, blast_radius or {}))
     refused = _rule_step(call)
     if refused is not None:
         return refused
     decision = _table_step(call)
-    if decision.outcome == "allowed":
+    if decision.outcome in ("allowed", "shadowed"):
         return call.pending(
             EDIT_REQUIRES_APPROVAL,
             [decision.reasons[0], "an edited payload is decided by people, never auto-approved"],

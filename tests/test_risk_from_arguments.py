@@ -289,7 +289,8 @@ def test_assess_edit__edited_amount_raises_the_bar():
             {"amount": "lots"},
             ("denied", "argument_limit"),
         ),
-        ("shadow", {TOOL: mapped()}, {}, ("shadowed", "tier_shadow")),
+        # A tier that only shadows now: the action is already in front of people.
+        ("shadow", {TOOL: mapped()}, {}, ("pending", EDIT_REQUIRES_APPROVAL)),
         ("read_only", {TOOL: mapped()}, {}, ("denied", "tier_denies")),
         ("read_only", {TOOL: mapped(kind="allowed")}, {}, ("denied", "tier_denies")),
         ("supervised", {TOOL: mapped()}, {}, ("pending", "requires_approval")),
@@ -360,12 +361,12 @@ def test_assess_edit__agrees_with_the_gate_except_that_nothing_runs_unreviewed(
     tier_name, effect, kind, base_risk, declared, mapping, arguments, limits
 ):
     # One table, used twice: on an active agent with no switch and no rate pressure, the
-    # edit's answer is the gate's, except that "allowed" becomes "pending".
+    # edit's answer is the gate's, except that "allowed" and "shadowed" become "pending".
     snap = snapshot(tier_name, {TOOL: mapped(effect, kind, base_risk, mapping, limits)})
     gate = evaluate(snap, GateRequest(TOOL, arguments, declared), [], Counters())
     edit = assess_edit(snap, TOOL, arguments, declared)
     assert edit.risk == gate.risk
-    if gate.outcome == "allowed":
+    if gate.outcome in ("allowed", "shadowed"):
         assert (edit.outcome, edit.reason_code) == ("pending", EDIT_REQUIRES_APPROVAL)
         assert edit.required_approvals >= 1
     else:
