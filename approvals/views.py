@@ -32,6 +32,7 @@ from approvals.forms import (
 )
 from approvals.models import Action
 from approvals.states import Status
+from audit.refusals import note_refusal
 from audit.trace import action_trace, record_action_view, trace_total
 from rollout.stepup import StepUpRequired, require_step_up_to_approve
 
@@ -188,6 +189,7 @@ def _decide(
             require_step_up_to_approve(request, action)
         notice = perform(action_id, request.user, form.cleaned_data)
     except (actions.ActionRefused, StepUpRequired) as exc:
+        note_refusal(request, exc)  # audited (access.refused) when it is an access refusal
         return _card_response(
             request,
             action_id,
