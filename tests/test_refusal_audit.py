@@ -88,10 +88,11 @@ def test_auditor_approves__api__403_one_event_and_no_decision(support_agent, aud
     assert event.data["channel"] == "api"
     assert event.data["repeats_since_last_event"] == 0
     assert event.data["path"] == f"/api/v1/actions/{action.pk}/decisions"
-    # And the audit page reads it as a sentence
-    assert (
-        describe(event) == f"{auditor.username} was refused (not_reviewer) on action #{action.pk}"
-    )
+    # And the audit log and the action's trace read it as a sentence
+    sentence = f"{auditor.username} was refused (not_reviewer) on action #{action.pk}"
+    assert describe(event) == sentence
+    assert sentence in person(auditor).get(f"/audit/actions/{action.pk}").content.decode()
+    assert sentence in person(auditor).get("/audit").content.decode()
 
 
 def test_agent_token_decides__people_only_endpoint__403_one_event_naming_the_agent(
