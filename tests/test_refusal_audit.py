@@ -22,6 +22,7 @@ from audit import refusals, verbs
 from audit.chain import verify_chain
 from audit.models import AuditEvent, RefusalWindow
 from audit.search import describe
+from rollout import personal_tokens
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -147,6 +148,41 @@ def test_agent_reads_other_agents_action__404_and_one_event(support_agent, other
     [event] = refused_events()
     assert (event.actor_type, event.actor) == ("agent", other_agent.slug)
     assert (event.agent_slug, event.data["code"]) == (support_agent.slug, "not_visible")
+
+
+def test_personal_token_without_scope__token_scope_and_one_event(support_agent, reviewer):
+    # Given a reviewer's personal token that may only read the audit log
+    _, token = personal_tokens.create_personal_token(
+        user=reviewer, name="reader", scopes=["read_audit"], expires_in_days=1
+    )
+    action = factories.submit(support_agent, "send_email")
+    # When it is used to approve
+    response = decide(Client(headers={"Authorization": f"Bearer {token}"}), action.pk)
+    # Then the scope refuses it, and the refusal names the token's owner
+    assert response.status_code == 403 and response.json()["code"] == "token_scope"
+    [event] = refused_events()
+    assert (event.actor, event.agent_slug, event.data["code"]) == (
+        reviewer.username,
+        support_agent.slug,
+        "token_scope",
+    )
+
+
+def test_long_poll_on_other_agents_action__over_asgi__404_and_one_event(
+    live_api, support_agent, other_agent
+):
+    # Given a real server (ASGI) and an agent waiting on another agent's action
+    action = factories.submit(support_agent, "send_email")
+    headers = {"Authorization": f"Bearer {factories.make_token(other_agent)}"}
+    response = live_api.get(f"/api/v1/actions/{action.pk}?wait=1", headers=headers)
+    # Then it is told nothing exists, and the attempt is recorded once
+    assert response.status_code == 404
+    [event] = refused_events()
+    assert (event.actor, event.agent_slug, event.data["code"]) == (
+        other_agent.slug,
+        support_agent.slug,
+        "not_visible",
+    )
 
 
 def test_own_action_reads_and_missing_actions__nothing_recorded(support_agent, reviewer):
