@@ -24,6 +24,7 @@ resolve an agent; ``audit.refusals`` does not."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,6 +40,8 @@ from audit.refusals import NOTED_REFUSAL, is_recorded, record_refusal
 from rollout.authentication import is_agent
 from rollout.models import Agent, ChangeRequest, KillSwitch
 from rollout.selectors import agent_visible_to, change_request_visible_to
+
+logger = logging.getLogger(__name__)
 
 # Answers that may be a refusal worth a look; anything else costs nothing more.
 _LOOKED_AT = frozenset({403, 404})
@@ -83,7 +86,16 @@ def _worth_a_look(request: HttpRequest, response: HttpResponse) -> bool:
 
 
 def audit_refusal(request: HttpRequest, response: HttpResponse) -> None:
-    """Record the refusal ``response`` answers to ``request``, if it is one to record."""
+    """Record the refusal ``response`` answers to ``request``, if it is one to record.
+    Never raises: like ``record_refusal``, a failure is logged at ERROR and the answer
+    stands."""
+    try:
+        _audit_refusal(request, response)
+    except Exception:
+        logger.exception("could not audit the refusal of %s %s", request.method, request.path)
+
+
+def _audit_refusal(request: HttpRequest, response: HttpResponse) -> None:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return  # no one to name (and DRF answers 401 here)

@@ -22,6 +22,7 @@ from audit import refusals, verbs
 from audit.chain import verify_chain
 from audit.models import AuditEvent, RefusalWindow
 from audit.search import describe
+from config import refusal_audit
 from rollout import personal_tokens
 from tests import factories
 
@@ -365,3 +366,19 @@ def test_codes__access_refusals_and_state_conflicts_do_not_overlap() -> None:
     assert refusals.is_recorded("anything_new", 403)
     assert refusals.is_recorded("not_visible", 404)
     assert not refusals.is_recorded("not_pending", 409)
+
+
+def test_agent_lookup_fails__refusal_still_answered_and_error_logged(
+    support_agent, auditor, monkeypatch, caplog
+):
+    action = factories.submit(support_agent, "send_email")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("lookup failed")
+
+    monkeypatch.setattr(refusal_audit, "_concerned", broken)
+    with caplog.at_level(logging.ERROR, logger="config.refusal_audit"):
+        response = decide(person(auditor), action.pk)
+    assert response.status_code == 403 and response.json()["code"] == "not_reviewer"
+    assert any(r.levelno == logging.ERROR for r in caplog.records)
+    assert refused_events() == []
