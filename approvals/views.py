@@ -32,6 +32,7 @@ from approvals.forms import (
 )
 from approvals.models import Action, Channel
 from approvals.states import Status
+from audit.refusals import note_refusal
 from audit.trace import action_trace, record_action_view, trace_total
 from rollout.stepup import (
     StepUpRequired,
@@ -218,6 +219,7 @@ def _decide(
     try:
         notice = perform(request, action, form.cleaned_data)
     except (actions.ActionRefused, StepUpRequired) as exc:
+        note_refusal(request, exc)  # audited (access.refused) when it is an access refusal
         return _card_response(
             request,
             action_id,

@@ -96,3 +96,26 @@ class AuditVerification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} verification {'ok' if self.ok else 'BROKEN'} at {self.finished_at}"
+
+
+class RefusalWindow(models.Model):
+    """How many times one actor was refused with one code about one agent in one minute
+    (``audit.refusals``). The first refusal of a window writes an ``access.refused`` event;
+    the rest only count here, and the key's next event reports them and deletes these rows.
+    Not part of the chain: a tally kept so a flood of refusals costs one statement each."""
+
+    actor = models.CharField(max_length=170)  # ``str(Actor)``: "user:alice", "agent:x"
+    code = models.CharField(max_length=60)
+    agent_slug = models.CharField(max_length=80, blank=True)
+    window_start = models.DateTimeField()
+    refusals = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["actor", "code", "agent_slug", "window_start"], name="audit_refusal_window"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.code} {self.agent_slug} @{self.window_start}: {self.refusals}"

@@ -260,8 +260,11 @@ def describe(event: Any) -> str:
     target = target_label(event) or "it"
     if verb is None:
         return f"{actor} {event.verb} {target}"
+    # A template may also name the event's plain data fields (``access.refused``: {code}).
+    data = event.data if isinstance(event.data, dict) else {}
+    fields = {k: v for k, v in data.items() if isinstance(v, str | int) and k.isidentifier()}
     try:
-        return verb.template.format(actor=actor, target=target)
+        return verb.template.format(**{**fields, "actor": actor, "target": target})
     except (KeyError, IndexError):
         return verb.template
 

@@ -41,6 +41,7 @@ STAGES = {
     verbs.ACTION_ROLLBACK_REQUESTED: "rollback",
     verbs.ACTION_ROLLED_BACK: "rollback",
     verbs.ACTION_ROLLBACK_FAILED: "rollback",
+    verbs.ACCESS_REFUSED: "refused",
 }
 REDACTED_TEXT = "[redacted after the retention period]"
 

@@ -128,3 +128,7 @@ AUTH_LOGIN_LOCKED = register(
 AUTH_STEPPED_UP = register("auth.stepped_up", "{actor} confirmed a second factor to {target}")
 USER_DISABLED = register("user.disabled", "{actor} disabled {target}")
 USER_ENABLED = register("user.enabled", "{actor} re-enabled {target}")
+
+# Refused attempts (audit.refusals): at most one event per actor, code and agent a minute;
+# the next one reports the repeats held back
+ACCESS_REFUSED = register("access.refused", "{actor} was refused ({code}) on {target}")

@@ -31,6 +31,7 @@ from django.views.decorators.http import require_POST
 
 from audit import verbs
 from audit.chain import Actor, append_event
+from audit.refusals import note_refusal
 from rollout import people, personal_tokens, stepup, twofactor
 from rollout import permissions as agent_perms
 from rollout.account_forms import (
@@ -270,6 +271,7 @@ def step_up(request: HttpRequest) -> HttpResponse:
         try:
             stepup.require_recent_second_factor(request, purpose="confirm it is you")
         except stepup.StepUpRequired as exc:
+            note_refusal(request, exc)
             error = exc.detail
         else:
             return redirect(target)
@@ -323,6 +325,7 @@ def create_personal_token(request: HttpRequest) -> HttpResponse:
             expires_in_days=form.cleaned_data["expires_in_days"],
         )
     except stepup.StepUpRequired as exc:
+        note_refusal(request, exc)
         form.add_error(None, exc.detail)
         return render(request, "accounts/profile.html", _profile_context(request, form), status=403)
     except personal_tokens.PersonalTokenRefused as exc:

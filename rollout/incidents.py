@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from audit.chain import Actor
+from audit.refusals import note_refusal
 from rollout import permissions as perms
 from rollout.actions import KillSwitchError, engage_kill_switch, release_kill_switch
 from rollout.models import Drill, KillSwitch
@@ -89,6 +90,7 @@ def release(request: HttpRequest, switch_id: int) -> HttpResponse:
         # Recovery is fast but not careless: a fresh second factor, where step-up is on.
         require_recent_second_factor(request, purpose="release a kill switch")
     except StepUpRequired as exc:
+        note_refusal(request, exc)
         messages.error(request, exc.detail)
         return redirect("incidents")
     try:

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from approvals.states import Status
+from audit.refusals import note_refusal
 from rollout import access as agent_access
 from rollout import charts, governance, stepup
 from rollout import permissions as agent_perms
@@ -647,6 +648,7 @@ def approve_change(request: HttpRequest, change_id: int) -> HttpResponse:
         _change_or_404(request, change_id)
         stepup.require_recent_second_factor(request, purpose="approve a governance change")
     except stepup.StepUpRequired as exc:
+        note_refusal(request, exc)
         messages.error(request, exc.detail)
         return redirect("rollout:change-detail", change_id=change_id)
 

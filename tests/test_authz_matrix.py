@@ -29,7 +29,10 @@ Roles (``rollout/permissions.py``, DESIGN.md "People and machines"):
 
 Cells: a status code, ``login`` (a redirect to the login page) or ``302`` (any other
 redirect: a form that did its work). Beyond the status, every request is checked for:
-a refusal (401/403/404/login) writes nothing (no audit event, no queued drill); a
+a refusal (401/403/404/login) writes nothing (no audit event, no queued drill) but its
+own trace: exactly one ``access.refused`` event for a 403 to someone signed in, none for
+401/login, at most one for a 404 (another agent's object: ``audit.refusals``), none for
+an answer that is not a refusal; a
 response to an alpha-only credential never contains the other agent's slug or text; and
 no response shows an action's text to someone who may not read actions, nor a change
 request's to someone who may not read governance (``NOT_SHOWN``), nor any credential
@@ -293,11 +296,37 @@ def rolled_back() -> Iterator[None]:
         transaction.set_rollback(True)
 
 
+# Written whatever the answer: a personal token's use (on every request, allowed or not)
+# and a refused attempt's trace (counted on its own by ``refusal_traces``).
+NOT_CHANGES = (verbs.PERSONAL_TOKEN_USED, verbs.ACCESS_REFUSED)
+
+
 def writes(drills: list) -> tuple[int, int]:
-    """What a request left behind: audit events (every change writes one; a personal
-    token's use is audited on every request, allowed or not) and queued drills."""
-    events = AuditEvent.objects.exclude(verb=verbs.PERSONAL_TOKEN_USED).count()
+    """What a request left behind: audit events of changes (every change writes one) and
+    queued drills."""
+    events = AuditEvent.objects.exclude(verb__in=NOT_CHANGES).count()
     return events, len(drills)
+
+
+def refusal_traces() -> int:
+    return AuditEvent.objects.filter(verb=verbs.ACCESS_REFUSED).count()
+
+
+TOKEN_ROLES = frozenset({"agent", "pat_all", "pat_decide", "pat_audit"})
+
+
+def expected_traces(got: str, role: str, kind: str) -> range:
+    """How many ``access.refused`` events an answer writes (``audit.refusals``): none
+    without someone signed in (a bearer token outside the API is no one)."""
+    if got in ("401", "login") or role in ("anonymous", "disabled"):
+        return range(0, 1)
+    if role in TOKEN_ROLES and kind != "api":
+        return range(0, 1)
+    if got == "403":
+        return range(1, 2)
+    if got == "404":
+        return range(0, 2)  # one when it is another agent's object
+    return range(0, 1)
 
 
 # --- the table covers every URL, schema operation and view method -------------------------------
@@ -485,6 +514,7 @@ def _check_row(op: Op, world: World, drills: list) -> None:
             want = expected[role][0 if target == OWN else 1]
             with rolled_back():
                 drills_before = len(drills)
+                traces_before = refusal_traces()
                 # When the role calls the endpoint
                 response = az.perform(world, op, world.client(role), world.side(target))
                 got = az.outcome(response)
@@ -496,6 +526,10 @@ def _check_row(op: Op, world: World, drills: list) -> None:
                     len(drills) != drills_before or writes([])[0] != events_before
                 ):
                     wrong.append(f"{role} ({target}): refused with {got} but wrote something")
+                elif (traces := refusal_traces() - traces_before) not in expected_traces(
+                    got, role, op.kind
+                ):
+                    wrong.append(f"{role} ({target}): {got} left {traces} access.refused events")
                 else:
                     hidden = NOT_SHOWN.get(role, ()) + secrets
                     if role in PER_AGENT_ROLES and not _names_other(op, target):

@@ -66,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Audits refused requests (access.refused) once their answer is made: API and pages.
+    "config.refusal_audit.RefusalAuditMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
