@@ -489,6 +489,7 @@ def _apply_edit(action: Action, user: Any, arguments: dict, channel: str) -> Act
         "required_approvals": action.required_approvals,
         "needs_critical_approver": action.needs_critical_approver,
         "policy_version": action.policy_version.number,
+        "expires_at": action.expires_at.isoformat() if action.expires_at else None,
     }
     old_hash = action.payload_hash
     action.arguments = arguments
@@ -499,6 +500,12 @@ def _apply_edit(action: Action, user: Any, arguments: dict, channel: str) -> Act
     action.reason_code = verdict.reason_code
     action.reasons = verdict.reasons
     action.policy_version = policy
+    if verdict.ttl_seconds:
+        # A riskier payload gets its risk's shorter time to decide, counted from the edit;
+        # an edit never extends the time left.
+        deadline = timezone.now() + timedelta(seconds=verdict.ttl_seconds)
+        if action.expires_at is None or deadline < action.expires_at:
+            action.expires_at = deadline
     action.save(
         update_fields=[
             "arguments",
@@ -509,6 +516,7 @@ def _apply_edit(action: Action, user: Any, arguments: dict, channel: str) -> Act
             "reason_code",
             "reasons",
             "policy_version",
+            "expires_at",
             "updated_at",
         ]
     )
@@ -531,6 +539,7 @@ def _apply_edit(action: Action, user: Any, arguments: dict, channel: str) -> Act
                 "required_approvals": action.required_approvals,
                 "needs_critical_approver": action.needs_critical_approver,
                 "policy_version": policy.number,
+                "expires_at": action.expires_at.isoformat() if action.expires_at else None,
             },
             "reasons": verdict.reasons,
         },

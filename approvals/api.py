@@ -470,6 +470,19 @@ class DecisionView(AirlockAPIView):
         operation_id="decide_action",
         request=DecisionInSerializer,
         responses={201: ActionSerializer},
+        description=(
+            "A person approves or rejects a pending action (session with CSRF, or a personal "
+            "token with the `decide` scope). The rules of the approval matrix hold here as on "
+            "every path: `403` `not_reviewer`, `own_request` (the person it is on behalf of, "
+            "compared by a confusable-free skeleton), `critical_approver_required`, "
+            "`step_up_required` (decided on the risk of the payload that will run); `409` "
+            "`payload_changed` (the `payload_hash` you sent is not the current one: nothing "
+            "recorded), `not_pending`, `expired`, `already_approved`. Edited `arguments` are "
+            "re-assessed under the agent's current policy: `400` `argument_limit`, `409` "
+            "`tool_forbidden`/`tool_unknown`/`tier_denies` refuse the edit and change nothing; "
+            "otherwise the answer carries the new `risk` and `required_approvals` and the "
+            "action stays `pending` until they are met."
+        ),
     )
     def post(self, request: Request, action_id: int) -> Response:
         require_token_scope(request, "decide")

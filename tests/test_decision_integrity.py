@@ -96,6 +96,8 @@ def test_edit__to_a_critical_amount_by_one_reviewer__stays_pending_until_the_new
     assert edit["policy_version"] == current.number
     assert edit["before"]["risk"] == "medium" and edit["after"]["risk"] == "critical"
     assert edit["after"]["required_approvals"] == 2
+    # and a critical action gets critical's shorter time to decide (never a longer one)
+    assert edit["after"]["expires_at"] < edit["before"]["expires_at"]
     assert Action.objects.get(pk=action.pk).policy_version_id == current.pk
 
 
