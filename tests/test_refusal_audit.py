@@ -211,7 +211,9 @@ def test_self_approval__api__own_request_and_one_event(support_agent, reviewer):
 
 def test_self_approval__page__own_request_card_and_one_event(support_agent, reviewer):
     action = factories.submit(support_agent, "send_email", on_behalf_of=reviewer.username)
-    response = person(reviewer).post(f"/actions/{action.pk}/approve", {"comment": ""})
+    response = person(reviewer).post(
+        f"/actions/{action.pk}/approve", {"comment": "", "payload_hash": action.payload_hash}
+    )
     assert response.status_code == 403
     assert not Decision.objects.filter(action=action).exists()
     [event] = refused_events()

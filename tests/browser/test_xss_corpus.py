@@ -43,6 +43,7 @@ from django.db import connection
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from config.identity import INVISIBLE
 from rollout.models import PolicyVersion
 from tests import factories
 from tests.servers import login
@@ -168,10 +169,12 @@ class Placement:
     number: int
     text: str
 
-    def shown_forms(self) -> tuple[str, str]:
-        """As text, and as it reads inside JSON shown on a page (quotes and backslashes
-        escaped; pages dump JSON with ensure_ascii=False)."""
-        return self.text, json.dumps(self.text, ensure_ascii=False)[1:-1]
+    def shown_forms(self) -> tuple[str, str, str]:
+        """As text, as it reads inside JSON shown on a page (quotes and backslashes
+        escaped; pages dump JSON with ensure_ascii=False), and as the card shows agent
+        text: every invisible character as a visible ⟨U+XXXX⟩ marker."""
+        marked = INVISIBLE.sub(lambda m: f"\u27e8U+{ord(m.group()):04X}\u27e9", self.text)
+        return self.text, json.dumps(self.text, ensure_ascii=False)[1:-1], marked
 
 
 class Corpus:
