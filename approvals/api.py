@@ -254,7 +254,7 @@ class ActionSubmitView(AirlockAPIView):
         except actions.ActionRefused as exc:
             raise _refused(exc) from exc
         code = status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK
-        context = {"just_created": submission.created}
+        context = {"just_created": submission.created, "viewer": request.user}
         return Response(ActionSerializer(submission.action, context=context).data, status=code)
 
 
@@ -280,7 +280,7 @@ class ActionDetailView(AirlockAPIView):
             # Expiry never waits for the background task: the reader sees it (audited).
             actions.expire(action_id=action.pk)
             action = _visible_action_or_404(request, action_id)
-        return Response(ActionSerializer(action).data)
+        return Response(ActionSerializer(action, context={"viewer": request.user}).data)
 
 
 def _wait_seconds(request: HttpRequest) -> float:
@@ -417,7 +417,7 @@ class ExecutionReportView(AirlockAPIView):
             )
         except actions.ActionRefused as exc:
             raise _refused(exc) from exc
-        return Response(ActionSerializer(action).data)
+        return Response(ActionSerializer(action, context={"viewer": request.user}).data)
 
 
 class WithdrawView(AirlockAPIView):
@@ -437,7 +437,7 @@ class WithdrawView(AirlockAPIView):
             action = actions.withdraw(action_id=action_id, agent=request.user.agent)
         except actions.ActionRefused as exc:
             raise _refused(exc) from exc
-        return Response(ActionSerializer(action).data)
+        return Response(ActionSerializer(action, context={"viewer": request.user}).data)
 
 
 class RollbackReportView(AirlockAPIView):
@@ -460,7 +460,7 @@ class RollbackReportView(AirlockAPIView):
             )
         except actions.ActionRefused as exc:
             raise _refused(exc) from exc
-        return Response(ActionSerializer(action).data)
+        return Response(ActionSerializer(action, context={"viewer": request.user}).data)
 
 
 class DecisionView(AirlockAPIView):
@@ -516,7 +516,10 @@ class DecisionView(AirlockAPIView):
                 )
         except actions.ActionRefused as exc:
             raise _refused(exc) from exc
-        return Response(ActionSerializer(action).data, status=status.HTTP_201_CREATED)
+        return Response(
+            ActionSerializer(action, context={"viewer": request.user}).data,
+            status=status.HTTP_201_CREATED,
+        )
 
 
 def _step_up_check(request: Request, action: Action) -> actions.StepUpCheck:

@@ -24,6 +24,7 @@ from approvals import rules
 from approvals.models import Action, Decision
 from approvals.permissions import reviewable_actions, visible_actions
 from approvals.states import Status
+from audit.retention import masked_arguments
 from rollout import permissions as agent_perms
 from rollout.models import Agent, Risk, ToolRule
 
@@ -269,6 +270,9 @@ class DecisionCard:
     # ask for a code whatever the card's risk was.
     step_up_asked: bool = False
     extra: dict = field(default_factory=dict)
+    # Who looks at the card: its arguments, the edit diff and the editor's text are shown
+    # as this person may see them (``audit.retention.masked_arguments``; None: masked).
+    viewer: Any = None
 
     @property
     def step_up_risk(self) -> str | None:
@@ -284,8 +288,12 @@ class DecisionCard:
         return self.action.status == Status.PENDING
 
     @cached_property
+    def shown_arguments(self) -> Any:
+        return masked_arguments(self.action, self.viewer)
+
+    @cached_property
     def arguments_json(self) -> str:
-        return pretty_json(self.action.arguments)
+        return pretty_json(self.shown_arguments)
 
     @cached_property
     def compensation_json(self) -> str:
@@ -299,7 +307,8 @@ class DecisionCard:
     def diff(self) -> list[DiffLine]:
         if not self.is_edited:
             return []
-        return arguments_diff(self.action.original_arguments, self.action.arguments)
+        original = masked_arguments(self.action, self.viewer, original=True)
+        return arguments_diff(original, self.shown_arguments)
 
     @cached_property
     def evidence(self) -> list[EvidenceItem]:
@@ -414,6 +423,7 @@ def build_cards(actions: Iterable[Action], user: Any) -> list[DecisionCard]:
                 decisions,
                 _offers(approve, reject, _may_request_rollback(action, user, scopes, now)),
                 now,
+                viewer=user,
             )
         )
     return cards
@@ -442,4 +452,5 @@ def build_card(action: Action, user: Any) -> DecisionCard:
         list(action.decisions.all()),
         _offers(approve, reject, _may_request_rollback(action, user, _AgentScopes(), now)),
         now,
+        viewer=user,
     )

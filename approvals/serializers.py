@@ -15,6 +15,7 @@ from rest_framework import serializers
 from approvals.actions import current_approvals
 from approvals.models import Action
 from approvals.validators import callback_url_problem
+from audit.retention import masked_arguments
 
 MAX_EVIDENCE_ITEMS = 50
 
@@ -180,8 +181,36 @@ def _datetime(value: Any) -> str | None:
     return None if value is None else _DATETIME_FIELD.to_representation(value)
 
 
+MASKING_RULE = (
+    " Fields configured as sensitive (`AUDIT_REDACTED_ARGUMENT_PATHS`, e.g. `card_number`, "
+    "`cvv`) read `[masked]` for people without the `audit.view_sensitive` permission; the "
+    "action's own agent always gets the real values it executes."
+)
+
+
+class ShownArgumentsField(serializers.JSONField):
+    """An action's arguments as the serializer's ``viewer`` (context) may see them:
+    ``audit.retention.masked_arguments``, the one way arguments are shown. No viewer: masked."""
+
+    def __init__(self, *, original: bool = False, **kwargs: Any) -> None:
+        self.original = original
+        super().__init__(source="*", read_only=True, **kwargs)
+
+    def to_representation(self, action: Action) -> Any:
+        return masked_arguments(action, self.context.get("viewer"), original=self.original)
+
+
 class ActionSerializer(serializers.ModelSerializer):
+    """An action as the API answers it. Pass the requesting principal as ``viewer`` in the
+    context: arguments are shown as it may see them (``ShownArgumentsField``)."""
+
     agent = serializers.CharField(source="agent.slug")
+    arguments = ShownArgumentsField(
+        help_text="The arguments that will run (a reviewer may have edited them)." + MASKING_RULE
+    )
+    original_arguments = ShownArgumentsField(
+        original=True, help_text="The arguments as the agent sent them." + MASKING_RULE
+    )
     approvals = serializers.SerializerMethodField()
     decisions = serializers.SerializerMethodField()
     policy_version = serializers.IntegerField(source="policy_version.number", allow_null=True)
@@ -218,6 +247,7 @@ class ActionSerializer(serializers.ModelSerializer):
         transaction. The declaration stays the schema's source (drf-spectacular), and
         ``tests/test_api_gate.py`` holds this output equal to DRF's for every status."""
         policy = action.policy_version
+        viewer = self.context.get("viewer")
         return {
             "id": action.pk,
             "agent": action.agent.slug,
@@ -232,8 +262,8 @@ class ActionSerializer(serializers.ModelSerializer):
             "feedback": action.feedback,
             "expires_at": _datetime(action.expires_at),
             "payload_hash": action.payload_hash,
-            "arguments": action.arguments,
-            "original_arguments": action.original_arguments,
+            "arguments": masked_arguments(action, viewer),
+            "original_arguments": masked_arguments(action, viewer, original=True),
             "policy_version": None if policy is None else policy.number,
             "created_at": _datetime(action.created_at),
             "decided_at": _datetime(action.decided_at),

@@ -162,12 +162,23 @@ def _has(node: Any, key: Any) -> bool:
     return isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
 
 
-def masked_arguments(action: Any, user: Any, *, original: bool = False) -> Any:
-    """The action's arguments (``original``: as the agent sent them) with the configured
-    sensitive fields masked unless ``user`` holds ``audit.view_sensitive``. For display
-    only: execution and hashing always use the stored arguments."""
+def masked_arguments(action: Any, viewer: Any, *, original: bool = False) -> Any:
+    """The action's arguments (``original``: as the agent sent them) as ``viewer`` may see
+    them — the one way an action's arguments reach anyone (API, cards, pages, diffs, the
+    argument editor). The action's own agent (its token) gets them whole: it executes them.
+    A person gets the configured sensitive fields masked unless they hold
+    ``audit.view_sensitive``; no viewer (``None``) gets them masked. For display only:
+    execution and hashing always use the stored arguments."""
     arguments = action.original_arguments if original else action.arguments
-    return masked_for(user, action.tool, arguments)
+    if is_own_agent(viewer, action):
+        return arguments
+    return masked_for(viewer, action.tool, arguments)
+
+
+def is_own_agent(viewer: Any, action: Any) -> bool:
+    """True when ``viewer`` is the agent principal of ``action``'s own agent."""
+    agent = getattr(viewer, "agent", None) if getattr(viewer, "is_agent", False) else None
+    return agent is not None and agent.pk == action.agent_id
 
 
 def is_redacted(value: Any) -> bool:
