@@ -763,6 +763,11 @@ def parse_args() -> argparse.Namespace:
     add("--processes", type=int, default=2, help="worker processes (2)")
     add("--per-process", type=int, default=2, help="racer threads per worker process (2)")
     add("--seed", type=int, default=1, help="random seed of the rounds (1)")
+    add(
+        "--scenarios",
+        default="",
+        help=f"comma-separated rounds to run (all: {', '.join(SCENARIOS)})",
+    )
     add("--keys", type=int, default=5, help="Idempotency-Keys stormed (5)")
     add("--replays", type=int, default=300, help="simultaneous requests per key (300)")
     add("--workers", type=int, default=2, help="uvicorn workers for the storm (2)")
@@ -805,6 +810,7 @@ def main() -> int:
                 racers,
                 args.rounds,
                 seed=args.seed,
+                scenarios=[name for name in args.scenarios.split(",") if name] or None,
                 progress=lambda n: log(f"    {n} rounds"),
             )
         seconds = max(run.seconds, 1e-9)
