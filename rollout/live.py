@@ -21,6 +21,7 @@ event). The base reads only: sessions are loaded, never saved, flushed or cycled
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from importlib import import_module
 from typing import Any
@@ -34,6 +35,8 @@ from django.utils.crypto import constant_time_compare
 
 from rollout.access_hints import EVERYONE_GROUP, person_group
 from rollout.login_protection import LAST_ACTIVITY_KEY
+
+logger = logging.getLogger(__name__)
 
 # "Not logged in (any more)": the page re-reads over HTTP, which sends a person whose
 # session ended to the login page.
@@ -159,8 +162,11 @@ class PersonSocketConsumer(AsyncJsonWebsocketConsumer):
     async def _recheck_access_periodically(self) -> None:
         while True:
             await asyncio.sleep(self.recheck_seconds())
-            if not await self._recheck_access():
-                return
+            try:
+                if not await self._recheck_access():
+                    return
+            except Exception:  # e.g. PostgreSQL away for a moment: the backstop must go on
+                logger.warning("live socket could not re-read its access", exc_info=True)
 
     async def _recheck_access(self) -> bool:
         """Reads the person's access afresh; closes the socket (and answers False) once the
