@@ -1,5 +1,5 @@
 """ASGI entry point: HTTP through Django, websockets through Channels behind the session
-auth stack and an origin check."""
+auth stack and a same-origin check (scheme, host and port: ``config.websocket_origin``)."""
 
 import os
 
@@ -11,15 +11,15 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from approvals.routing import websocket_urlpatterns  # noqa: E402
+from config.websocket_origin import SameOriginValidator  # noqa: E402
 from rollout.routing import websocket_urlpatterns as governance_websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": SameOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns + governance_websocket_urlpatterns))
         ),
     }

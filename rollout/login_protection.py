@@ -162,7 +162,8 @@ def _passive(request: HttpRequest) -> bool:
 class SessionIdleTimeoutMiddleware:
     """Logs a session out after ``SESSION_IDLE_TIMEOUT_SECONDS`` without activity. The next
     request is then anonymous: pages redirect to the login page, the API answers 401/403,
-    the queue's websocket is closed by its access re-check (the session no longer exists).
+    every live socket of the session is closed (``rollout.live``: it also closes a socket
+    whose session sat idle past the timeout at its periodic re-check, before any request).
 
     Deliberately sync-only, and the innermost middleware (config/settings/base.py). Django
     runs a middleware that can do both in the mode of the one inside it; this one being sync

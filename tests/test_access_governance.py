@@ -11,7 +11,6 @@ from channels.db import database_sync_to_async
 from django.test import Client
 from guardian.shortcuts import assign_perm
 
-from approvals.consumers import QueueConsumer
 from approvals.notifications import escalation_people
 from audit import verbs
 from audit.models import AuditEvent
@@ -419,10 +418,10 @@ def test_matrix__critical_approval_follows(owners, reviewer, reviewer2, support_
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("close_test_sockets")
-async def test_websocket__groups_follow_grant_and_removal(support_agent, monkeypatch):
+async def test_websocket__groups_follow_grant_and_removal(support_agent, settings):
     from tests.test_websocket_queue import TIMEOUT, open_socket, receive_until
 
-    monkeypatch.setattr(QueueConsumer, "access_recheck_seconds", 0.2)
+    settings.LIVE_SOCKET_RECHECK_SECONDS = 0.2
     make = database_sync_to_async(factories.make_user)
     gwen = await make("gwen", groups=("governance_owner",))
     gus = await make("gus", groups=("governance_owner",))

@@ -104,7 +104,12 @@ async def test_governance_socket__right_removed__stops_hearing_at_once(support_a
     assert await communicator.receive_json_from(timeout=TIMEOUT) == {"type": "hello", "agents": 1}
     # When her govern right on A is removed (no reconnect, no periodic re-check)
     await database_sync_to_async(remove_perm)("rollout.govern_agent", owner_of_a, support_agent)
-    # Then the next change request on A does not reach her socket
+    # Then her socket is told at once (the page re-reads), and the next change request on A
+    # does not reach it
+    assert await communicator.receive_json_from(timeout=TIMEOUT) == {
+        "type": "access.changed",
+        "agents": 0,
+    }
     await propose(agent=support_agent, user=author, changes={"tier": "autonomous"}, reason="a")
     assert await communicator.receive_nothing(timeout=0.5)
     await communicator.disconnect()

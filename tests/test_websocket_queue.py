@@ -6,14 +6,13 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
+from django.conf import settings as django_settings
 from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
 from django.test import Client
 from guardian.shortcuts import remove_perm
 
 from approvals import actions
-from approvals.consumers import QueueConsumer
 from approvals.models import Action
 from audit.chain import Actor
 from config.asgi import application
@@ -39,7 +38,7 @@ def reviewer_of_a(support_agent):
 def session_key_for(user) -> str:
     client = Client()
     client.force_login(user)
-    return client.cookies[settings.SESSION_COOKIE_NAME].value
+    return client.cookies[django_settings.SESSION_COOKIE_NAME].value
 
 
 async def open_socket(
@@ -48,7 +47,7 @@ async def open_socket(
     headers = [(b"origin", origin), (b"host", b"127.0.0.1")]
     if user is not None:
         key = await database_sync_to_async(session_key_for)(user)
-        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={key}".encode()))
+        headers.append((b"cookie", f"{django_settings.SESSION_COOKIE_NAME}={key}".encode()))
     return await sockets.connect(application, "/ws/queue/", headers)
 
 
@@ -122,8 +121,8 @@ async def test_queue_socket__foreign_origin__refused(reviewer):
     await communicator.disconnect()
 
 
-async def test_queue_socket__session_ended__disconnected_on_recheck(reviewer, monkeypatch):
-    monkeypatch.setattr(QueueConsumer, "access_recheck_seconds", 0.2)
+async def test_queue_socket__session_ended__disconnected_on_recheck(reviewer, settings):
+    settings.LIVE_SOCKET_RECHECK_SECONDS = 0.2
     communicator, connected, _ = await open_socket(reviewer)
     assert connected
     await communicator.receive_json_from(timeout=TIMEOUT)  # hello
@@ -136,9 +135,9 @@ async def test_queue_socket__session_ended__disconnected_on_recheck(reviewer, mo
 
 
 async def test_queue_socket__review_right_revoked__stops_hearing(
-    reviewer_of_a, support_agent, monkeypatch
+    reviewer_of_a, support_agent, settings
 ):
-    monkeypatch.setattr(QueueConsumer, "access_recheck_seconds", 0.2)
+    settings.LIVE_SOCKET_RECHECK_SECONDS = 0.2
     communicator, connected, _ = await open_socket(reviewer_of_a)
     assert connected
     await communicator.receive_json_from(timeout=TIMEOUT)  # hello
@@ -151,9 +150,9 @@ async def test_queue_socket__review_right_revoked__stops_hearing(
 
 
 async def test_queue_socket__review_right_revoked__told_at_once_without_periodic_recheck(
-    reviewer_of_a, support_agent, monkeypatch
+    reviewer_of_a, support_agent, settings
 ):
-    monkeypatch.setattr(QueueConsumer, "access_recheck_seconds", 3600)  # no periodic re-check
+    settings.LIVE_SOCKET_RECHECK_SECONDS = 3600  # no periodic re-check
     communicator, connected, _ = await open_socket(reviewer_of_a)
     assert connected
     await communicator.receive_json_from(timeout=TIMEOUT)  # hello
@@ -171,8 +170,8 @@ async def test_queue_socket__review_right_revoked__told_at_once_without_periodic
     await communicator.disconnect()
 
 
-async def test_queue_socket__joined_a_reviewer_group__hears_at_once(support_agent, monkeypatch):
-    monkeypatch.setattr(QueueConsumer, "access_recheck_seconds", 3600)  # no periodic re-check
+async def test_queue_socket__joined_a_reviewer_group__hears_at_once(support_agent, settings):
+    settings.LIVE_SOCKET_RECHECK_SECONDS = 3600  # no periodic re-check
     newcomer = await database_sync_to_async(factories.make_user)("nina", groups=())
     communicator, connected, _ = await open_socket(newcomer)
     assert connected
@@ -188,8 +187,8 @@ async def test_queue_socket__joined_a_reviewer_group__hears_at_once(support_agen
     await communicator.disconnect()
 
 
-async def test_queue_socket__deactivated__disconnected_at_once(reviewer, monkeypatch):
-    monkeypatch.setattr(QueueConsumer, "access_recheck_seconds", 3600)  # no periodic re-check
+async def test_queue_socket__deactivated__disconnected_at_once(reviewer, settings):
+    settings.LIVE_SOCKET_RECHECK_SECONDS = 3600  # no periodic re-check
     communicator, connected, _ = await open_socket(reviewer)
     assert connected
     await communicator.receive_json_from(timeout=TIMEOUT)  # hello

@@ -413,6 +413,9 @@ AUDIT_CHECKPOINT_PREVIOUS_KEYS = env_list("AUDIT_CHECKPOINT_PREVIOUS_KEYS", "")
 INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp"]
 # Ends a session after this many seconds without a click (live refreshes do not count).
 SESSION_IDLE_TIMEOUT_SECONDS = int(os.environ.get("SESSION_IDLE_TIMEOUT_SECONDS", "1800"))
+# Live sockets re-read their session and rights at least this often (besides at once on
+# every access hint): the backstop for a lost hint or a session that merely expired.
+LIVE_SOCKET_RECHECK_SECONDS = float(os.environ.get("LIVE_SOCKET_RECHECK_SECONDS", "60"))
 # Innermost (after the auth and messages middlewares it needs): it is sync-only, so Django
 # runs every middleware outside it in sync mode in one worker thread; innermost, none is
 # left in async mode to hop threads for its process_response (see its docstring).
