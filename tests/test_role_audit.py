@@ -8,12 +8,13 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
-from django.db import transaction
-from django.test import Client
+from django.db import connections, transaction
+from django.test import AsyncClient, Client
 from guardian.shortcuts import assign_perm, remove_perm
 
 from audit import verbs
@@ -124,6 +125,37 @@ def test_admin__superuser_creates_account_and_makes_it_governance_owner__all_aud
         assert stored not in str(event.data)
         assert "password" not in str(event.data)
     assert verify_chain().ok
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_admin_over_asgi__superuser_adds_account__event_by_that_superuser(
+    reference_data: None,
+) -> None:
+    # Given a superuser signed in, their requests served by the async handler (as in
+    # production, where the admin's sync views run in a worker thread)
+    ada = await sync_to_async(factories.make_user)("ada", superuser=True)
+    admin = AsyncClient()
+    await admin.aforce_login(ada)
+    start = await sync_to_async(last_id)()
+    # When they add an account
+    response = await admin.post(
+        "/admin/auth/user/add/",
+        {
+            "username": "mallory",
+            "password1": "a-long-password-9",
+            "password2": "a-long-password-9",
+            "usable_password": "true",
+        },
+    )
+    assert response.status_code == 302
+    # Then the event names them, not the shell
+    (created,) = await sync_to_async(role_events)(start)
+    assert (created.verb, created.actor_type, created.actor) == (
+        verbs.ACCOUNT_CREATED,
+        "user",
+        "ada",
+    )
+    await sync_to_async(connections.close_all)()  # the worker thread's connection
 
 
 @pytest.mark.django_db
