@@ -14,6 +14,7 @@ hops and never leaks between concurrent requests:
 - anything else — ``manage.py shell``, a script that calls ``django.setup()`` — is
   ``system:shell``.
 
+``recorded_by_caller()`` marks a change whose caller writes its own event.
 ``seeding_reference_data()`` marks work that is not anybody's change (migrations, the
 reference roles and permissions, guardian's anonymous user): receivers record nothing while
 it is set. ``migrate`` and ``flush`` run inside it."""
@@ -39,6 +40,7 @@ _actor: ContextVar[Actor | Callable[[], Actor] | None] = ContextVar(
     "airlock_audit_actor", default=None
 )
 _seeding: ContextVar[bool] = ContextVar("airlock_seeding_reference_data", default=False)
+_by_caller: ContextVar[bool] = ContextVar("airlock_recorded_by_caller", default=False)
 
 
 def current_actor() -> Actor:
@@ -76,6 +78,23 @@ def seeding_reference_data() -> Iterator[None]:
         yield
     finally:
         _seeding.reset(token)
+
+
+def is_recorded_by_caller() -> bool:
+    return _by_caller.get()
+
+
+@contextmanager
+def recorded_by_caller() -> Iterator[None]:
+    """The caller writes its own, richer event for the rows changed inside (a write path
+    such as ``rollout.access.apply_access``: ``access.granted`` names the right and the
+    change request): the row-level receivers stay quiet, one fact, one event. Keep it
+    around the single change the caller records, nothing more."""
+    token = _by_caller.set(True)
+    try:
+        yield
+    finally:
+        _by_caller.reset(token)
 
 
 def actor_of_user(user: Any) -> Actor:

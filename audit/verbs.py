@@ -144,3 +144,17 @@ ROLE_GRANTED = register("role.granted", "{actor} gave {username} the role {role}
 ROLE_REVOKED = register("role.revoked", "{actor} took the role {role} from {username}")
 PERMISSION_GRANTED = register("permission.granted", "{actor} granted {permission} to {holder}")
 PERMISSION_REVOKED = register("permission.revoked", "{actor} revoked {permission} from {holder}")
+# What the governance home lists as "recent role and access changes".
+ROLE_AND_ACCESS_VERBS = (
+    ACCOUNT_CREATED,
+    ACCOUNT_DELETED,
+    ACCOUNT_FLAGS_CHANGED,
+    ROLE_GRANTED,
+    ROLE_REVOKED,
+    PERMISSION_GRANTED,
+    PERMISSION_REVOKED,
+    ACCESS_GRANTED,
+    ACCESS_REMOVED,
+    USER_DISABLED,
+    USER_ENABLED,
+)

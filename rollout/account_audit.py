@@ -34,12 +34,17 @@ from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 
 from audit import verbs
-from audit.actor_context import current_actor, is_seeding_reference_data
+from audit.actor_context import current_actor, is_recorded_by_caller, is_seeding_reference_data
 from audit.chain import append_event
 
 FLAGS = ("is_active", "is_staff", "is_superuser")
 _FLAG_CHANGES = "_airlock_flag_changes"
 _PENDING = "_airlock_m2m_pending"
+
+
+def _quiet() -> bool:
+    """Migrations and reference data, or a write path that records the change itself."""
+    return is_seeding_reference_data() or is_recorded_by_caller()
 
 
 def _record(
@@ -83,7 +88,7 @@ def on_user_pre_save(
     """Remember which flags this save changes (read from the row, not from memory: the
     instance may have been built or refreshed anywhere)."""
     instance.__dict__.pop(_FLAG_CHANGES, None)
-    if is_seeding_reference_data() or instance._state.adding or instance.pk is None:
+    if _quiet() or instance._state.adding or instance.pk is None:
         return
     if update_fields is not None and not set(update_fields) & set(FLAGS):
         return  # e.g. last_login at each login: no query
@@ -104,7 +109,7 @@ def on_user_post_save(
     sender: Any, instance: Any, created: bool, using: str | None = None, **kwargs: Any
 ) -> None:
     changed = instance.__dict__.pop(_FLAG_CHANGES, None)
-    if is_seeding_reference_data():
+    if _quiet():
         return
     username = instance.get_username()
     if created:
@@ -134,7 +139,7 @@ def on_user_post_save(
 def on_user_post_delete(
     sender: Any, instance: Any, using: str | None = None, **kwargs: Any
 ) -> None:
-    if is_seeding_reference_data():
+    if _quiet():
         return
     _record(
         verb=verbs.ACCOUNT_DELETED,
@@ -241,7 +246,7 @@ def on_m2m_changed(
     and their reverse sides. ``add`` names only new rows; ``remove`` and ``clear`` are read
     before they run (a removed row is gone afterwards)."""
     relation = _RELATIONS.get(sender)
-    if relation is None or is_seeding_reference_data():
+    if relation is None or _quiet():
         return
     pending = instance.__dict__.setdefault(_PENDING, {})
     if action == "pre_remove" and pk_set:
@@ -303,28 +308,28 @@ def _group_holder(instance: Any) -> str:
 def on_user_object_permission_saved(
     sender: Any, instance: Any, created: bool, using: Any = None, **kwargs: Any
 ) -> None:
-    if created and not is_seeding_reference_data():
+    if created and not _quiet():
         _object_permission_event(instance, _user_holder(instance), True, using)
 
 
 def on_user_object_permission_deleted(
     sender: Any, instance: Any, using: Any = None, **kwargs: Any
 ) -> None:
-    if not is_seeding_reference_data():
+    if not _quiet():
         _object_permission_event(instance, _user_holder(instance), False, using)
 
 
 def on_group_object_permission_saved(
     sender: Any, instance: Any, created: bool, using: Any = None, **kwargs: Any
 ) -> None:
-    if created and not is_seeding_reference_data():
+    if created and not _quiet():
         _object_permission_event(instance, _group_holder(instance), True, using)
 
 
 def on_group_object_permission_deleted(
     sender: Any, instance: Any, using: Any = None, **kwargs: Any
 ) -> None:
-    if not is_seeding_reference_data():
+    if not _quiet():
         _object_permission_event(instance, _group_holder(instance), False, using)
 
 
