@@ -132,3 +132,29 @@ USER_ENABLED = register("user.enabled", "{actor} re-enabled {target}")
 # Refused attempts (audit.refusals): at most one event per actor, code and agent a minute;
 # the next one reports the repeats held back
 ACCESS_REFUSED = register("access.refused", "{actor} was refused ({code}) on {target}")
+
+# Roles and accounts, whichever path changes them (admin, shell, commands, guardian helpers:
+# rollout.account_audit)
+ACCOUNT_CREATED = register("account.created", "{actor} created account {username} ({flags})")
+ACCOUNT_DELETED = register("account.deleted", "{actor} deleted account {username}")
+ACCOUNT_FLAGS_CHANGED = register(
+    "account.flags_changed", "{actor} set {flags} on account {username}"
+)
+ROLE_GRANTED = register("role.granted", "{actor} gave {username} the role {role}")
+ROLE_REVOKED = register("role.revoked", "{actor} took the role {role} from {username}")
+PERMISSION_GRANTED = register("permission.granted", "{actor} granted {permission} to {holder}")
+PERMISSION_REVOKED = register("permission.revoked", "{actor} revoked {permission} from {holder}")
+# What the governance home lists as "recent role and access changes".
+ROLE_AND_ACCESS_VERBS = (
+    ACCOUNT_CREATED,
+    ACCOUNT_DELETED,
+    ACCOUNT_FLAGS_CHANGED,
+    ROLE_GRANTED,
+    ROLE_REVOKED,
+    PERMISSION_GRANTED,
+    PERMISSION_REVOKED,
+    ACCESS_GRANTED,
+    ACCESS_REMOVED,
+    USER_DISABLED,
+    USER_ENABLED,
+)

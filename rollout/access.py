@@ -30,6 +30,7 @@ from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
 
 from audit import verbs
+from audit.actor_context import recorded_by_caller
 from audit.chain import Actor, append_event
 from rollout.models import Agent
 
@@ -238,10 +239,11 @@ def _set_permission(agent: Agent, codename: str, kind: str, name: str, granted: 
             raise
         return  # a removed holder whose account is gone: nothing to remove
     permission = Permission.objects.get(content_type__app_label="rollout", codename=codename)
-    if granted:
-        assign_perm(permission, holder, agent)
-    else:
-        remove_perm(permission, holder, agent)
+    with recorded_by_caller():  # apply_access records access.granted / access.removed
+        if granted:
+            assign_perm(permission, holder, agent)
+        else:
+            remove_perm(permission, holder, agent)
 
 
 def _set_escalation(agent: Agent, kind: str, name: str, granted: bool) -> None:

@@ -17,6 +17,11 @@ class RolloutConfig(AppConfig):
 
         connect_signals()
 
+        from rollout import account_audit
+
+        # Role and account changes are audited whichever path makes them.
+        account_audit.connect_signals()
+
         from django.contrib.auth import get_user_model
         from django.db.models.signals import pre_save
 

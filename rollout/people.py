@@ -20,6 +20,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from guardian.models import UserObjectPermission
 
 from audit import verbs
+from audit.actor_context import recorded_by_caller
 from audit.chain import Actor, append_event
 from config.errors import Refused
 from rollout import permissions as agent_perms
@@ -124,7 +125,8 @@ def disable_user(*, actor: Any, user_id: int, reason: str = "") -> Any:
         if not person.is_active:
             return person
         person.is_active = False
-        person.save(update_fields=["is_active"])
+        with recorded_by_caller():  # user.disabled below says it
+            person.save(update_fields=["is_active"])
         audit_actor = Actor.user(actor)
         revoked = revoke_all_of(
             user=person, actor=audit_actor, reason=f"account disabled: {reason}".strip(": ")
@@ -155,7 +157,8 @@ def enable_user(*, actor: Any, user_id: int, reason: str = "") -> Any:
         if person.is_active:
             return person
         person.is_active = True
-        person.save(update_fields=["is_active"])
+        with recorded_by_caller():  # user.enabled below says it
+            person.save(update_fields=["is_active"])
         append_event(
             verb=verbs.USER_ENABLED,
             actor=Actor.user(actor),

@@ -7,6 +7,8 @@ from typing import Any
 
 from django.contrib.auth.management import create_permissions
 
+from audit.actor_context import seeding_reference_data
+
 TTL_BY_RISK = {"low": 86400, "medium": 28800, "high": 14400, "critical": 3600}
 
 TIERS = [
@@ -54,7 +56,13 @@ ROLES = {
 
 def ensure_reference_data(apps: Any) -> None:
     """Create or refresh the tiers and roles. ``apps`` is a migration's app registry or
-    ``django.apps.apps``."""
+    ``django.apps.apps``. Reference data, not anybody's change: no role or permission
+    audit events."""
+    with seeding_reference_data():
+        _ensure_reference_data(apps)
+
+
+def _ensure_reference_data(apps: Any) -> None:
     tier_model = apps.get_model("rollout", "Tier")
     for name, rank, read, draft, write, auto, description, exit_criteria in TIERS:
         tier_model.objects.update_or_create(

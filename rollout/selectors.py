@@ -10,6 +10,9 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from audit.models import AuditEvent
+from audit.search import EventRow
+from audit.verbs import ROLE_AND_ACCESS_VERBS
 from rollout import permissions as agent_perms
 from rollout.authentication import is_agent
 from rollout.models import Agent, ChangeRequest
@@ -63,3 +66,17 @@ def can_read_governance(user: Any, agent: Agent) -> bool:
     return _person(user) and (
         agent_perms.can_govern(user, agent) or agent_perms.can_read_audit(user, agent)
     )
+
+
+RECENT_ROLE_CHANGES = 8
+
+
+def recent_role_changes(user: Any, limit: int = RECENT_ROLE_CHANGES) -> list[EventRow] | None:
+    """The last role, permission and account changes (``audit.verbs.ROLE_AND_ACCESS_VERBS``)
+    for people who govern every agent (the governance owner role, superusers); None for
+    anyone else. Who holds which role decides who approves governance changes, so those who
+    approve them see it change."""
+    if not _person(user) or not user.has_perm(agent_perms.GOVERN):
+        return None
+    events = AuditEvent.objects.filter(verb__in=ROLE_AND_ACCESS_VERBS).order_by("-pk")[:limit]
+    return [EventRow.of(event) for event in events]

@@ -45,6 +45,7 @@ from rollout.selectors import (
     agent_visible_to,
     can_read_governance,
     change_request_visible_to,
+    recent_role_changes,
     visible_agents,
     visible_change_requests,
 )
@@ -178,6 +179,8 @@ def agent_list(request: HttpRequest) -> HttpResponse:
             "rows": rows,
             "days": SPARK_DAYS,
             "can_register": governance.can_register_agents(request.user),
+            "role_changes": recent_role_changes(request.user),
+            "audit_links": agent_perms.can_read_audit(request.user),
         },
     )
 
