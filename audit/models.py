@@ -119,3 +119,17 @@ class RefusalWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor} {self.code} {self.agent_slug} @{self.window_start}: {self.refusals}"
+
+
+class Installation(models.Model):
+    """This database's installation id: one row (pk 1), made once by a migration (or on
+    first use, after a flush) and never changed. Signed checkpoint lines and export chain
+    heads carry it, so a file of another installation is told apart from a forgery.
+    Read through ``audit.installation.installation_id``."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    installation_id = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"installation {self.installation_id}"
