@@ -253,6 +253,7 @@ class CheckpointFile:
     other_installation: bool = False
     other_installations: dict[str, int] = field(default_factory=dict)
     previous_key_lines: int = 0
+    other_key_lines: int = 0  # lines of other installations signed with a key unknown here
     line_numbers: list[int] = field(default_factory=list)  # of ``records``, in the file
 
     @property
@@ -306,6 +307,8 @@ def read_checkpoint_file(
             previous = line
     if result.other_installations and not result.records:
         others = ", ".join(sorted(result.other_installations))
+        if result.other_key_lines:
+            others += " (signed with its own key, not one of this server's)"
         result.problem = other_installation_message(others, ours, path.name)
         result.other_installation = True
     return result
@@ -334,22 +337,18 @@ def _line_problem(
     theirs = record.get("installation")
     other = theirs is not None and theirs != ours
     signer = ("current" if signature_ok(record, key) else "") if key else signed_by(record)
-    if not signer:
-        if other:
-            # Its installation claim cannot be trusted without a signature; still, most
-            # likely a file of another installation signed with that installation's key.
-            result.other_installation = True
-            return (
-                f"names installation {theirs} (this database is installation {ours}) and "
-                "is not signed with a key of this server: verify it against the database "
-                "it came from, with that installation's key"
-            ), record
+    if not signer and not other:
         return "signature does not match (forged, altered, or signed with another key)", record
     expected_prev = sha256_hex(previous) if previous else ""
     if record.get("prev_line_sha256") != expected_prev:
         return "does not follow the line before it (a line was removed or reordered)", record
     if other:
+        # Not compared with this database, so a line of another installation signed with
+        # that installation's own key is skipped too (its signed successor still links to
+        # it, so it cannot hide a removed line of ours).
         result.other_installations[theirs] = result.other_installations.get(theirs, 0) + 1
+        if not signer:
+            result.other_key_lines += 1
         return "", record
     claim = (record["partition"], record["seq"])
     earlier = seen.get(claim)

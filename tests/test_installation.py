@@ -161,9 +161,12 @@ def test_checkpoint_file_of_another_installation_and_key__said_so__not_forgery(s
     settings.AUDIT_CHECKPOINT_KEY = "key-of-this-installation"
     _become(OTHER)
     problem = read_checkpoint_file().problem
-    assert f"names installation {mine} (this database is installation {OTHER})" in problem
-    assert "forged" not in problem
+    assert f"written by installation {mine} (signed with its own key" in problem
+    assert f"this database is installation {OTHER} — not a forgery" in problem
     assert _verify_command_fails().returncode == 2
+    # Sharing a directory with it: this installation's own lines are compared.
+    _checkpoints(1)
+    assert run_verification(kind="full").ok
 
 
 def test_shared_checkpoint_file__each_installation_compares_its_own_lines():
