@@ -7,7 +7,7 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit log"
 
     def ready(self) -> None:
-        from audit.installation import forget_installation_id
+        from audit.installation import after_migrate
 
         # migrate (and the flush between transactional tests) may make or remove the row.
-        post_migrate.connect(forget_installation_id, dispatch_uid="audit-forget-installation")
+        post_migrate.connect(after_migrate, sender=self, dispatch_uid="audit-installation")

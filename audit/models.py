@@ -129,6 +129,9 @@ class Installation(models.Model):
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     installation_id = models.CharField(max_length=64, unique=True)
+    # HMAC of the id with the checkpoint key: an id edited in the database (to make the
+    # checkpoints of a rewritten log look like another installation's) does not verify.
+    seal = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -34,7 +34,7 @@ from audit.chain import (
     verify_partitions_from,
 )
 from audit.checkpoints import CheckpointFile, latest_checkpoint, read_checkpoint_file
-from audit.installation import installation_id
+from audit.installation import installation_id, installation_problem
 from audit.models import AuditEvent, AuditVerification
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,9 @@ def choose_kind() -> str:
 def _verify(
     kind: str, checkpoints: CheckpointFile, progress: Progress | None, workers: int | None
 ) -> VerifyResult:
+    sealed = installation_problem()
+    if sealed:
+        return VerifyResult(False, 0, None, sealed)
     if checkpoints.problem:
         return VerifyResult(
             False, 0, _event_named(checkpoints), f"checkpoint file: {checkpoints.problem}"

@@ -68,7 +68,7 @@ def _checkpoints(n: int = 2) -> list[dict]:
 def _become(other: str) -> None:
     """What pointing this checkout at another database looks like to the code: the stored
     installation id is another one."""
-    Installation.objects.filter(pk=1).update(installation_id=other)
+    Installation.objects.filter(pk=1).update(installation_id=other, seal=installation.seal(other))
     installation.forget_installation_id()
 
 
@@ -191,6 +191,22 @@ def test_installation_id_changed_to_look_elsewhere__is_caught(settings, tmp_path
     assert not run.ok and "installation id was changed" in run.problem
 
 
+def test_installation_id_edited_in_the_database__verification_refuses_it():
+    _checkpoints(2)
+    Installation.objects.filter(pk=1).update(installation_id=OTHER)  # no key: no seal
+    installation.forget_installation_id()
+    run = run_verification(kind="full")
+    assert not run.ok and "installation id" in run.problem and "not sealed" in run.problem
+
+
+def test_installation_row_deleted_under_a_log__not_made_again():
+    _checkpoints(1)
+    Installation.objects.all().delete()
+    installation.forget_installation_id()
+    with pytest.raises(installation.InstallationMissing):
+        installation_id()
+
+
 def test_forged_line_of_this_installation__is_forgery_naming_the_event():
     _first, second = _checkpoints(2)
     path = checkpoint_path()
@@ -280,6 +296,7 @@ def test_secret_key_rotated__old_checkpoints_and_exports_verify_with_the_fallbac
     settings, tmp_path
 ):
     settings.SECRET_KEY = "the-old-secret-key"
+    _become(installation_id())  # sealed with the old key too
     _checkpoints(2)
     out = tmp_path / "export.jsonl"
     call_command("audit_export", output=str(out))

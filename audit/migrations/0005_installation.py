@@ -4,10 +4,13 @@ from django.db import migrations, models
 
 
 def create_installation(apps, schema_editor):
+    from audit.installation import seal
+
     Installation = apps.get_model("audit", "Installation")
     alias = schema_editor.connection.alias
     if not Installation.objects.using(alias).filter(pk=1).exists():
-        Installation.objects.using(alias).create(pk=1, installation_id=str(uuid.uuid4()))
+        made = str(uuid.uuid4())
+        Installation.objects.using(alias).create(pk=1, installation_id=made, seal=seal(made))
 
 
 class Migration(migrations.Migration):
@@ -24,6 +27,7 @@ class Migration(migrations.Migration):
                     models.PositiveSmallIntegerField(default=1, primary_key=True, serialize=False),
                 ),
                 ("installation_id", models.CharField(max_length=64, unique=True)),
+                ("seal", models.CharField(blank=True, max_length=64)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
