@@ -5,8 +5,9 @@ only events at or before those heads are written, however many are appended mean
 Events are read in id order, a batch at a time, and written as they come, so a million
 events never sit in memory. The last line (or CSV row) is the **chain head** the export
 covers: how many events it holds and a SHA-256 over their hashes in order, the last
-exported event of each partition, every partition's head at the cut, the filters, all
-signed with the checkpoint key (HMAC-SHA256).
+exported event of each partition, every partition's head at the cut, the filters, the
+installation that wrote it (``audit.installation``), all signed with the checkpoint key
+(HMAC-SHA256).
 
 ``verify_export_file`` checks such a file without the database: each event's hash against
 its content, the links between consecutive events of a partition, the order, the count and
@@ -34,7 +35,8 @@ from django.utils import timezone
 from audit.access import AuditScope
 from audit.canonical import canonical_json
 from audit.chain import EVENT_COLUMNS, row_digest, timestamp_text, use_one_snapshot
-from audit.checkpoints import key_id, sign, signature_ok
+from audit.checkpoints import key_id, other_installation_message, sign, signed_by
+from audit.installation import installation_id
 from audit.models import AuditChainHead, AuditEvent
 from audit.search import AuditFilters, events_for
 
@@ -137,6 +139,7 @@ class ExportWriter:
         self.cut = cut
         self.filters = filters
         self.scope = scope
+        self.installation = installation_id()
         self.count = 0
         self.first_id: int | None = None
         self.last_id: int | None = None
@@ -188,6 +191,7 @@ class ExportWriter:
             "events_sha256": self._digest.hexdigest(),
             "exported_heads": self.exported_heads,
             "chain_heads": {p: [seq, h] for p, (seq, h) in sorted(self.cut.heads.items())},
+            "installation": self.installation,
             "key_id": key_id(),
         }
         head["signature"] = sign(head)
@@ -242,6 +246,7 @@ def export_to(
     on_event: Callable[[int, int], None] | None = None,
 ) -> ExportWriter:
     """The export for the command line: one snapshot, one server-side cursor."""
+    installation_id()  # made (if need be) and committed before the snapshot
     with transaction.atomic():
         use_one_snapshot()
         cut = take_cut(scope)
@@ -342,8 +347,12 @@ def _csv_records(lines: Iterable[bytes]) -> Iterator[tuple[int, dict]]:
 
 
 def verify_export_records(
-    records: Iterable[tuple[int, dict]], check_signature: bool = True
+    records: Iterable[tuple[int, dict]],
+    check_signature: bool = True,
+    installation: str | None = None,
 ) -> FileVerifyResult:
+    """Check the events and the chain head; ``installation`` (this database's, when known)
+    tells an export of another installation, signed with its own key, from an altered one."""
     count = 0
     digest = hashlib.sha256()
     last_id = 0
@@ -371,15 +380,32 @@ def verify_export_records(
         return FileVerifyResult(False, count, broken.problem, broken.line, broken.event_id)
     if gaps:
         notes.append(f"{gaps} gap(s) between exported events of a partition (a filtered export)")
+    theirs = head.get("installation")
+    other = theirs is not None and installation is not None and theirs != installation
+    if other:
+        notes.append(f"written by installation {theirs}; this database is {installation}")
     signature = "unchecked"
     if check_signature:
         # With the key named by the head's key_id (current or retired, from the settings).
-        signature = "valid" if signature_ok(head) else "invalid"
+        signer = signed_by(head)
+        signature = "valid" if signer else ("other-installation" if other else "invalid")
+        if signer == "previous":
+            notes.append(
+                "the chain head was signed with a previous key "
+                "(SECRET_KEY_FALLBACKS or AUDIT_CHECKPOINT_PREVIOUS_KEYS)"
+            )
     result = FileVerifyResult(True, count, signature=signature, chain_head=head, notes=notes)
     if signature == "invalid":
         result.ok = False
         result.line = head_line
         result.problem = "the chain head's signature does not match (altered, or another key)"
+    elif signature == "other-installation":
+        result.ok = False
+        result.line = head_line
+        result.problem = (
+            "the chain head is not signed with a key of this server: "
+            + other_installation_message(theirs, installation or "?", "this export")
+        )
     return result
 
 
@@ -475,6 +501,7 @@ def verify_export_file(
     path: Path,
     check_signature: bool = True,
     progress: Callable[[int], None] | None = None,
+    installation: str | None = None,
 ) -> FileVerifyResult:
     """Verify an export (JSONL or CSV, told apart by its first byte) without the database."""
     with path.open("rb") as handle:
@@ -482,4 +509,4 @@ def verify_export_file(
         handle.seek(0)
         lines = _lines_with_progress(handle, progress)
         records = _jsonl_records(lines) if first == b"{" else _csv_records(lines)
-        return verify_export_records(records, check_signature)
+        return verify_export_records(records, check_signature, installation)

@@ -119,3 +119,20 @@ class RefusalWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor} {self.code} {self.agent_slug} @{self.window_start}: {self.refusals}"
+
+
+class Installation(models.Model):
+    """This database's installation id: one row (pk 1), made once by a migration (or on
+    first use, after a flush) and never changed. Signed checkpoint lines and export chain
+    heads carry it, so a file of another installation is told apart from a forgery.
+    Read through ``audit.installation.installation_id``."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    installation_id = models.CharField(max_length=64, unique=True)
+    # HMAC of the id with the checkpoint key: an id edited in the database (to make the
+    # checkpoints of a rewritten log look like another installation's) does not verify.
+    seal = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"installation {self.installation_id}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -23,6 +24,7 @@ from django.utils import timezone
 
 from audit import verbs
 from audit.chain import (
+    GLOBAL_PARTITION,
     Actor,
     Expectations,
     Progress,
@@ -32,6 +34,7 @@ from audit.chain import (
     verify_partitions_from,
 )
 from audit.checkpoints import CheckpointFile, latest_checkpoint, read_checkpoint_file
+from audit.installation import installation_id, installation_problem
 from audit.models import AuditEvent, AuditVerification
 
 logger = logging.getLogger(__name__)
@@ -63,8 +66,16 @@ def choose_kind() -> str:
 def _verify(
     kind: str, checkpoints: CheckpointFile, progress: Progress | None, workers: int | None
 ) -> VerifyResult:
+    sealed = installation_problem()
+    if sealed:
+        return VerifyResult(False, 0, None, sealed)
     if checkpoints.problem:
-        return VerifyResult(False, 0, None, f"checkpoint file: {checkpoints.problem}")
+        return VerifyResult(
+            False, 0, _event_named(checkpoints), f"checkpoint file: {checkpoints.problem}"
+        )
+    missing = _lines_missing(checkpoints)
+    if missing:
+        return VerifyResult(False, 0, None, f"checkpoint file: {missing}")
     if kind == FULL:
         return verify_chain(
             expectations=checkpoints.expectations(), progress=progress, workers=workers
@@ -80,6 +91,40 @@ def _verify(
         if problem:
             result.ok, result.first_broken_id, result.problem = False, problem[0], problem[1]
     return result
+
+
+def _event_named(checkpoints: CheckpointFile) -> int | None:
+    """The event a bad line is about (a forged line names the checkpoint event it claims to
+    sign); none for a file of another installation."""
+    record = checkpoints.problem_record
+    if record is None or checkpoints.other_installation:
+        return None
+    found = (
+        AuditEvent.objects.filter(partition=record.get("partition"), chain_seq=record.get("seq"))
+        .values_list("id", flat=True)
+        .first()
+    )
+    if found is None and type(record.get("event_id")) is int:
+        found = record["event_id"]
+    return found
+
+
+def _lines_missing(checkpoints: CheckpointFile) -> str:
+    """With no line of this installation, the database must hold at most one checkpoint
+    event (the newest line may still be on its way): otherwise the file is gone, or this
+    database's installation id was changed to look elsewhere."""
+    if checkpoints.records:
+        return ""
+    written = AuditEvent.objects.filter(
+        partition=GLOBAL_PARTITION, verb=verbs.AUDIT_CHECKPOINT
+    ).values_list("id", flat=True)[:2]
+    if len(written) < 2:
+        return ""
+    return (
+        f"{checkpoints.path} holds no signed line of installation {installation_id()}, but "
+        "this database holds checkpoint events: the file is missing or was moved, or this "
+        "database's installation id was changed"
+    )
 
 
 def _claims_by_lookup(claims: Expectations) -> tuple[int | None, str] | None:
@@ -103,12 +148,15 @@ def run_verification(
     triggered_by: str = "",
     progress: Progress | None = None,
     workers: int | None = None,
+    checkpoint_file: Path | None = None,
 ) -> AuditVerification:
-    """Verify the chain (``kind`` full, incremental, or chosen by ``choose_kind``), record
-    the run, and raise the alarm when it is newly broken."""
+    """Verify the chain (``kind`` full, incremental, or chosen by ``choose_kind``) against
+    the checkpoint file (this installation's, or ``checkpoint_file``), record the run, and
+    raise the alarm when it is newly broken. The run's ``checkpoints`` (not stored) is the
+    file as read, with its notes."""
     kind = kind or choose_kind()
     started = timezone.now()
-    checkpoints = read_checkpoint_file()
+    checkpoints = read_checkpoint_file(checkpoint_file)
     result = _verify(kind, checkpoints, progress, workers)
     run = AuditVerification.objects.create(
         kind=kind,
@@ -123,6 +171,7 @@ def run_verification(
         checkpoint_lines=len(checkpoints.records),
         triggered_by=triggered_by,
     )
+    run.checkpoints = checkpoints
     if not run.ok:
         _raise_alarm(run)
     return run

@@ -33,6 +33,9 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off")
     SECRET_KEY = "insecure-development-key-set-SECRET_KEY-in-production"
+# Previous secret keys after a rotation (comma-separated): sessions, and audit checkpoints
+# and export chain heads signed with a key derived from them, still verify.
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", "")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
@@ -287,7 +290,10 @@ LONG_POLL_MAX_SECONDS = 60
 LONG_POLL_RECHECK_SECONDS = float(
     os.environ.get("LONG_POLL_RECHECK_SECONDS", "2" if not REDIS_URL else "10")
 )
-AUDIT_CHECKPOINT_DIR = Path(os.environ.get("AUDIT_CHECKPOINT_DIR", str(VAR_DIR / "checkpoints")))
+# Unset: var/checkpoints/<installation id>/, one directory per database (audit.installation).
+AUDIT_CHECKPOINT_DIR = (
+    Path(os.environ["AUDIT_CHECKPOINT_DIR"]) if os.environ.get("AUDIT_CHECKPOINT_DIR") else None
+)
 
 # --- Static, i18n -------------------------------------------------------------------------
 STATIC_URL = "/static/"

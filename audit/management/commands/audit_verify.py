@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from django.db.models import Max
 
 from audit.export import verify_export_file
+from audit.installation import installation_id
 from audit.models import AuditEvent, AuditVerification
 from audit.progress import TerminalProgress
 from audit.verification import run_verification
@@ -25,6 +27,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--file", type=Path, help="An export to verify without the database.")
+        parser.add_argument(
+            "--checkpoint-file",
+            type=Path,
+            help="Compare with this checkpoint file instead of this installation's own "
+            "(say, one written before installation ids, or moved from elsewhere).",
+        )
         parser.add_argument(
             "--incremental",
             action="store_true",
@@ -59,6 +67,7 @@ class Command(BaseCommand):
                 triggered_by="manage.py audit_verify",
                 progress=lambda count, _last_id: progress.update(count),
                 workers=options["workers"],
+                checkpoint_file=options["checkpoint_file"],
             )
         except KeyboardInterrupt:
             progress.finish()
@@ -68,6 +77,7 @@ class Command(BaseCommand):
                 returncode=130,
             ) from None
         progress.finish()
+        checkpoints = run.checkpoints
         if run.ok:
             extra = (
                 f"; {run.checkpoint_lines} signed checkpoint(s) compared"
@@ -75,9 +85,17 @@ class Command(BaseCommand):
                 else ""
             )
             self.stdout.write(f"chain intact: {run.events_checked} events ({run.kind}){extra}")
+            for note in checkpoints.notes:
+                self.stdout.write(f"note: {note}")
             return
-        where = run.first_broken_id if run.first_broken_id is not None else "?"
-        raise CommandError(f"chain broken at event {where}: {run.problem}", returncode=1)
+        if checkpoints.other_installation:
+            # Nothing is known to be broken: the file is not this database's to compare.
+            raise CommandError(f"cannot verify: {run.problem}", returncode=2)
+        if run.first_broken_id is None:
+            raise CommandError(f"chain broken: {run.problem}", returncode=1)
+        raise CommandError(
+            f"chain broken at event {run.first_broken_id}: {run.problem}", returncode=1
+        )
 
     def _verify_file(self, path: Path, show: bool) -> None:
         if not path.exists():
@@ -86,13 +104,17 @@ class Command(BaseCommand):
             sys.stderr, f"verifying {path.name}", total=path.stat().st_size, unit="B", enabled=show
         )
         try:
-            result = verify_export_file(path, progress=progress.update)
+            result = verify_export_file(
+                path, progress=progress.update, installation=_this_installation()
+            )
         except KeyboardInterrupt:
             progress.finish()
             raise CommandError(
                 "interrupted; the file was not fully verified", returncode=130
             ) from None
         progress.finish()
+        if result.signature == "other-installation":
+            raise CommandError(f"cannot verify the signature: {result.problem}", returncode=2)
         if not result.ok:
             where = f"line {result.line}" if result.line else "the file"
             if result.event_id is not None:
@@ -105,3 +127,12 @@ class Command(BaseCommand):
         )
         for note in result.notes:
             self.stdout.write(f"note: {note}")
+
+
+def _this_installation() -> str | None:
+    """This database's installation id, or None when there is no database to ask (an
+    export is verified without one)."""
+    try:
+        return installation_id()
+    except DatabaseError:
+        return None
