@@ -146,3 +146,28 @@ def owe_kill_switch(switch: Any, change: str) -> None:
         line=f"Kill switch {change} on {switch.scope} {switch.target or ''}: {switch.reason}",
         link=f"{settings.AIRLOCK_PUBLIC_URL.rstrip('/')}/incidents",
     )
+
+
+def owe_account_notice(*, user: Any, change: str) -> int:
+    """Tell ``user`` by email (their account's address only — never a chat channel) that a
+    credential of their account changed: ``change`` says what, never the secret itself.
+    Called inside the change's transaction; the row is delivered like any other email."""
+    if not getattr(user, "email", ""):
+        return 0
+    base = settings.AIRLOCK_PUBLIC_URL.rstrip("/")
+    Outbox.objects.create(
+        kind=Outbox.Kind.EMAIL,
+        destination=user.email,
+        payload={
+            "subject": "Airlock: a credential of your account changed",
+            "line": (
+                f"{user.get_username()}: {change}. If this was not you, change your password "
+                "and tell an administrator at once."
+            ),
+            "link": f"{base}/accounts/profile/",
+        },
+    )
+    from approvals.tasks import enqueue_notification_batches
+
+    transaction.on_commit(enqueue_notification_batches)
+    return 1

@@ -52,6 +52,9 @@ ACCESS_REFUSAL_CODES = frozenset(
         "own_change_request",  # approving or rejecting a governance change one wrote
         "own_account",  # disabling one's own account
         "not_visible",  # another agent's object, answered 404 so as not to tell it exists
+        "reauth_required",  # a credential operation without the password typed again
+        "reauth_failed",  # ... with a wrong password (also counted as a failed login)
+        "reauth_throttled",  # ... while logins of that account or address are paused (429)
     }
 )
 # Refused, but not an access question: the caller may do this, the object is not in a

@@ -126,6 +126,9 @@ AUTH_LOGIN_LOCKED = register(
     "auth.login_locked", "logins to {target} are paused after repeated failures"
 )
 AUTH_STEPPED_UP = register("auth.stepped_up", "{actor} confirmed a second factor to {target}")
+AUTH_REAUTHENTICATED = register(
+    "auth.reauthenticated", "{actor} confirmed their password to {target}"
+)
 USER_DISABLED = register("user.disabled", "{actor} disabled {target}")
 USER_ENABLED = register("user.enabled", "{actor} re-enabled {target}")
 

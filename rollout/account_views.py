@@ -32,7 +32,7 @@ from django.views.decorators.http import require_POST
 from audit import verbs
 from audit.chain import Actor, append_event
 from audit.refusals import note_refusal
-from rollout import people, personal_tokens, stepup, twofactor
+from rollout import people, personal_tokens, reauth, stepup, twofactor
 from rollout import permissions as agent_perms
 from rollout.account_forms import (
     PersonalTokenForm,
@@ -212,12 +212,27 @@ def login_enrol(request: HttpRequest) -> HttpResponse:
 @login_required
 @never_cache
 def two_factor(request: HttpRequest) -> HttpResponse:
-    """Enrol, regenerate recovery codes, or remove the second factor."""
+    """Enrol, regenerate recovery codes, or remove the second factor. Each needs the
+    password typed again (``rollout.reauth``), asked with the form."""
     user = request.user
     enrolled = twofactor.has_second_factor(user)
     form = TotpCodeForm(request.POST or None)
     operation = request.POST.get("operation", "")
-    if request.method == "POST" and form.is_valid():
+    status = 200
+    if request.method == "POST":
+        try:
+            # A stolen session must not give itself (or take away) a second factor.
+            reauth.require_recent_password(
+                request,
+                purpose=_TWO_FACTOR_PURPOSES.get(operation, "change two-factor authentication"),
+            )
+        except reauth.ReauthRequired as exc:
+            note_refusal(request, exc)
+            form = TotpCodeForm(request.POST)
+            form.is_valid()
+            form.add_error(None, exc.detail)
+            status = exc.status
+    if request.method == "POST" and status == 200 and form.is_valid():
         code = form.cleaned_data["code"]
         try:
             if operation == "enrol" and not enrolled:
@@ -249,7 +264,14 @@ def two_factor(request: HttpRequest) -> HttpResponse:
     if not enrolled:
         device = twofactor.start_enrolment(user)
         context.update(qr_svg=twofactor.qr_svg(device), secret=twofactor.secret_text(device))
-    return _no_store(render(request, "accounts/two_factor.html", context))
+    return _no_store(render(request, "accounts/two_factor.html", context, status=status))
+
+
+_TWO_FACTOR_PURPOSES = {
+    "enrol": "turn on two-factor authentication",
+    "recovery_codes": "generate new recovery codes",
+    "remove": "turn off two-factor authentication",
+}
 
 
 def _safe_next(request: HttpRequest, fallback: str) -> str:
@@ -317,6 +339,7 @@ def create_personal_token(request: HttpRequest) -> HttpResponse:
         return render(request, "accounts/profile.html", _profile_context(request, form), status=400)
     try:
         # A stolen session must not mint itself a long-lived credential.
+        reauth.require_recent_password(request, purpose="create a personal API token")
         stepup.require_recent_second_factor(request, purpose="create a personal API token")
         record, token = personal_tokens.create_personal_token(
             user=request.user,
@@ -324,10 +347,12 @@ def create_personal_token(request: HttpRequest) -> HttpResponse:
             scopes=form.cleaned_data["scopes"],
             expires_in_days=form.cleaned_data["expires_in_days"],
         )
-    except stepup.StepUpRequired as exc:
+    except (reauth.ReauthRequired, stepup.StepUpRequired) as exc:
         note_refusal(request, exc)
         form.add_error(None, exc.detail)
-        return render(request, "accounts/profile.html", _profile_context(request, form), status=403)
+        return render(
+            request, "accounts/profile.html", _profile_context(request, form), status=exc.status
+        )
     except personal_tokens.PersonalTokenRefused as exc:
         form.add_error(None, exc.detail)
         for problems in exc.fields.values():

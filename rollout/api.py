@@ -338,6 +338,7 @@ class TokenListView(GovernanceAPIView):
     def post(self, request: Request, slug: str) -> Response:
         require_token_scope(request, "govern")
         agent = _governed(request, slug)
+        require_step_up(request, "issue an agent token")
         data = _valid(TokenInSerializer, request)
         try:
             token = governance.issue_token(agent=agent, user=request.user, name=data["name"])
@@ -346,6 +347,50 @@ class TokenListView(GovernanceAPIView):
         record = agent.tokens.get(token_hash=token_digest(token))
         response = Response(
             {**AgentTokenSerializer(record).data, "token": token}, status=status.HTTP_201_CREATED
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class WebhookSecretView(GovernanceAPIView):
+    @extend_schema(
+        operation_id="rotate_agent_webhook_secret",
+        summary="Rotate the agent's webhook secret; the new secret is in this response only",
+        description=(
+            "Governors of the agent (a session, or a personal token with the `govern` scope). "
+            "Needs a recent second factor when step-up is on (`X-Airlock-OTP`). The previous "
+            "secret keeps signing, as a second signature, until `previous_accepted_until`."
+        ),
+        request=None,
+        responses={200: OpenApiTypes.OBJECT},
+        examples=[
+            OpenApiExample(
+                "Rotated",
+                value={
+                    "agent": "support-assistant",
+                    "webhook_secret": "whsec_…",
+                    "previous_accepted_until": "2026-12-04T05:00:00Z",
+                },
+                response_only=True,
+            )
+        ],
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        require_token_scope(request, "govern")
+        agent = _governed(request, slug)
+        require_step_up(request, "rotate the webhook secret")
+        try:
+            secret = governance.rotate_webhook_secret(agent=agent, user=request.user)
+        except GovernanceRefused as exc:
+            raise _refused(exc) from exc
+        agent.refresh_from_db(fields=["previous_webhook_secret_until"])
+        until = agent.previous_webhook_secret_until
+        response = Response(
+            {
+                "agent": agent.slug,
+                "webhook_secret": secret,
+                "previous_accepted_until": until.isoformat() if until else None,
+            }
         )
         response["Cache-Control"] = "no-store"
         return response

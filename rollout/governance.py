@@ -36,6 +36,9 @@ from rollout.actions import (
     register_agent,
     revoke_agent_token,
 )
+from rollout.actions import (
+    rotate_webhook_secret as rotate_agent_webhook_secret,
+)
 from rollout.models import (
     Agent,
     AgentToken,
@@ -790,6 +793,16 @@ def issue_token(*, agent: Agent, user: Any, name: str = "default") -> str:
     return token
 
 
+def rotate_webhook_secret(*, agent: Agent, user: Any) -> str:
+    """Give ``agent`` a new webhook secret and return it (shown once; the previous one keeps
+    signing for ``WEBHOOK_SECRET_GRACE_SECONDS``). Only a governor of the agent may. Audits
+    ``agent.webhook_secret_rotated`` (who and which agent, never a secret)."""
+    with transaction.atomic():
+        agent = _lock_agent(agent.pk)
+        _require_governor(user, agent)
+        return rotate_agent_webhook_secret(agent=agent, actor=_actor(user))
+
+
 def revoke_token(*, agent: Agent, token_id: int, user: Any) -> AgentToken:
     """Revoke one of ``agent``'s tokens at once (a tightening: no approval needed) and make
     a new policy version. Audits ``agent.token_revoked`` and ``policy.version_created``;
@@ -873,5 +886,6 @@ __all__ = [
     "register",
     "reject_change_request",
     "revoke_token",
+    "rotate_webhook_secret",
     "withdraw_change_request",
 ]

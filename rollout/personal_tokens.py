@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from approvals.notifications import owe_account_notice
 from audit import verbs
 from audit.chain import Actor, append_event
 from config.errors import Refused
@@ -58,7 +59,8 @@ def create_personal_token(
     *, user: Any, name: str, scopes: Any, expires_in_days: int
 ) -> tuple[PersonalToken, str]:
     """Create a token for ``user`` and return (row, token); the token is never stored.
-    Audits ``personal_token.created``."""
+    Audits ``personal_token.created``; owes the person an email (naming the token by its
+    name and prefix, never the token)."""
     name = str(name or "").strip()
     errors: dict[str, list[str]] = {}
     if not name or len(name) > NAME_MAX:
@@ -106,6 +108,11 @@ def create_personal_token(
                 "scopes": record.scopes,
                 "expires_at": record.expires_at.isoformat(),
             },
+        )
+        owe_account_notice(
+            user=user,
+            change=f"personal API token “{record.name}” ({record.prefix}…) was created, "
+            f"with scopes {', '.join(record.scopes)}",
         )
     return record, token
 

@@ -23,6 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from approvals.notifications import owe_account_notice
 from audit import verbs
 from audit.chain import Actor, append_event
 from config.errors import Refused
@@ -88,7 +89,7 @@ def qr_svg(device: TOTPDevice) -> str:
 def confirm_enrolment(*, user: Any, code: str) -> list[str]:
     """Confirm ``user``'s waiting device with its first ``code`` and return new recovery
     codes (shown once). Audits ``two_factor.enrolled`` and
-    ``two_factor.recovery_codes_issued``."""
+    ``two_factor.recovery_codes_issued``; owes the person an email."""
     device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-pk").first()
     if device is None:
         raise TwoFactorRefused("no_enrolment", "Start the enrolment again.")
@@ -111,12 +112,14 @@ def confirm_enrolment(*, user: Any, code: str) -> list[str]:
             target_id=user.pk,
             data={"method": "totp"},
         )
+        owe_account_notice(user=user, change="a second factor (authenticator app) was enrolled")
         return _issue_recovery_codes(user)
 
 
 def remove_second_factor(*, user: Any, code: str) -> None:
     """Remove ``user``'s device and recovery codes, proven with a current TOTP code; refused
-    while their role requires a second factor. Audits ``two_factor.removed``."""
+    while their role requires a second factor. Audits ``two_factor.removed``; owes the person
+    an email."""
     if second_factor_required(user):
         raise TwoFactorRefused(
             "required", "Your role requires a second factor; it cannot be removed."
@@ -133,13 +136,16 @@ def remove_second_factor(*, user: Any, code: str) -> None:
             target_id=user.pk,
             data={"method": "totp"},
         )
+        owe_account_notice(user=user, change="two-factor authentication was turned off")
 
 
 def regenerate_recovery_codes(*, user: Any, code: str) -> list[str]:
-    """Replace ``user``'s recovery codes (proven with a current TOTP code)."""
+    """Replace ``user``'s recovery codes (proven with a current TOTP code). Audits
+    ``two_factor.recovery_codes_issued``; owes the person an email."""
     if not verify_totp(user, code):  # outside the transaction: failures stay counted
         raise TwoFactorRefused("invalid_code", "That code is not right.")
     with transaction.atomic():
+        owe_account_notice(user=user, change="new recovery codes were generated")
         return _issue_recovery_codes(user)
 
 

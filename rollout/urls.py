@@ -75,6 +75,11 @@ api_v1 = [
     ),
     path("api/v1/agents/<slug:slug>/tokens", api.TokenListView.as_view(), name="api-agent-tokens"),
     path(
+        "api/v1/agents/<slug:slug>/webhook-secret",
+        api.WebhookSecretView.as_view(),
+        name="api-agent-webhook-secret",
+    ),
+    path(
         "api/v1/agents/<slug:slug>/tokens/<int:token_id>/revoke",
         api.TokenRevokeView.as_view(),
         name="api-agent-token-revoke",

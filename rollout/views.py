@@ -79,6 +79,18 @@ def _refused(request: HttpRequest, exc: GovernanceRefused) -> None:
     messages.error(request, detail)
 
 
+def _stepped_up(request: HttpRequest, purpose: str) -> bool:
+    """Whether ``request`` may hand out a credential: step-up off, or a recent second factor
+    (a code posted with the form is verified here). When not, says why."""
+    try:
+        stepup.require_recent_second_factor(request, purpose=purpose)
+    except stepup.StepUpRequired as exc:
+        note_refusal(request, exc)
+        messages.error(request, exc.detail)
+        return False
+    return True
+
+
 def _propose(request: HttpRequest, agent: Agent, changes: dict, reason: str) -> HttpResponse:
     """Send a form's change through the write path and say what happened."""
     try:
@@ -416,10 +428,14 @@ def remove_rule(request: HttpRequest, slug: str, tool: str) -> HttpResponse:
 @login_required
 @require_POST
 def issue_token(request: HttpRequest, slug: str) -> HttpResponse:
+    """A new agent token, shown once; needs a recent second factor like approving a
+    governance change (when step-up is on)."""
     agent = _governed_agent(request, slug)
     form = TokenForm(request.POST)
     if not form.is_valid():
         messages.error(request, _form_errors(form))
+        return redirect("rollout:agent-detail", slug=agent.slug)
+    if not _stepped_up(request, "issue an agent token"):
         return redirect("rollout:agent-detail", slug=agent.slug)
     try:
         token = governance.issue_token(agent=agent, user=request.user, **form.cleaned_data)
@@ -435,12 +451,16 @@ def issue_token(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def rotate_webhook_secret(request: HttpRequest, slug: str) -> HttpResponse:
-    """A new webhook secret, shown once; the old one still signs during the grace period."""
-    from audit.chain import Actor
-    from rollout.actions import rotate_webhook_secret as rotate
-
+    """A new webhook secret, shown once; the old one still signs during the grace period.
+    Needs a recent second factor like approving a governance change (when step-up is on)."""
     agent = _governed_agent(request, slug)
-    secret = rotate(agent=agent, actor=Actor.user(request.user))
+    if not _stepped_up(request, "rotate the webhook secret"):
+        return redirect("rollout:agent-detail", slug=agent.slug)
+    try:
+        secret = governance.rotate_webhook_secret(agent=agent, user=request.user)
+    except GovernanceRefused as exc:
+        _refused(request, exc)
+        return redirect("rollout:agent-detail", slug=agent.slug)
     response = render(request, "rollout/webhook_secret.html", {"agent": agent, "secret": secret})
     response["Cache-Control"] = "no-store"
     return response

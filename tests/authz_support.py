@@ -48,6 +48,8 @@ OTHER_MARKERS = (OTHER_SLUG, "bravo-secret")
 ACTION_TEXT = "alpha-secret pending"
 CHANGE_TEXT = "alpha-secret promote"
 COMPENSATION = {"tool": "restore_order_note", "window_seconds": 3600}
+# Every person's password (tests/factories.make_user): forms that ask for it again send it.
+PASSWORD = "pw-for-tests"
 
 
 @dataclass
@@ -371,7 +373,13 @@ OPS: list[Op] = [
     Op("logout", "POST", "public"),
     # --- accounts
     Op("two-factor", "GET", "page"),
-    Op("two-factor", "POST", "page", body=_fixed({"operation": "enrol", "code": "000000"})),
+    Op(
+        "two-factor",
+        "POST",
+        "page",
+        # With the password typed again (rollout.reauth), as the page's form sends it.
+        body=_fixed({"operation": "enrol", "code": "000000", "current_password": PASSWORD}),
+    ),
     Op("step-up", "GET", "page"),
     Op("step-up", "POST", "page"),
     Op("profile", "GET", "page"),
@@ -379,7 +387,14 @@ OPS: list[Op] = [
         "personal-token-create",
         "POST",
         "page",
-        body=_fixed({"name": "cli", "scopes": ["decide"], "expires_in_days": "30"}),
+        body=_fixed(
+            {
+                "name": "cli",
+                "scopes": ["decide"],
+                "expires_in_days": "30",
+                "current_password": PASSWORD,
+            }
+        ),
     ),
     Op(
         "personal-token-revoke",
@@ -705,6 +720,7 @@ OPS: list[Op] = [
         body=_fixed({"name": "ci"}),
         targeted=True,
     ),
+    Op("rollout:api-agent-webhook-secret", "POST", "api", kwargs=_slug, targeted=True),
     Op(
         "rollout:api-agent-token-revoke",
         "POST",

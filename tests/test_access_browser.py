@@ -74,6 +74,8 @@ def test_browser__enrol_totp__then_approve_critical_with_step_up(
             key_hex = base64.b32decode(secret + "=" * (-len(secret) % 8)).hex()
             enrol_counter = current_counter()
             page.fill("#enrol-form input[name=code]", totp(key_hex, enrol_counter))
+            # (her password, asked again with the form: rollout.reauth)
+            page.fill("#enrol-form input[name=current_password]", "pw-for-tests")
             page.click("#enrol-form button[type=submit]")
             # Then two-factor is on and her recovery codes are shown once
             expect(page.locator("[data-testid=recovery-codes] li")).to_have_count(10)

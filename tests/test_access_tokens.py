@@ -53,7 +53,12 @@ def test_profile__create_token__shown_once_stored_hashed(oncall):
     client.force_login(oncall)
     response = client.post(
         "/accounts/tokens/",
-        {"name": "oncall CLI", "scopes": ["decide", "kill"], "expires_in_days": 30},
+        {
+            "name": "oncall CLI",
+            "scopes": ["decide", "kill"],
+            "expires_in_days": 30,
+            "current_password": "pw-for-tests",  # asked again (rollout.reauth)
+        },
     )
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
@@ -89,7 +94,13 @@ def test_profile__create_token__needs_step_up_when_enabled(oncall, settings):
     give_second_factor(oncall)
     client = Client()
     client.force_login(oncall)
-    data = {"name": "cli", "scopes": ["decide"], "expires_in_days": 7}
+    # (the password, asked again for any new token, is given: step-up is what is proved here)
+    data = {
+        "name": "cli",
+        "scopes": ["decide"],
+        "expires_in_days": 7,
+        "current_password": "pw-for-tests",
+    }
     assert client.post("/accounts/tokens/", data).status_code == 403
     assert b'name="step_up_code"' in client.get("/accounts/profile/").content
     ok = client.post("/accounts/tokens/", {**data, "step_up_code": next_code(oncall)})

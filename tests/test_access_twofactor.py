@@ -71,8 +71,12 @@ def test_enrolment__qr_and_first_code__turns_on_and_issues_recovery_codes(review
     assert not device.confirmed
     secret = re.search(r'data-testid="totp-secret">([A-Z2-7 ]+)<', html).group(1)
     assert base64.b32decode(secret.replace(" ", "") + "=" * 0).hex() == device.key
-    # When a wrong code is entered, nothing is turned on, and codes pause for a second
-    wrong = client.post("/accounts/two-factor/", {"operation": "enrol", "code": "000000"})
+    # When a wrong code is entered (with the password the page asks again, which then
+    # counts for a few minutes), nothing is turned on, and codes pause for a second
+    wrong = client.post(
+        "/accounts/two-factor/",
+        {"operation": "enrol", "code": "000000", "current_password": "pw-for-tests"},
+    )
     assert wrong.status_code == 200 and not twofactor.has_second_factor(reviewer)
     right_too_soon = client.post(
         "/accounts/two-factor/",

@@ -197,6 +197,7 @@ rollout:api-agent-backtest       POST   401       403     200      200/404    20
 rollout:api-agent-tokens         GET    401       403     200      200/404    200      200      200/404    200      200/404    200     200/404   401      200       200     200        200
 rollout:api-agent-tokens         POST   401       403     403      403/404    403      201      201/404    403      403/404    403     403/404   401      201       201     403        403
 rollout:api-agent-token-revoke   POST   401       403     403      403/404    403      200      200/404    403      403/404    403     403/404   401      200       200     403        403
+rollout:api-agent-webhook-secret POST   401       403     403      403/404    403      200      200/404    403      403/404    403     403/404   401      200       200     403        403
 rollout:api-agent-shadow-labels  POST   401       403     201      201/404    201      403      403/404    403      403/404    403     403/404   401      201       201     201        403
 rollout:api-changes              GET    401       403     200      200        200      200      200        200      200        200     200       401      200       200     200        200
 rollout:api-change               GET    401       403     404      404        404      200      200/404    404      404        200     200/404   401      200       200     404        200
@@ -878,6 +879,7 @@ def _checks(drills: list) -> dict[tuple[str, str], tuple[dict, Check]]:
         ("rollout:webhook-secret-rotate", "POST"): ({}, _secret_rotated),
         ("rollout:token-revoke", "POST"): ({}, _token_revoked),
         ("rollout:api-agent-token-revoke", "POST"): ({}, _token_revoked),
+        ("rollout:api-agent-webhook-secret", "POST"): ({}, _secret_rotated),
         ("rollout:agent-access", "POST"): ({}, _preview_only),
         ("rollout:shadow-label", "POST"): ({}, _labelled),
         ("rollout:change-approve", "POST"): ({"status": "rejected"}, _change_approved),

@@ -221,6 +221,7 @@ def test_session_apis__post_without_csrf_header__403__with_it__accepted(site: Si
             {"changes": {"tier": "read_only"}, "reason": "x"},
         ),
         ("/api/v1/agents/support-assistant/tokens", {"name": "forged"}),
+        ("/api/v1/agents/support-assistant/webhook-secret", {}),
         ("/api/v1/agents", {"slug": "forged", "name": "Forged"}),
     ]
     before = (Decision.objects.count(), KillSwitch.objects.count(), ChangeRequest.objects.count())

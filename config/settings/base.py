@@ -451,6 +451,10 @@ RECOVERY_CODE_COUNT = 10
 # the last STEP_UP_WINDOW_SECONDS.
 STEP_UP_ENABLED = env_bool("STEP_UP_ENABLED", False)
 STEP_UP_WINDOW_SECONDS = int(os.environ.get("STEP_UP_WINDOW_SECONDS", "300"))
+# Re-authentication: enrolling, replacing or removing a second factor, new recovery codes
+# and creating a personal token need the password typed within the last
+# REAUTH_WINDOW_SECONDS (asked inline with the form; wrong ones count as failed logins).
+REAUTH_WINDOW_SECONDS = int(os.environ.get("REAUTH_WINDOW_SECONDS", "300"))
 # Personal API tokens expire after at most this many days.
 PERSONAL_TOKEN_MAX_DAYS = int(os.environ.get("PERSONAL_TOKEN_MAX_DAYS", "365"))
 # Failed logins (password or second factor) allowed per username and per client address
