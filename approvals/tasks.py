@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from approvals import actions
 from approvals.models import Action, DailyAgentStats, Outbox
+from approvals.notifications import chat_message
 from approvals.states import EXECUTABLE, Status
 from approvals.webhooks import sign_with_agent_secrets
 from audit import verbs
@@ -164,14 +165,13 @@ def send_notification_batches() -> int:
 def _send_batch(kind: str, destination: str, items: list[Outbox]) -> None:
     subjects = sorted({item.payload.get("subject", "Airlock") for item in items})
     subject = subjects[0] if len(subjects) == 1 else f"Airlock: {len(items)} updates"
-    lines = [
-        f"- {item.payload.get('line', '')}\n  {item.payload.get('link', '')}" for item in items
-    ]
-    text = "\n".join(lines)
     if kind == Outbox.Kind.EMAIL:
-        send_mail(subject, text, None, [destination])
+        lines = [
+            f"- {item.payload.get('line', '')}\n  {item.payload.get('link', '')}" for item in items
+        ]
+        send_mail(subject, "\n".join(lines), None, [destination])
     else:
-        response = httpx.post(destination, json={"text": f"*{subject}*\n{text}"}, timeout=10)
+        response = httpx.post(destination, json=chat_message(subject, items), timeout=10)
         response.raise_for_status()
 
 
