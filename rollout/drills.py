@@ -74,6 +74,10 @@ def probe_call(token: AgentToken | None, body: dict) -> bool:
     ``PROBE_TOOL`` is an unknown tool like any other (default deny)."""
     if token is None or not isinstance(token, AgentToken):
         return False
+    # Drill tokens are named drill-<id> (issue_probe_token); any other token needs no
+    # query, which keeps an ordinary gate call at its four statements.
+    if not token.name.startswith("drill-"):
+        return False
     drill = Drill.objects.filter(probe_token=token).first()
     if drill is None:
         return False
