@@ -140,17 +140,22 @@ def _existing_submission(agent: Agent, key: str, fingerprint: str) -> Submission
     return Submission(existing, created=False)
 
 
-def submit_action(*, agent: Agent, idempotency_key: str, body: dict) -> Submission:
+def submit_action(
+    *, agent: Agent, idempotency_key: str, body: dict, drill_probe: bool = False
+) -> Submission:
     """The gate: decide one tool call and record it as an action.
 
     Creates the action in its initial status (allowed, denied, shadowed or pending) with
     the decision's reasons and the policy version used. Audits ``action.submitted`` —
     for every outcome — in the same transaction, so the event is durable before the agent
     gets its answer; broadcasts a pending action to its reviewers on commit. Replays of the
-    same key and body return the first action."""
+    same key and body return the first action.
+
+    ``drill_probe``: the caller recognised a running drill's own probe token
+    (``rollout.drills.probe_call``); without it ``PROBE_TOOL`` is an unknown tool."""
     fingerprint = request_fingerprint(body)
     try:
-        submission = _decide_and_record(agent, idempotency_key, fingerprint, body)
+        submission = _decide_and_record(agent, idempotency_key, fingerprint, body, drill_probe)
     except (_KeyTaken, IntegrityError):
         # The key is taken: by an earlier request (found inside the transaction), or by a
         # concurrent one that won the unique constraint. Answer with its action (or the
@@ -271,7 +276,9 @@ def _read_gate_inputs_orm(agent: Agent, key: str, tool: str, since: Any) -> _Gat
 
 
 @transaction.atomic
-def _decide_and_record(agent: Agent, key: str, fingerprint: str, body: dict) -> Submission:
+def _decide_and_record(
+    agent: Agent, key: str, fingerprint: str, body: dict, drill_probe: bool = False
+) -> Submission:
     """One transaction of three statements on PostgreSQL (plus BEGIN and COMMIT): two reads
     (``_read_gate_inputs``), then the action, its ``action.submitted`` event and the chain
     head written together (``audit.chain.write_event``)."""
@@ -283,7 +290,7 @@ def _decide_and_record(agent: Agent, key: str, fingerprint: str, body: dict) -> 
     policy = inputs.policy
     decision = evaluate(
         policy.snapshot,
-        GateRequest(tool, arguments, blast_radius),
+        GateRequest(tool, arguments, blast_radius, drill_probe=drill_probe),
         inputs.switches,
         inputs.counters,
     )

@@ -43,6 +43,7 @@ from config.api_errors import ApiError
 from config.cache import redis_client
 from config.parsers import InvalidText, identifier_problem
 from rollout import actions as rollout_actions
+from rollout import drills
 from rollout import permissions as agent_perms
 from rollout.authentication import (
     AgentTokenAuthentication,
@@ -248,8 +249,15 @@ class ActionSubmitView(AirlockAPIView):
         serializer = ActionSubmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
+            drill_probe = drills.probe_call(request.auth, serializer.validated_data)
+        except drills.DrillTokenMisused as exc:
+            raise ApiError(403, exc.code, exc.detail) from exc
+        try:
             submission = actions.submit_action(
-                agent=request.user.agent, idempotency_key=key, body=serializer.validated_data
+                agent=request.user.agent,
+                idempotency_key=key,
+                body=serializer.validated_data,
+                drill_probe=drill_probe,
             )
         except actions.ActionRefused as exc:
             raise _refused(exc) from exc

@@ -105,6 +105,29 @@ def owe(
     return len(rows)
 
 
+def slack_escape(text: str) -> str:
+    """``text`` as Slack-compatible chat shows it literally: ``&``, ``<`` and ``>`` become
+    ``&amp;``, ``&lt;`` and ``&gt;`` (Slack's escaping rules), so no ``<!channel>`` ping,
+    ``<@user>`` mention or disguised link ``<https://evil|click>`` survives."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def chat_message(subject: str, items: list[Outbox]) -> dict[str, str]:
+    """The chat webhook's JSON for a batch. Every text is escaped — agents write the
+    summaries, tools and reasons in it; the only links are the ones Airlock builds
+    (``<link|open in Airlock>``) from its own ``AIRLOCK_PUBLIC_URL``."""
+    lines = []
+    for item in items:
+        line = f"- {slack_escape(item.payload.get('line', ''))}"
+        link = str(item.payload.get("link", ""))
+        if link:
+            # Built by Airlock (card_link or /incidents); its characters are escaped too
+            # and a ``|`` could not end the URL early.
+            line += f"\n  <{slack_escape(link).replace('|', '%7C')}|open in Airlock>"
+        lines.append(line)
+    return {"text": f"*{slack_escape(subject)}*\n" + "\n".join(lines)}
+
+
 def card_link(action: Action) -> str:
     return f"{settings.AIRLOCK_PUBLIC_URL.rstrip('/')}/actions/{action.pk}"
 

@@ -17,8 +17,9 @@ from django.utils import timezone
 
 from approvals import actions
 from approvals.models import Action, DailyAgentStats, Outbox
+from approvals.notifications import chat_message
 from approvals.states import EXECUTABLE, Status
-from approvals.webhooks import sign_with_agent_secrets
+from approvals.webhooks import WebhookRefused, post_webhook, sign_with_agent_secrets
 from audit import verbs
 from audit.chain import Actor, append_event
 
@@ -80,9 +81,10 @@ def deliver_outbox(self, outbox_id: int) -> str:
     }
     Outbox.objects.filter(pk=row.pk).update(attempts=F("attempts") + 1)
     try:
-        response = httpx.post(
-            row.destination, content=body, headers=headers, timeout=10, follow_redirects=False
-        )
+        response = post_webhook(row.destination, content=body, headers=headers, timeout=10)
+    except WebhookRefused as exc:  # not a public address (now): retrying will not help
+        _fail(row, f"refused: {exc}")
+        return "failed"
     except httpx.HTTPError as exc:
         return _retry_or_fail(self, row, f"{exc.__class__.__name__}: {exc}")
     if response.status_code >= 500:
@@ -164,14 +166,13 @@ def send_notification_batches() -> int:
 def _send_batch(kind: str, destination: str, items: list[Outbox]) -> None:
     subjects = sorted({item.payload.get("subject", "Airlock") for item in items})
     subject = subjects[0] if len(subjects) == 1 else f"Airlock: {len(items)} updates"
-    lines = [
-        f"- {item.payload.get('line', '')}\n  {item.payload.get('link', '')}" for item in items
-    ]
-    text = "\n".join(lines)
     if kind == Outbox.Kind.EMAIL:
-        send_mail(subject, text, None, [destination])
+        lines = [
+            f"- {item.payload.get('line', '')}\n  {item.payload.get('link', '')}" for item in items
+        ]
+        send_mail(subject, "\n".join(lines), None, [destination])
     else:
-        response = httpx.post(destination, json={"text": f"*{subject}*\n{text}"}, timeout=10)
+        response = post_webhook(destination, json=chat_message(subject, items), timeout=10)
         response.raise_for_status()
 
 

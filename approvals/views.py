@@ -18,7 +18,6 @@ from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from approvals import actions, selectors
@@ -34,6 +33,7 @@ from approvals.models import Action, Channel
 from approvals.states import Status
 from audit.refusals import note_refusal
 from audit.trace import action_trace, record_action_view, trace_total
+from config.redirects import next_target
 from rollout.stepup import (
     StepUpRequired,
     approval_purpose,
@@ -265,12 +265,7 @@ def _card_response(
 
 
 def _safe_next(request: HttpRequest, action_id: int) -> str:
-    target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return reverse("action-detail", args=[action_id])
+    return next_target(request, reverse("action-detail", args=[action_id]))
 
 
 @login_required

@@ -36,3 +36,47 @@ def sign_with_agent_secrets(agent: Any, body: bytes) -> str:
     if previous and until and timezone.now() < until:
         extra = (previous,)
     return sign(agent.webhook_secret, body, extra_secrets=extra)
+
+
+class WebhookRefused(Exception):
+    """Delivery refused before connecting: the destination is not a public address."""
+
+
+def post_webhook(url: str, *, timeout: float = 10, **kwargs: Any) -> Any:
+    """POST to an agent's callback or a chat webhook, re-checked at delivery (SSRF, DNS
+    rebinding): the host is resolved once, every address checked with
+    ``approvals.validators.address_problem``, and the connection made to the checked
+    address — with the original ``Host`` header and, for https, SNI and certificate
+    verification against the hostname. A host in ``WEBHOOK_ALLOWED_HOSTS`` is posted to as
+    is. Raises ``WebhookRefused`` without connecting; never follows redirects."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import httpx
+    from django.conf import settings
+
+    from approvals.validators import address_problem, default_port, resolve
+
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise WebhookRefused("Only http and https URLs with a host are delivered to.")
+    host = parts.hostname
+    if host in settings.WEBHOOK_ALLOWED_HOSTS:
+        return httpx.post(url, timeout=timeout, follow_redirects=False, **kwargs)
+    port = default_port(parts)
+    try:
+        addresses = resolve(host, port)
+    except (OSError, UnicodeError) as exc:
+        raise WebhookRefused(f"{host} does not resolve") from exc
+    if not addresses:
+        raise WebhookRefused(f"{host} does not resolve")
+    for address in addresses:
+        problem = address_problem(address)
+        if problem:
+            raise WebhookRefused(f"{host} resolves to {address}: {problem}")
+    address = addresses[0].split("%")[0]
+    literal = f"[{address}]" if ":" in address else address
+    pinned = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path or "/", parts.query, ""))
+    headers = {**(kwargs.pop("headers", None) or {}), "Host": parts.netloc.rsplit("@", 1)[-1]}
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        return client.post(pinned, headers=headers, extensions=extensions, **kwargs)

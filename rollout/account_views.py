@@ -25,13 +25,13 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from audit import verbs
 from audit.chain import Actor, append_event
 from audit.refusals import note_refusal
+from config.redirects import next_target, safe_redirect_target
 from rollout import people, personal_tokens, reauth, stepup, twofactor
 from rollout import permissions as agent_perms
 from rollout.account_forms import (
@@ -82,6 +82,10 @@ class AirlockLoginView(LoginView):
 
     form_class = ThrottledAuthenticationForm
 
+    def get_redirect_url(self) -> str:
+        """``next``, through the project's one check (``config.redirects``)."""
+        return next_target(self.request, "")
+
     def form_invalid(self, form: Any) -> HttpResponse:
         response = super().form_invalid(form)
         if getattr(form, "lockout", None) is not None:
@@ -108,7 +112,7 @@ class AirlockLoginView(LoginView):
 
 def admin_login(request: HttpRequest) -> HttpResponse:
     """The admin logs in through the same two steps as everyone."""
-    target = _safe_next(request, reverse("admin:index"))
+    target = next_target(request, reverse("admin:index"))
     return redirect(f"{reverse('login')}?{urlencode({'next': target})}")
 
 
@@ -149,7 +153,7 @@ def login_verify(request: HttpRequest) -> HttpResponse:
                     f"You used a recovery code ({left} left). If you lost your phone, remove "
                     "the old authenticator and enrol a new one.",
                 )
-            return redirect(data.get("next") or "/")
+            return redirect(safe_redirect_target(request, data.get("next"), "/"))
         record_failure(user.get_username(), ip)
         form.add_error("code", waiting or "That code is not right (or was already used).")
     return render(
@@ -185,7 +189,11 @@ def login_enrol(request: HttpRequest) -> HttpResponse:
                 render(
                     request,
                     "accounts/recovery_codes.html",
-                    {"codes": codes, "next": data.get("next") or "/", "first_time": True},
+                    {
+                        "codes": codes,
+                        "next": safe_redirect_target(request, data.get("next"), "/"),
+                        "first_time": True,
+                    },
                 )
             )
     device = twofactor.start_enrolment(user)
@@ -274,20 +282,11 @@ _TWO_FACTOR_PURPOSES = {
 }
 
 
-def _safe_next(request: HttpRequest, fallback: str) -> str:
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return fallback
-
-
 @login_required
 @never_cache
 def step_up(request: HttpRequest) -> HttpResponse:
     """Enter a code now, then go back (for pages that cannot ask inline)."""
-    target = _safe_next(request, reverse("queue"))
+    target = next_target(request, reverse("queue"))
     error = ""
     if request.method == "POST":
         try:

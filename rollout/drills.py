@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from channels.layers import get_channel_layer
@@ -33,8 +34,64 @@ from rollout.actions import (
     revoke_agent_token,
 )
 from rollout.models import Agent, AgentToken, Drill, KillSwitch
+from rollout.policy import PROBE_TOOL
+from rollout.tokens import token_digest
 
 PROBE_TIMEOUT_SECONDS = 20
+# A drill's token stops answering this long after the drill started, even if the drill
+# never finished (a worker killed mid-drill): it cannot outlive the drill it was made for.
+PROBE_TOKEN_LIFETIME = timedelta(seconds=PROBE_TIMEOUT_SECONDS + 60)
+
+
+class DrillTokenMisused(Exception):
+    """A drill's token was used for anything but its running drill's bare probe."""
+
+    code = "drill_token"
+    detail = (
+        "This token belongs to a drill: it calls only that drill's probe "
+        f"({PROBE_TOOL}, no arguments), and only while the drill runs."
+    )
+
+
+def issue_probe_token(*, drill: Drill, actor: Actor) -> str:
+    """The drill's own one-time token, made when it starts: an agent token (so only its
+    SHA-256 is stored, and issuing it is audited) tied to this drill, which ``probe_call``
+    honours only for this drill's bare probe while it runs. ``run_drill`` revokes it."""
+    token = issue_agent_token(agent=drill.agent, actor=actor, name=f"drill-{drill.pk}")
+    drill.probe_token = AgentToken.objects.get(token_hash=token_digest(token))
+    drill.save(update_fields=["probe_token"])
+    return token
+
+
+def probe_call(token: AgentToken | None, body: dict) -> bool:
+    """Whether this gate call is a running drill's probe — the write path's half of the
+    probe rule; ``rollout.policy.evaluate`` gets the answer as ``GateRequest.drill_probe``.
+
+    True only for the drill's own token (issued when the drill started, stored hashed,
+    revoked when it ends), naming ``PROBE_TOOL`` with no arguments and no blast radius,
+    while that drill runs. Any other call with a drill's token raises ``DrillTokenMisused``
+    (it is not an agent's credential). Every other token answers False: for agents
+    ``PROBE_TOOL`` is an unknown tool like any other (default deny)."""
+    if token is None or not isinstance(token, AgentToken):
+        return False
+    # Drill tokens are named drill-<id> (issue_probe_token); any other token needs no
+    # query, which keeps an ordinary gate call at its four statements.
+    if not token.name.startswith("drill-"):
+        return False
+    drill = Drill.objects.filter(probe_token=token).first()
+    if drill is None:
+        return False
+    running = drill.finished_at is None and (
+        timezone.now() - drill.started_at < PROBE_TOKEN_LIFETIME
+    )
+    bare = (
+        body.get("tool") == PROBE_TOOL
+        and not body.get("arguments")
+        and not body.get("blast_radius")
+    )
+    if not (running and bare and token.agent_id == drill.agent_id):
+        raise DrillTokenMisused
+    return True
 
 
 def run_drill(*, agent: Agent, actor: Actor, gate_url: str | None = None) -> Drill:
@@ -43,7 +100,7 @@ def run_drill(*, agent: Agent, actor: Actor, gate_url: str | None = None) -> Dri
     seconds: call it from a task or a command, not a request."""
     gate_url = (gate_url or settings.AIRLOCK_GATE_URL).rstrip("/")
     drill = Drill.objects.create(agent=agent, started_by=str(actor))
-    token = issue_agent_token(agent=agent, actor=actor, name=f"drill-{drill.pk}")
+    token = issue_probe_token(drill=drill, actor=actor)
     probe = subprocess.Popen(
         [
             sys.executable,

@@ -8,10 +8,12 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from audit.chain import Actor
 from audit.refusals import note_refusal
+from config.redirects import next_target
 from rollout import permissions as perms
 from rollout.actions import KillSwitchError, engage_kill_switch, release_kill_switch
 from rollout.models import Drill, KillSwitch
@@ -59,21 +61,21 @@ def engage(request: HttpRequest) -> HttpResponse:
     expected = "global" if scope == KillSwitch.Scope.GLOBAL else target
     if scope in (KillSwitch.Scope.GLOBAL, KillSwitch.Scope.AGENT) and confirm != expected:
         messages.error(request, f"Type {expected!r} to confirm; nothing was engaged.")
-        return redirect(request.POST.get("next") or "incidents")
+        return redirect(next_target(request, reverse("incidents")))
     try:
         switch = engage_kill_switch(
             scope=scope, target=target, reason=reason, actor=Actor.user(request.user)
         )
     except KillSwitchError as exc:
         messages.error(request, exc.detail)
-        return redirect(request.POST.get("next") or "incidents")
+        return redirect(next_target(request, reverse("incidents")))
     stopped = switch.stopped_counts
     messages.success(
         request,
         f"Kill switch engaged on {switch}: {stopped.get('cancelled', 0)} pending cancelled, "
         f"{stopped.get('revoked', 0)} grants revoked.",
     )
-    return redirect(request.POST.get("next") or "incidents")
+    return redirect(next_target(request, reverse("incidents")))
 
 
 @login_required

@@ -260,6 +260,11 @@ class Drill(models.Model):
     notify_ms = models.FloatField(null=True, blank=True)
     probes = models.PositiveIntegerField(default=0)
     detail = models.TextField(blank=True)
+    # The drill's own token, issued when it starts (only its SHA-256 is stored, as for every
+    # agent token) and revoked when it ends: it calls this drill's probe and nothing else.
+    probe_token = models.OneToOneField(
+        AgentToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="drill"
+    )
 
     class Meta:
         ordering = ["-started_at"]

@@ -24,7 +24,17 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 RISKS = ("low", "medium", "high", "critical")
-PROBE_TOOL = "airlock.probe"  # the drill probe: only drill switches match it
+# The drill probe's tool name. It is special only for a call the write path recognised as a
+# running drill's probe (``GateRequest.drill_probe``: the drill's own one-time token, no
+# arguments); for anyone else it is an unknown tool like any other (default deny).
+PROBE_TOOL = "airlock.probe"
+# What a recognised drill probe is judged by: a read at low risk, no arguments.
+PROBE_RULE: dict[str, Any] = {
+    "effect": "read",
+    "rule": "allowed",
+    "base_risk": "low",
+    "argument_limits": [],
+}
 
 DEFAULT_RISK_RULES: dict[str, Any] = {
     "production_environments": ["production", "prod"],
@@ -55,9 +65,15 @@ RADIUS_PATH_MAX = 200
 
 @dataclass(frozen=True)
 class GateRequest:
+    """One tool call. ``drill_probe`` is a fact the write path established before asking
+    (``rollout.drills.probe_call``): the call came with a running drill's own probe token,
+    names ``PROBE_TOOL`` and carries no arguments. Only then does ``PROBE_TOOL`` have a rule
+    (``PROBE_RULE``) and only then does a drill switch apply; the engine stays pure."""
+
     tool: str
     arguments: dict
     blast_radius: dict = field(default_factory=dict)
+    drill_probe: bool = False
 
 
 @dataclass(frozen=True)
@@ -390,9 +406,9 @@ def _same(a: Any, b: Any) -> bool:
     return isinstance(a, bool) == isinstance(b, bool) and a == b
 
 
-def _switch_applies(switch: SwitchState, slug: str, tool: str) -> bool:
+def _switch_applies(switch: SwitchState, slug: str, tool: str, drill_probe: bool) -> bool:
     if switch.is_drill:
-        return tool == PROBE_TOOL and switch.scope == "agent" and switch.target == slug
+        return drill_probe and switch.scope == "agent" and switch.target == slug
     if switch.scope == "global":
         return True
     if switch.scope == "agent":
@@ -435,10 +451,11 @@ def _call(snapshot: dict, request: GateRequest) -> _Call:
     """The rule of the call's tool and the call's risk: base risk raised by the higher of
     the declared and the argument-derived blast radius."""
     tool = request.tool
-    rule = (snapshot.get("tools") or {}).get(tool)
-    if tool == PROBE_TOOL and rule is None:
-        rule = {"effect": "read", "rule": "allowed", "base_risk": "low", "argument_limits": []}
     arguments = request.arguments if isinstance(request.arguments, dict) else {}
+    if request.drill_probe and tool == PROBE_TOOL and not arguments:
+        rule = PROBE_RULE
+    else:
+        rule = (snapshot.get("tools") or {}).get(tool)
     mapped = bool(rule and rule.get("blast_radius_from_arguments"))
     risk, risk_reasons = assess_risk(
         rule["base_risk"] if rule else "low",
@@ -542,7 +559,7 @@ def evaluate(
     call = _call(snapshot, request)
 
     for switch in switches:
-        if _switch_applies(switch, slug, tool):
+        if _switch_applies(switch, slug, tool, request.drill_probe):
             where = "everything" if switch.scope == "global" else f"{switch.scope} {switch.target}"
             return call.answer(
                 "denied", "kill_switch", [f"kill switch engaged on {where}"], switch_id=switch.id

@@ -140,7 +140,9 @@ def test_notifications__burst_of_high_risk_actions__one_email_per_reviewer(
     assert tasks.send_notification_batches() == 0  # idempotent: nothing left
 
 
-def test_notifications__kill_switch__reaches_reviewers_and_chat(db, support_agent, settings):
+def test_notifications__kill_switch__reaches_reviewers_and_chat(
+    db, support_agent, settings, allow_loopback_webhooks
+):
     from audit.chain import Actor
     from rollout.actions import engage_kill_switch
 

@@ -87,9 +87,20 @@ def snapshot(tier_name: str, tools: dict, active: bool = True, rate: int | None 
 
 
 def call(
-    tool: str = TOOL, arguments: dict | None = None, blast_radius: dict | None = None
+    tool: str = TOOL,
+    arguments: dict | None = None,
+    blast_radius: dict | None = None,
+    drill_probe: bool = False,
 ) -> GateRequest:
-    return GateRequest(tool=tool, arguments=arguments or {}, blast_radius=blast_radius or {})
+    return GateRequest(
+        tool=tool,
+        arguments=arguments or {},
+        blast_radius=blast_radius or {},
+        drill_probe=drill_probe,
+    )
+
+
+PROBE = "drill-probe"  # the recognised probe of a running drill (GateRequest.drill_probe)
 
 
 def decide(snap: dict, request: GateRequest | None = None, switches=(), counters=None):
@@ -336,14 +347,14 @@ def test_evaluate__kill_switch_on_unknown_tool__kill_switch_not_tool_unknown():
         (SwitchState(1, "agent", OTHER_SLUG), TOOL, ("allowed", "allowed")),
         (SwitchState(1, "tool", TOOL), TOOL, ("denied", "kill_switch")),
         (SwitchState(1, "tool", OTHER_TOOL), TOOL, ("allowed", "allowed")),
-        # A drill switch stops only the probe of its own agent ...
+        # A drill switch stops only the recognised probe of its own agent ...
         (SwitchState(1, "agent", SLUG, is_drill=True), TOOL, ("allowed", "allowed")),
-        (SwitchState(1, "agent", SLUG, is_drill=True), PROBE_TOOL, ("denied", "kill_switch")),
-        (SwitchState(1, "agent", OTHER_SLUG, is_drill=True), PROBE_TOOL, ("allowed", "allowed")),
+        (SwitchState(1, "agent", SLUG, is_drill=True), PROBE, ("denied", "kill_switch")),
+        (SwitchState(1, "agent", OTHER_SLUG, is_drill=True), PROBE, ("allowed", "allowed")),
         # ... while a real switch in scope stops the probe too.
-        (SwitchState(1, "global", ""), PROBE_TOOL, ("denied", "kill_switch")),
-        (SwitchState(1, "agent", SLUG), PROBE_TOOL, ("denied", "kill_switch")),
-        (None, PROBE_TOOL, ("allowed", "allowed")),
+        (SwitchState(1, "global", ""), PROBE, ("denied", "kill_switch")),
+        (SwitchState(1, "agent", SLUG), PROBE, ("denied", "kill_switch")),
+        (None, PROBE, ("allowed", "allowed")),
     ],
     ids=[
         "global",
@@ -364,7 +375,8 @@ def test_evaluate__kill_switch_scope__stops_only_calls_in_scope(switch, tool, ex
     snap = snapshot("autonomous", {TOOL: rule("read")})
     # When the switch is engaged and the agent calls `tool`
     switches = [switch] if switch else []
-    decision = decide(snap, call(tool), switches)
+    request = call(PROBE_TOOL, drill_probe=True) if tool == PROBE else call(tool)
+    decision = decide(snap, request, switches)
     # Then only a switch whose scope covers the call denies it, naming itself
     assert (decision.outcome, decision.reason_code) == expected
     assert decision.switch_id == (1 if expected[1] == "kill_switch" else None)
@@ -378,8 +390,31 @@ def test_evaluate__several_switches__reports_the_one_in_scope():
 
 
 @pytest.mark.parametrize("tier", TIER_NAMES)
-def test_evaluate__probe_without_rule_or_drill__allowed_in_every_tier(tier):
-    decision = decide(snapshot(tier, {}), call(PROBE_TOOL))
+def test_evaluate__recognised_drill_probe__allowed_low_in_every_tier(tier):
+    decision = decide(snapshot(tier, {}), call(PROBE_TOOL, drill_probe=True))
+    assert (decision.outcome, decision.reason_code, decision.risk) == ("allowed", "allowed", "low")
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        call(PROBE_TOOL),
+        call(PROBE_TOOL, {"probe": True}),
+        call(PROBE_TOOL, blast_radius={"reversible": False}),
+        call(PROBE_TOOL, {"probe": True}, drill_probe=True),
+    ],
+    ids=["agent-token", "agent-token-arguments", "agent-token-radius", "drill-with-arguments"],
+)
+@pytest.mark.parametrize("tier", TIER_NAMES)
+def test_evaluate__probe_tool_not_recognised__unknown_default_deny(tier, request_):
+    # Issue 16 class 10: for agents the probe's name is an unknown tool like any other.
+    decision = decide(snapshot(tier, {}), request_)
+    assert (decision.outcome, decision.reason_code) == ("denied", "tool_unknown")
+
+
+def test_evaluate__drill_switch__does_not_stop_an_agents_own_probe_named_tool():
+    snap = snapshot("autonomous", {PROBE_TOOL: rule("read")})
+    decision = decide(snap, call(PROBE_TOOL), [SwitchState(1, "agent", SLUG, is_drill=True)])
     assert (decision.outcome, decision.reason_code) == ("allowed", "allowed")
 
 

@@ -29,7 +29,7 @@ class Command(BaseCommand):
                 sent_at = time.time()
                 response = client.post(
                     "/api/v1/actions",
-                    json={"tool": PROBE_TOOL, "arguments": {"probe": True}},
+                    json={"tool": PROBE_TOOL, "arguments": {}},
                     headers={
                         "Authorization": f"Bearer {token}",
                         "Idempotency-Key": uuid.uuid4().hex,
