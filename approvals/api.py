@@ -42,13 +42,13 @@ from audit.chain import Actor
 from config.api_errors import ApiError
 from config.cache import redis_client
 from config.parsers import InvalidText, identifier_problem
+from config.people import is_agent
 from rollout import actions as rollout_actions
 from rollout import drills
 from rollout import permissions as agent_perms
 from rollout.authentication import (
     AgentTokenAuthentication,
     PersonalTokenAuthentication,
-    is_agent,
     require_step_up,
     require_token_scope,
 )

@@ -23,6 +23,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from approvals.models import Action, Outbox
 from approvals.states import Status
 from audit.models import AuditEvent
+from config.people import is_active_person
 from rollout.models import KillSwitch
 
 DECISION_BUCKETS = (5, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
@@ -122,8 +123,7 @@ def _authorised(request: HttpRequest) -> bool:
     header = request.headers.get("Authorization", "")
     if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:], token):
         return True
-    user = request.user
-    return bool(user.is_authenticated and user.is_active and user.is_staff)
+    return is_active_person(request.user) and request.user.is_staff
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

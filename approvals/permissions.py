@@ -9,8 +9,8 @@ from django.db.models import QuerySet
 from rest_framework.permissions import BasePermission
 
 from approvals.models import Action
+from config.people import is_active_person, is_agent
 from rollout import permissions as agent_perms
-from rollout.authentication import is_agent
 
 
 def visible_actions(user: Any, queryset: QuerySet[Action] | None = None) -> QuerySet[Action]:
@@ -19,7 +19,7 @@ def visible_actions(user: Any, queryset: QuerySet[Action] | None = None) -> Quer
     queryset = Action.objects.all() if queryset is None else queryset
     if is_agent(user):
         return queryset.filter(agent=user.agent)
-    if not (user and user.is_authenticated and user.is_active):
+    if not is_active_person(user):
         return queryset.none()
     if user.has_perm(agent_perms.REVIEW) or user.has_perm(agent_perms.AUDIT):
         return queryset
@@ -31,7 +31,7 @@ def visible_actions(user: Any, queryset: QuerySet[Action] | None = None) -> Quer
 def reviewable_actions(user: Any, queryset: QuerySet[Action] | None = None) -> QuerySet[Action]:
     """Actions ``user`` may decide on (their queue's population)."""
     queryset = Action.objects.all() if queryset is None else queryset
-    if is_agent(user) or not (user and user.is_authenticated and user.is_active):
+    if not is_active_person(user):
         return queryset.none()
     if user.has_perm(agent_perms.REVIEW):
         return queryset
@@ -57,5 +57,4 @@ class IsPerson(BasePermission):
     message = "This endpoint is for people, not agents."
 
     def has_permission(self, request: Any, view: Any) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated and user.is_active and not is_agent(user))
+        return is_active_person(request.user)

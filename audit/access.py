@@ -17,8 +17,8 @@ from django.db.models import QuerySet
 
 from approvals.permissions import can_view_action
 from audit.chain import partition_agent
+from config.people import is_active_person
 from rollout import permissions as agent_perms
-from rollout.authentication import is_agent
 
 
 @dataclass(frozen=True)
@@ -41,13 +41,9 @@ class AuditScope:
         return self.everything or slug in self.agent_slugs
 
 
-def _person(user: Any) -> bool:
-    return bool(user and user.is_authenticated and user.is_active and not is_agent(user))
-
-
 def audit_scope(user: Any) -> AuditScope | None:
     """What ``user`` may read of the audit log, or None when nothing."""
-    if not _person(user):
+    if not is_active_person(user):
         return None
     if agent_perms.can_read_audit(user):
         return AuditScope(everything=True)
@@ -59,4 +55,4 @@ def audit_scope(user: Any) -> AuditScope | None:
 
 def can_view_trace(user: Any, action: Any) -> bool:
     """People who may see the action may read its trace and replay."""
-    return _person(user) and can_view_action(user, action)
+    return is_active_person(user) and can_view_action(user, action)

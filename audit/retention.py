@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from audit import verbs
 from audit.chain import Actor, append_event
+from config.people import is_active_person
 
 SENSITIVE_PERM = "audit.view_sensitive"
 MASKED = "[masked]"
@@ -39,7 +40,7 @@ BATCH_SIZE = 500
 
 
 def can_view_sensitive(user: Any) -> bool:
-    return bool(user and user.is_authenticated and user.is_active and user.has_perm(SENSITIVE_PERM))
+    return is_active_person(user) and user.has_perm(SENSITIVE_PERM)
 
 
 def redacted_paths(tool: str) -> list[list[str]]:

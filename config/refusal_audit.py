@@ -37,7 +37,7 @@ from approvals.models import Action
 from approvals.permissions import can_view_action
 from audit.chain import Actor
 from audit.refusals import NOTED_REFUSAL, is_recorded, record_refusal
-from rollout.authentication import is_agent
+from config.people import is_agent
 from rollout.models import Agent, ChangeRequest, KillSwitch
 from rollout.selectors import agent_visible_to, change_request_visible_to
 

@@ -114,10 +114,6 @@ def require_step_up(request: Any, purpose: str) -> None:
         raise ApiError(exc.status, exc.code, exc.detail) from exc
 
 
-def is_agent(user: Any) -> bool:
-    return bool(getattr(user, "is_agent", False))
-
-
 class AgentTokenScheme(OpenApiAuthenticationExtension):
     """Documents the agent bearer token in the OpenAPI schema."""
 

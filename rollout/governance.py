@@ -27,6 +27,7 @@ from django.utils import timezone
 from audit import verbs
 from audit.chain import Actor, append_event
 from config.errors import Refused
+from config.people import is_active_person
 from rollout import access as agent_access
 from rollout import events
 from rollout import permissions as agent_perms
@@ -725,9 +726,7 @@ def edit_change_request(
 def can_register_agents(user: Any) -> bool:
     """Registering needs the govern right over all agents (there is no agent yet to hold it
     on)."""
-    return bool(
-        user and user.is_authenticated and user.is_active and user.has_perm(agent_perms.GOVERN)
-    )
+    return is_active_person(user) and user.has_perm(agent_perms.GOVERN)
 
 
 def register(*, user: Any, slug: str, name: str, description: str = "") -> Agent:

@@ -33,6 +33,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.db.models import QuerySet
 from django.utils.crypto import constant_time_compare
 
+from config.people import is_active_person
 from rollout.access_hints import EVERYONE_GROUP, person_group
 from rollout.login_protection import LAST_ACTIVITY_KEY
 
@@ -57,7 +58,7 @@ def session_person(session_key: str | None, user_id: Any) -> Any | None:
     if backend_path not in settings.AUTHENTICATION_BACKENDS:
         return None
     user = load_backend(backend_path).get_user(user_id)
-    if user is None or not user.is_active:
+    if not is_active_person(user):
         return None
     session_hash = store.get(HASH_SESSION_KEY) or ""
     hashes = [user.get_session_auth_hash()] + [

@@ -16,6 +16,7 @@ from typing import Any
 from django.db.models import QuerySet
 from guardian.shortcuts import get_objects_for_user
 
+from config.people import is_active_person
 from rollout.models import Agent
 
 REVIEW = "rollout.review_agent"
@@ -41,10 +42,6 @@ SCOPE_LABELS = {
     "read_audit": "read the audit log",
 }
 _SCOPES_ATTRIBUTE = "airlock_token_scopes"
-
-
-def _active(user: Any) -> bool:
-    return bool(user and user.is_authenticated and user.is_active)
 
 
 def token_scopes(subject: Any) -> frozenset[str] | None:
@@ -97,7 +94,7 @@ def bind_token_scopes(user: Any, scopes: Any) -> Any:
 
 def has_agent_perm(user: Any, perm: str, agent: Agent) -> bool:
     """True when ``user`` holds ``perm`` for all agents or for this one."""
-    if not _active(user):
+    if not is_active_person(user):
         return False
     return user.has_perm(perm) or user.has_perm(perm, agent)
 
@@ -120,11 +117,11 @@ def can_kill(user: Any, agent: Agent) -> bool:
 
 def can_kill_globally(user: Any) -> bool:
     """Global and tool-wide switches reach every agent, so they need the global right."""
-    return _active(user) and user.has_perm(KILL)
+    return is_active_person(user) and user.has_perm(KILL)
 
 
 def can_read_audit(user: Any, agent: Agent | None = None) -> bool:
-    if not _active(user):
+    if not is_active_person(user):
         return False
     if user.has_perm(AUDIT):
         return True
@@ -133,7 +130,7 @@ def can_read_audit(user: Any, agent: Agent | None = None) -> bool:
 
 def agents_for(user: Any, perm: str) -> QuerySet[Agent]:
     """The agents ``user`` holds ``perm`` on (all of them for a global holder)."""
-    if not _active(user) or not perm_in_scopes(perm, token_scopes(user)):
+    if not is_active_person(user) or not perm_in_scopes(perm, token_scopes(user)):
         return Agent.objects.none()
     if user.has_perm(perm):
         return Agent.objects.all()
@@ -153,7 +150,7 @@ def can_see_agent(user: Any, agent: Agent) -> bool:
 def can_manage_people(user: Any) -> bool:
     """Who may see the People page and disable or re-enable accounts: superusers and holders
     of Django's ``auth.change_user``. Never through a personal token."""
-    if not _active(user) or token_scopes(user) is not None:
+    if not is_active_person(user) or token_scopes(user) is not None:
         return False
     return bool(user.is_superuser or user.has_perm("auth.change_user"))
 

@@ -13,19 +13,15 @@ from django.db.models import QuerySet
 from audit.models import AuditEvent
 from audit.search import EventRow
 from audit.verbs import ROLE_AND_ACCESS_VERBS
+from config.people import is_active_person
 from rollout import permissions as agent_perms
-from rollout.authentication import is_agent
 from rollout.models import Agent, ChangeRequest
 
 SEE_PERMS = (agent_perms.REVIEW, agent_perms.GOVERN, agent_perms.KILL, agent_perms.AUDIT)
 
 
-def _person(user: Any) -> bool:
-    return bool(user and user.is_authenticated and user.is_active and not is_agent(user))
-
-
 def _agents_with_any(user: Any, perms: tuple[str, ...]) -> QuerySet[Agent]:
-    if not _person(user):
+    if not is_active_person(user):
         return Agent.objects.none()
     if any(user.has_perm(perm) for perm in perms):
         return Agent.objects.all()
@@ -63,7 +59,7 @@ def change_request_visible_to(user: Any, change_request_id: int) -> ChangeReques
 
 
 def can_read_governance(user: Any, agent: Agent) -> bool:
-    return _person(user) and (
+    return is_active_person(user) and (
         agent_perms.can_govern(user, agent) or agent_perms.can_read_audit(user, agent)
     )
 
@@ -76,7 +72,7 @@ def recent_role_changes(user: Any, limit: int = RECENT_ROLE_CHANGES) -> list[Eve
     for people who govern every agent (the governance owner role, superusers); None for
     anyone else. Who holds which role decides who approves governance changes, so those who
     approve them see it change."""
-    if not _person(user) or not user.has_perm(agent_perms.GOVERN):
+    if not is_active_person(user) or not user.has_perm(agent_perms.GOVERN):
         return None
     events = AuditEvent.objects.filter(verb__in=ROLE_AND_ACCESS_VERBS).order_by("-pk")[:limit]
     return [EventRow.of(event) for event in events]
