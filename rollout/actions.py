@@ -14,10 +14,11 @@ from django.utils import timezone
 
 from audit import verbs
 from audit.chain import Actor, append_event
+from config.digests import token_digest
 from config.errors import Refused
 from rollout.models import Agent, AgentToken, KillSwitch, PolicyVersion, Release, Tier, ToolRule
 from rollout.snapshots import build_snapshot
-from rollout.tokens import new_token, token_digest
+from rollout.tokens import new_token
 
 # Gate transactions hold this lock shared (the first statement of
 # approvals.actions._read_gate_inputs); engaging a switch holds it exclusively, so a gate

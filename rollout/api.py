@@ -19,6 +19,7 @@ from approvals.api import AirlockAPIView
 from approvals.models import Action
 from approvals.permissions import IsPerson
 from config.api_errors import ApiError
+from config.digests import token_digest
 from rollout import governance
 from rollout import permissions as agent_perms
 from rollout.authentication import require_step_up, require_token_scope
@@ -52,7 +53,6 @@ from rollout.serializers import (
     backtest_data,
     readiness_data,
 )
-from rollout.tokens import token_digest
 
 
 class GovernanceAPIView(AirlockAPIView):

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from audit import verbs
 from audit.chain import Actor, append_event
+from config.digests import token_digest
 from rollout.actions import (
     engage_kill_switch,
     issue_agent_token,
@@ -35,7 +36,6 @@ from rollout.actions import (
 )
 from rollout.models import Agent, AgentToken, Drill, KillSwitch
 from rollout.policy import PROBE_TOOL
-from rollout.tokens import token_digest
 
 PROBE_TIMEOUT_SECONDS = 20
 # A drill's token stops answering this long after the drill started, even if the drill

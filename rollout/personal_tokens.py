@@ -8,7 +8,6 @@ stops working when it expires, when it is revoked, and at once when its owner is
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +20,7 @@ from django.utils import timezone
 from approvals.notifications import owe_account_notice
 from audit import verbs
 from audit.chain import Actor, append_event
+from config.digests import token_digest
 from config.errors import Refused
 from rollout.models import PersonalToken
 from rollout.permissions import TOKEN_SCOPES
@@ -49,10 +49,6 @@ class PersonalTokenAuth:
 
 def new_personal_token() -> str:
     return PERSONAL_TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def create_personal_token(
@@ -93,7 +89,7 @@ def create_personal_token(
             user=user,
             name=name,
             prefix=token[:10],
-            token_hash=digest(token),
+            token_hash=token_digest(token),
             scopes=sorted(set(scopes)),
             expires_at=timezone.now() + timedelta(days=expires_in_days),
         )
@@ -165,7 +161,7 @@ def authenticate_personal_token(token: str) -> PersonalToken | None:
     return (
         PersonalToken.objects.select_related("user")
         .filter(
-            token_hash=digest(token),
+            token_hash=token_digest(token),
             revoked_at__isnull=True,
             expires_at__gt=timezone.now(),
             user__is_active=True,

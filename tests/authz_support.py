@@ -30,12 +30,12 @@ from approvals import actions as approval_actions
 from approvals.models import Action
 from audit.chain import Actor
 from audit.models import AuditEvent
+from config.digests import token_digest
 from rollout import governance
 from rollout.actions import engage_kill_switch
 from rollout.models import Agent
 from rollout.personal_tokens import create_personal_token
 from rollout.reference import ensure_reference_data
-from rollout.tokens import token_digest
 from tests import factories
 
 OWN, OTHER = "own", "other"

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from audit import verbs
 from audit.chain import Actor
 from audit.models import AuditEvent
+from config.digests import token_digest
 from rollout import personal_tokens
 from rollout.actions import engage_kill_switch
 from rollout.models import KillSwitch, PersonalToken
@@ -68,7 +69,7 @@ def test_profile__create_token__shown_once_stored_hashed(oncall):
     assert token
     record = PersonalToken.objects.get(user=oncall)
     assert record.scopes == ["decide", "kill"] and record.token_hash != token.group(1)
-    assert record.token_hash == personal_tokens.digest(token.group(1))
+    assert record.token_hash == token_digest(token.group(1))
     # the profile page lists it without the token
     page = client.get("/accounts/profile/").content.decode()
     assert "oncall CLI" in page and token.group(1) not in page
