@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.audit_verify import ThrowawayPostgres, load_events, setup_django  # noqa: E402
+from benchmarks.audit_verify import load_events, setup_django, throwaway_postgres  # noqa: E402
 
 TARGET_MS = 200.0
 
@@ -70,11 +70,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40)
     args = parser.parse_args()
 
-    server = ThrowawayPostgres()
+    server = throwaway_postgres()
     workdir = Path(tempfile.mkdtemp(prefix="airlock-bench-work-"))
     try:
         print("==> PostgreSQL (throwaway, fsync off)")
-        url = server.start()
+        url = server.start_with_database()
         setup_django(url, workdir)
         print(f"==> writing {args.events:,} events ({args.agents} agents, COPY)")
         seconds = load_events(args.events, args.agents)
@@ -135,7 +135,7 @@ def main() -> None:
 
         with contextlib.suppress(Exception):
             connections.close_all()
-        server.stop()
+        server.remove()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

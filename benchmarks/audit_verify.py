@@ -25,8 +25,6 @@ import io
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,62 +40,21 @@ TARGET_EVENTS_PER_SECOND = 100_000
 CHECKPOINT_EVERY = 10_000
 
 
-# --- a throwaway PostgreSQL -----------------------------------------------------------------
+# --- a throwaway PostgreSQL (tests/throwaway.py) -----------------------------------------
+
+from tests.throwaway import ThrowawayPostgres  # noqa: E402  (after ROOT is on sys.path)
+
+# Bulk-load settings: the million events are written once and read many times.
+BULK_LOAD_SETTINGS = {
+    "shared_buffers": "512MB",
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "30min",
+}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _pg_bin() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
-    if not found:
-        raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
-    return found[-1].parent
-
-
-class ThrowawayPostgres:
-    """initdb + pg_ctl start in a temp dir (as the postgres user when run as root), on a
-    free port; ``stop()`` stops it and removes the directory."""
-
-    def __init__(self, fsync: bool = False) -> None:
-        self.bin = _pg_bin()
-        self.port = _free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="airlock-bench-"))
-        self.dir.chmod(0o755)
-        self.started = False
-        self.fsync = fsync
-
-    def _run(self, *args: str) -> None:
-        command = list(args)
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres", "postgres")
-            command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, cwd=self.dir, capture_output=True, timeout=120)
-
-    def start(self) -> str:
-        self._run(str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", "postgres",
-                  "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")  # fmt: skip
-        options = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-            f"-c fsync={'on' if self.fsync else 'off'} -c shared_buffers=512MB "
-            "-c max_wal_size=4GB -c checkpoint_timeout=30min"
-        )
-        self.started = True
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-l",
-                  str(self.dir / "postgres.log"), "-w", "-t", "60", "start", "-o", options)  # fmt: skip
-        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
-                  "-U", "postgres", "airlock")  # fmt: skip
-        return f"postgres://postgres@127.0.0.1:{self.port}/airlock"
-
-    def stop(self) -> None:
-        if self.started:
-            with contextlib.suppress(Exception):
-                self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast",
-                          "-t", "60", "-w", "stop")  # fmt: skip
-        shutil.rmtree(self.dir, ignore_errors=True)
+def throwaway_postgres() -> ThrowawayPostgres:
+    """A throwaway PostgreSQL (fsync off) tuned for loading events; ``remove()`` ends it."""
+    return ThrowawayPostgres(settings=BULK_LOAD_SETTINGS)
 
 
 def setup_django(database_url: str, workdir: Path) -> None:
@@ -319,11 +276,11 @@ def main() -> None:
     parser.add_argument("--orm-slice", type=int, default=200_000)
     args = parser.parse_args()
 
-    server = ThrowawayPostgres()
+    server = throwaway_postgres()
     workdir = Path(tempfile.mkdtemp(prefix="airlock-bench-work-"))
     try:
         print("==> PostgreSQL (throwaway, fsync off)")
-        url = server.start()
+        url = server.start_with_database()
         setup_django(url, workdir)
         print(f"==> writing {args.events:,} events with real hashes ({args.agents} agents, COPY)")
         seconds = load_events(args.events, args.agents)
@@ -376,7 +333,7 @@ def main() -> None:
 
         with contextlib.suppress(Exception):
             connections.close_all()
-        server.stop()
+        server.remove()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -38,6 +38,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.throwaway import (  # noqa: E402  (after ROOT is on sys.path)
+    ThrowawayError,
+    ThrowawayPostgres,
+    ThrowawayRedis,
+    free_port,
+)
+
 PY = sys.executable
 AGENT = "support-assistant"
 READ_TOOL = "get_order_status"
@@ -75,12 +82,6 @@ def log(message: str = "") -> None:
     print(message, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def wait_until(what: str, timeout: float, check) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -102,20 +103,29 @@ class Services:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.tmp = Path(tempfile.mkdtemp(prefix="airlock-bench."))
-        self.is_root = os.geteuid() == 0
-        self.pgbin = self._pgbin()
-        self.pg_port = free_port()
-        self.redis_port = free_port()
+        try:
+            self.pg = ThrowawayPostgres(
+                self.tmp,
+                settings={
+                    "fsync": args.fsync,
+                    "synchronous_commit": "on",
+                    "max_connections": "100",
+                },
+            )
+        except ThrowawayError as exc:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise BenchmarkError(str(exc)) from exc
+        self.redis = ThrowawayRedis(self.tmp)
+        self.pg_port = self.pg.port
+        self.redis_port = self.redis.port
         self.http_port = free_port()
-        self.pg_started = False
-        self.redis: subprocess.Popen | None = None
         self.server: subprocess.Popen | None = None
         self.server_log = None
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
-            "DATABASE_URL": f"postgres://postgres@{HOST}:{self.pg_port}/airlock",
-            "REDIS_URL": f"redis://{HOST}:{self.redis_port}/0",
+            "DATABASE_URL": self.pg.url,
+            "REDIS_URL": self.redis.url,
             "SECRET_KEY": "benchmark-" + uuid.uuid4().hex,
             "ALLOWED_HOSTS": f"{HOST},localhost",
             "DEBUG": "0",
@@ -129,150 +139,29 @@ class Services:
         for name in {name for config in CONFIGS.values() for name in config}:
             self.env.pop(name, None)
 
-    @staticmethod
-    def _pgbin() -> Path:
-        found = sorted(
-            Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-            key=lambda p: int(p.parent.parent.name),
-        )
-        if not found:
-            raise BenchmarkError("PostgreSQL is not installed (apt-get install postgresql)")
-        return found[-1].parent
-
-    def _as_postgres(self, cmd: list[str], timeout: float) -> None:
-        if self.is_root:  # initdb refuses to run as root
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        done = subprocess.run(cmd, cwd=self.tmp, capture_output=True, text=True, timeout=timeout)
-        if done.returncode != 0:
-            raise BenchmarkError(f"{cmd[-1] if cmd else ''} failed:\n{done.stderr[-2000:]}")
-
-    def _psql(self, query: str) -> str:
-        return subprocess.run(
-            [
-                str(self.pgbin / "psql"),
-                "-h",
-                HOST,
-                "-p",
-                str(self.pg_port),
-                "-U",
-                "postgres",
-                "-d",
-                "airlock",
-                "-At",
-                "-F",
-                "=",
-                "-c",
-                query,
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout.strip()
-
     def start_databases(self) -> None:
-        self.tmp.chmod(0o755)
-        if self.is_root:
-            shutil.chown(self.tmp, "postgres", "postgres")
-        data = self.tmp / "data"
-        self._as_postgres(
-            [
-                str(self.pgbin / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-            ],
-            timeout=60,
-        )
-        options = (
-            f"-p {self.pg_port} -k {self.tmp} -c listen_addresses={HOST} "
-            f"-c fsync={self.args.fsync} -c synchronous_commit=on -c max_connections=100"
-        )
-        self.pg_started = True
-        self._as_postgres(
-            [
-                str(self.pgbin / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(data / "postgres.log"),
-                "-w",
-                "-t",
-                "30",
-                "start",
-                "-o",
-                options,
-            ],
-            timeout=40,
-        )
-        wait_until(
-            "PostgreSQL",
-            30,
-            lambda: (
-                subprocess.run(
-                    [str(self.pgbin / "pg_isready"), "-q", "-h", HOST, "-p", str(self.pg_port)],
-                    timeout=5,
-                ).returncode
-                == 0
-            ),
-        )
-        subprocess.run(
-            [
-                str(self.pgbin / "createdb"),
-                "-h",
-                HOST,
-                "-p",
-                str(self.pg_port),
-                "-U",
-                "postgres",
-                "airlock",
-            ],
-            check=True,
-            timeout=30,
-        )
-        self.redis = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                HOST,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.tmp),
-                "--logfile",
-                str(self.tmp / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until("Redis", 30, self._redis_ping)
-
-    def _redis_ping(self) -> bool:
-        with socket.create_connection((HOST, self.redis_port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+        """PostgreSQL with an empty ``airlock`` database, and Redis (tests/throwaway.py)."""
+        try:
+            self.pg.start_with_database()
+            self.redis.start()
+        except (ThrowawayError, subprocess.SubprocessError) as exc:
+            raise BenchmarkError(str(exc)) from exc
 
     def postmaster_pid(self) -> int:
-        return int((self.tmp / "data" / "postmaster.pid").read_text().split()[0])
+        return self.pg.postmaster_pid()
+
+    def redis_pid(self) -> int | None:
+        return self.redis.pid()
 
     def pg_settings(self) -> dict[str, str]:
-        out = self._psql(
+        out = self.pg.psql(
             "SELECT name, setting FROM pg_settings WHERE name IN "
             "('fsync','synchronous_commit','wal_sync_method','server_version','max_connections')"
         )
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
     def sql(self, query: str) -> str:
-        return self._psql(query)
+        return self.pg.psql(query)
 
     def _run_python(self, argv: list[str], what: str, timeout: float) -> str:
         done = subprocess.run(
@@ -343,33 +232,11 @@ class Services:
             self.stop_server()
         except Exception as exc:
             print(f"warning: uvicorn did not stop cleanly: {exc}", file=sys.stderr)
-        redis, self.redis = self.redis, None
-        if redis is not None and redis.poll() is None:
-            redis.terminate()
+        for name, server in (("Redis", self.redis), ("PostgreSQL", self.pg)):
             try:
-                redis.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                redis.kill()
-                redis.wait(timeout=10)
-        if self.pg_started:
-            self.pg_started = False
-            try:
-                self._as_postgres(
-                    [
-                        str(self.pgbin / "pg_ctl"),
-                        "-D",
-                        str(self.tmp / "data"),
-                        "-m",
-                        "fast",
-                        "-t",
-                        "30",
-                        "-w",
-                        "stop",
-                    ],
-                    timeout=40,
-                )
+                server.remove()  # the temp dir is ours: removed below
             except Exception as exc:
-                print(f"warning: PostgreSQL did not stop cleanly: {exc}", file=sys.stderr)
+                print(f"warning: {name} did not stop cleanly: {exc}", file=sys.stderr)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -409,7 +276,7 @@ def cpu_sample(services: Services) -> CpuSample:
     stats = _proc_stats()
     server_pgid = str(services.server.pid) if services.server else None
     postmaster = services.postmaster_pid()
-    redis = services.redis.pid if services.redis else None
+    redis = services.redis_pid()
     groups = {"server": 0.0, "postgres": 0.0, "redis": 0.0}
     for pid, f in stats.items():
         own = (int(f[11]) + int(f[12])) / CLOCK_TICKS

@@ -223,7 +223,7 @@ def cpu_sample(services: TwoServers) -> Cpu:
     pgid_a = str(services.server.pid) if services.server else None
     pgid_b = str(services.server_b.pid) if services.server_b else None
     postmaster = services.postmaster_pid()
-    redis = services.redis.pid if services.redis else None
+    redis = services.redis_pid()
     for pid, f in stats.items():
         own = (int(f[11]) + int(f[12])) / CLOCK_TICKS
         if pgid_a is not None and f[2] == pgid_a:
