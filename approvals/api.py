@@ -23,6 +23,17 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
 
+from accounts.authentication import (
+    PersonalTokenAuthentication,
+    require_step_up,
+    require_token_scope,
+)
+from accounts.stepup import (
+    StepUpRequired,
+    approval_purpose,
+    approval_step_up_check,
+    verify_offered_code,
+)
 from approvals import actions
 from approvals.events import action_group
 from approvals.models import Action, Channel
@@ -45,20 +56,8 @@ from config.parsers import InvalidText, identifier_problem
 from rollout import actions as rollout_actions
 from rollout import drills
 from rollout import permissions as agent_perms
-from rollout.authentication import (
-    AgentTokenAuthentication,
-    PersonalTokenAuthentication,
-    is_agent,
-    require_step_up,
-    require_token_scope,
-)
+from rollout.authentication import AgentTokenAuthentication, is_agent
 from rollout.models import KillSwitch
-from rollout.stepup import (
-    StepUpRequired,
-    approval_purpose,
-    approval_step_up_check,
-    verify_offered_code,
-)
 
 MAX_IDEMPOTENCY_KEY = 200
 # A long-poll waits only while a human (or a reviewer's rollback request) is still pending.

@@ -20,6 +20,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.stepup import (
+    StepUpRequired,
+    approval_purpose,
+    approval_step_up_check,
+    verify_offered_code,
+)
 from approvals import actions, selectors
 from approvals.forms import (
     ApproveForm,
@@ -34,12 +40,6 @@ from approvals.states import Status
 from audit.refusals import note_refusal
 from audit.trace import action_trace, record_action_view, trace_total
 from config.redirects import next_target
-from rollout.stepup import (
-    StepUpRequired,
-    approval_purpose,
-    approval_step_up_check,
-    verify_offered_code,
-)
 
 QUEUE_PAGE_SIZE = 25
 DECIDED_PAGE_SIZE = 50

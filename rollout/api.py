@@ -15,13 +15,13 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.authentication import require_step_up, require_token_scope
 from approvals.api import AirlockAPIView
 from approvals.models import Action
 from approvals.permissions import IsPerson
 from config.api_errors import ApiError
 from rollout import governance
 from rollout import permissions as agent_perms
-from rollout.authentication import require_step_up, require_token_scope
 from rollout.backtest import backtest_change
 from rollout.governance import GovernanceRefused
 from rollout.metrics import pending_counts

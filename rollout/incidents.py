@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from accounts.stepup import StepUpRequired, require_recent_second_factor
 from audit.chain import Actor
 from audit.refusals import note_refusal
 from config.redirects import next_target
@@ -18,7 +19,6 @@ from rollout import permissions as perms
 from rollout.actions import KillSwitchError, engage_kill_switch, release_kill_switch
 from rollout.models import Drill, KillSwitch
 from rollout.selectors import agent_visible_to
-from rollout.stepup import StepUpRequired, require_recent_second_factor
 
 SCOPES = (KillSwitch.Scope.GLOBAL, KillSwitch.Scope.AGENT, KillSwitch.Scope.TOOL)
 

@@ -15,14 +15,15 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts import stepup
 from approvals.states import Status
 from audit.refusals import note_refusal
 from rollout import access as agent_access
-from rollout import charts, governance, stepup
+from rollout import charts, governance
 from rollout import permissions as agent_perms
-from rollout.account_forms import AccessChangeForm
 from rollout.backtest import backtest_change
 from rollout.forms import (
+    AccessChangeForm,
     AgentSettingsForm,
     ApproveChangeForm,
     BacktestForm,

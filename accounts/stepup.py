@@ -27,9 +27,9 @@ from django.conf import settings
 from django.db import transaction
 from rest_framework.request import Request
 
+from accounts import personal_tokens, twofactor
 from audit import verbs
 from audit.chain import Actor, append_event
-from rollout import twofactor
 
 STEP_UP_FIELD = "step_up_code"
 STEP_UP_HEADER = "X-Airlock-OTP"
@@ -125,9 +125,7 @@ def require_recent_second_factor(request: Any, *, purpose: str = "continue") -> 
         )
     token = _personal_token(request)
     if token is not None:
-        from rollout.personal_tokens import mark_stepped_up as mark_token
-
-        mark_token(token)
+        personal_tokens.mark_stepped_up(token)
     else:
         mark_stepped_up(request)
     with transaction.atomic():

@@ -28,25 +28,25 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from audit import verbs
-from audit.chain import Actor, append_event
-from audit.refusals import note_refusal
-from config.redirects import next_target, safe_redirect_target
-from rollout import people, personal_tokens, reauth, stepup, twofactor
-from rollout import permissions as agent_perms
-from rollout.account_forms import (
+from accounts import people, personal_tokens, reauth, stepup, twofactor
+from accounts.forms import (
     PersonalTokenForm,
     PersonReasonForm,
     SecondFactorForm,
     TotpCodeForm,
 )
-from rollout.login_protection import (
+from accounts.login_protection import (
     ThrottledAuthenticationForm,
     clear_failures,
     client_ip,
     lockout_for,
     record_failure,
 )
+from accounts.permissions import SCOPE_LABELS, can_manage_people
+from audit import verbs
+from audit.chain import Actor, append_event
+from audit.refusals import note_refusal
+from config.redirects import next_target, safe_redirect_target
 
 PENDING_KEY = "airlock_pending_login"
 PENDING_SECONDS = 300
@@ -62,7 +62,7 @@ def complete_login(
 ) -> None:
     """Log ``user`` in for real. Audits ``auth.logged_in``."""
     request.session.pop(PENDING_KEY, None)
-    auth_login(request, user, backend=backend)  # starts the idle clock (rollout.apps)
+    auth_login(request, user, backend=backend)  # starts the idle clock (accounts.apps)
     if second_factor == "totp":
         stepup.mark_stepped_up(request)  # a code entered at login counts as recent
     clear_failures(user.get_username())
@@ -221,7 +221,7 @@ def login_enrol(request: HttpRequest) -> HttpResponse:
 @never_cache
 def two_factor(request: HttpRequest) -> HttpResponse:
     """Enrol, regenerate recovery codes, or remove the second factor. Each needs the
-    password typed again (``rollout.reauth``), asked with the form."""
+    password typed again (``accounts.reauth``), asked with the form."""
     user = request.user
     enrolled = twofactor.has_second_factor(user)
     form = TotpCodeForm(request.POST or None)
@@ -319,7 +319,7 @@ def _profile_context(request: HttpRequest, form: PersonalTokenForm | None = None
         "tokens": personal_tokens.tokens_of(user),
         "enrolled": twofactor.has_second_factor(user),
         "required": twofactor.second_factor_required(user),
-        "scope_labels": agent_perms.SCOPE_LABELS,
+        "scope_labels": SCOPE_LABELS,
     }
 
 
@@ -378,7 +378,7 @@ def revoke_personal_token(request: HttpRequest, token_id: int) -> HttpResponse:
 
 
 def _manager(request: HttpRequest) -> None:
-    if not agent_perms.can_manage_people(request.user):
+    if not can_manage_people(request.user):
         raise PermissionDenied("You may not manage accounts.")
 
 
