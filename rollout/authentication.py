@@ -18,7 +18,7 @@ from rollout.personal_tokens import (
     authenticate_personal_token,
     record_use,
 )
-from rollout.stepup import StepUpRequired, require_recent_second_factor
+from rollout.stepup import require_recent_second_factor
 from rollout.tokens import TOKEN_PREFIX
 
 
@@ -107,11 +107,8 @@ def require_token_scope(request: Any, scope: str) -> None:
 
 
 def require_step_up(request: Any, purpose: str) -> None:
-    """API views: ``rollout.stepup`` as a ``403 step_up_required`` answer."""
-    try:
-        require_recent_second_factor(request, purpose=purpose)
-    except StepUpRequired as exc:
-        raise ApiError(exc.status, exc.code, exc.detail) from exc
+    """API views: ``rollout.stepup`` (a ``403 step_up_required`` answer)."""
+    require_recent_second_factor(request, purpose=purpose)
 
 
 def is_agent(user: Any) -> bool:
