@@ -15,7 +15,7 @@ from accounts.personal_tokens import (
     authenticate_personal_token,
     record_use,
 )
-from accounts.stepup import StepUpRequired, require_recent_second_factor
+from accounts.stepup import require_recent_second_factor
 from config.api_errors import ApiError
 
 
@@ -54,11 +54,9 @@ def require_token_scope(request: Any, scope: str) -> None:
 
 
 def require_step_up(request: Any, purpose: str) -> None:
-    """API views: ``accounts.stepup`` as a ``403 step_up_required`` answer."""
-    try:
-        require_recent_second_factor(request, purpose=purpose)
-    except StepUpRequired as exc:
-        raise ApiError(exc.status, exc.code, exc.detail) from exc
+    """API views: ``accounts.stepup`` (``StepUpRequired`` is a ``Refused``: the API's one
+    error mapping answers it ``403 step_up_required``)."""
+    require_recent_second_factor(request, purpose=purpose)
 
 
 class PersonalTokenScheme(OpenApiAuthenticationExtension):

@@ -45,7 +45,7 @@ from accounts.login_protection import (
 from accounts.permissions import SCOPE_LABELS, can_manage_people
 from audit import verbs
 from audit.chain import Actor, append_event
-from audit.refusals import note_refusal
+from config.errors import answer_refusal
 from config.redirects import next_target, safe_redirect_target
 
 PENDING_KEY = "airlock_pending_login"
@@ -235,10 +235,9 @@ def two_factor(request: HttpRequest) -> HttpResponse:
                 purpose=_TWO_FACTOR_PURPOSES.get(operation, "change two-factor authentication"),
             )
         except reauth.ReauthRequired as exc:
-            note_refusal(request, exc)
             form = TotpCodeForm(request.POST)
             form.is_valid()
-            form.add_error(None, exc.detail)
+            form.add_error(None, answer_refusal(request, exc))
             status = exc.status
     if request.method == "POST" and status == 200 and form.is_valid():
         code = form.cleaned_data["code"]
@@ -292,8 +291,7 @@ def step_up(request: HttpRequest) -> HttpResponse:
         try:
             stepup.require_recent_second_factor(request, purpose="confirm it is you")
         except stepup.StepUpRequired as exc:
-            note_refusal(request, exc)
-            error = exc.detail
+            error = answer_refusal(request, exc)
         else:
             return redirect(target)
     return render(
@@ -347,8 +345,7 @@ def create_personal_token(request: HttpRequest) -> HttpResponse:
             expires_in_days=form.cleaned_data["expires_in_days"],
         )
     except (reauth.ReauthRequired, stepup.StepUpRequired) as exc:
-        note_refusal(request, exc)
-        form.add_error(None, exc.detail)
+        form.add_error(None, answer_refusal(request, exc))
         return render(
             request, "accounts/profile.html", _profile_context(request, form), status=exc.status
         )
