@@ -17,6 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from accounts.stepup import risk_needs_step_up
 from approvals import events, notifications, rules
 from approvals.models import Action, Channel, Decision, Outbox, Report
 from approvals.states import EXECUTABLE, Status, transition
@@ -39,7 +40,6 @@ from rollout import permissions as rollout_permissions
 from rollout.actions import KILL_SWITCH_LOCK_KEY, engaged_switches_for, release_for
 from rollout.models import Agent, KillSwitch, PolicyVersion
 from rollout.policy import Counters, GateRequest, SwitchState, assess_edit, evaluate
-from rollout.stepup import risk_needs_step_up
 
 DEFAULT_REVERSIBLE_WINDOW_SECONDS = 24 * 3600
 
@@ -410,7 +410,7 @@ def _refuse_or_expire(
 
 
 # Called by the write path with the action (its risk already re-assessed) when approving
-# it needs a fresh second factor; raises (``rollout.stepup.StepUpRequired``) when the
+# it needs a fresh second factor; raises (``accounts.stepup.StepUpRequired``) when the
 # person has none. Pages and the API pass one that checks their request.
 StepUpCheck = Callable[[Action], None]
 

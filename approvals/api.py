@@ -23,6 +23,16 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
 
+from accounts.authentication import (
+    PersonalTokenAuthentication,
+    require_step_up,
+    require_token_scope,
+)
+from accounts.stepup import (
+    approval_purpose,
+    approval_step_up_check,
+    verify_offered_code,
+)
 from approvals import actions
 from approvals.events import action_group
 from approvals.models import Action, Channel
@@ -46,19 +56,8 @@ from config.people import is_agent
 from rollout import actions as rollout_actions
 from rollout import drills
 from rollout import permissions as agent_perms
-from rollout.authentication import (
-    AgentTokenAuthentication,
-    PersonalTokenAuthentication,
-    require_step_up,
-    require_token_scope,
-)
+from rollout.authentication import AgentTokenAuthentication
 from rollout.models import KillSwitch
-from rollout.stepup import (
-    StepUpRequired,
-    approval_purpose,
-    approval_step_up_check,
-    verify_offered_code,
-)
 
 MAX_IDEMPOTENCY_KEY = 200
 # A long-poll waits only while a human (or a reviewer's rollback request) is still pending.
@@ -161,10 +160,6 @@ class AirlockAPIView(APIView):
     throttle_classes = [AgentRateThrottle, PersonRateThrottle]
 
 
-def _refused(exc: actions.ActionRefused) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.detail)
-
-
 def _visible_action_or_404(request: Request, action_id: int) -> Action:
     action = (
         visible_actions(request.user)
@@ -248,19 +243,13 @@ class ActionSubmitView(AirlockAPIView):
             raise ApiError(400, "invalid", "The body must be a JSON object.")
         serializer = ActionSubmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            drill_probe = drills.probe_call(request.auth, serializer.validated_data)
-        except drills.DrillTokenMisused as exc:
-            raise ApiError(403, exc.code, exc.detail) from exc
-        try:
-            submission = actions.submit_action(
-                agent=request.user.agent,
-                idempotency_key=key,
-                body=serializer.validated_data,
-                drill_probe=drill_probe,
-            )
-        except actions.ActionRefused as exc:
-            raise _refused(exc) from exc
+        drill_probe = drills.probe_call(request.auth, serializer.validated_data)
+        submission = actions.submit_action(
+            agent=request.user.agent,
+            idempotency_key=key,
+            body=serializer.validated_data,
+            drill_probe=drill_probe,
+        )
         code = status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK
         context = {"just_created": submission.created, "viewer": request.user}
         return Response(ActionSerializer(submission.action, context=context).data, status=code)
@@ -414,17 +403,14 @@ class ExecutionReportView(AirlockAPIView):
     def post(self, request: Request, action_id: int) -> Response:
         _own_action_or_404(request, action_id)
         data = _valid(ExecutionReportSerializer, request)
-        try:
-            action = actions.report_execution(
-                action_id=action_id,
-                agent=request.user.agent,
-                outcome=data["outcome"],
-                reported_hash=data["payload_hash"],
-                result=data.get("result"),
-                error=data.get("error", ""),
-            )
-        except actions.ActionRefused as exc:
-            raise _refused(exc) from exc
+        action = actions.report_execution(
+            action_id=action_id,
+            agent=request.user.agent,
+            outcome=data["outcome"],
+            reported_hash=data["payload_hash"],
+            result=data.get("result"),
+            error=data.get("error", ""),
+        )
         return Response(ActionSerializer(action, context={"viewer": request.user}).data)
 
 
@@ -441,10 +427,7 @@ class WithdrawView(AirlockAPIView):
         # Takes no fields: a body with any (or a malformed or hostile one) is refused, not
         # ignored.
         _valid(NoFieldsSerializer, request)
-        try:
-            action = actions.withdraw(action_id=action_id, agent=request.user.agent)
-        except actions.ActionRefused as exc:
-            raise _refused(exc) from exc
+        action = actions.withdraw(action_id=action_id, agent=request.user.agent)
         return Response(ActionSerializer(action, context={"viewer": request.user}).data)
 
 
@@ -459,15 +442,12 @@ class RollbackReportView(AirlockAPIView):
     def post(self, request: Request, action_id: int) -> Response:
         _own_action_or_404(request, action_id)
         data = _valid(RollbackReportSerializer, request)
-        try:
-            action = actions.report_rollback(
-                action_id=action_id,
-                agent=request.user.agent,
-                outcome=data["outcome"],
-                result=data.get("result"),
-            )
-        except actions.ActionRefused as exc:
-            raise _refused(exc) from exc
+        action = actions.report_rollback(
+            action_id=action_id,
+            agent=request.user.agent,
+            outcome=data["outcome"],
+            result=data.get("result"),
+        )
         return Response(ActionSerializer(action, context={"viewer": request.user}).data)
 
 
@@ -496,34 +476,31 @@ class DecisionView(AirlockAPIView):
         require_token_scope(request, "decide")
         seen = _visible_action_or_404(request, action_id)
         data = _valid(DecisionInSerializer, request)
-        try:
-            if data["verdict"] == "approve":
-                action = actions.approve(
-                    action_id=action_id,
-                    user=request.user,
-                    comment=data.get("comment", ""),
-                    arguments=data.get("arguments"),
-                    seen_hash=data.get("payload_hash"),
-                    channel=Channel.API,
-                    step_up=_step_up_check(request, seen),
+        if data["verdict"] == "approve":
+            action = actions.approve(
+                action_id=action_id,
+                user=request.user,
+                comment=data.get("comment", ""),
+                arguments=data.get("arguments"),
+                seen_hash=data.get("payload_hash"),
+                channel=Channel.API,
+                step_up=_step_up_check(request, seen),
+            )
+        else:
+            if "arguments" in data:
+                raise ApiError(
+                    400,
+                    "invalid",
+                    "Only an approval can edit arguments.",
+                    {"arguments": ["Not allowed with reject."]},
                 )
-            else:
-                if "arguments" in data:
-                    raise ApiError(
-                        400,
-                        "invalid",
-                        "Only an approval can edit arguments.",
-                        {"arguments": ["Not allowed with reject."]},
-                    )
-                action = actions.reject(
-                    action_id=action_id,
-                    user=request.user,
-                    comment=data.get("comment", ""),
-                    seen_hash=data.get("payload_hash"),
-                    channel=Channel.API,
-                )
-        except actions.ActionRefused as exc:
-            raise _refused(exc) from exc
+            action = actions.reject(
+                action_id=action_id,
+                user=request.user,
+                comment=data.get("comment", ""),
+                seen_hash=data.get("payload_hash"),
+                channel=Channel.API,
+            )
         return Response(
             ActionSerializer(action, context={"viewer": request.user}).data,
             status=status.HTTP_201_CREATED,
@@ -533,19 +510,8 @@ class DecisionView(AirlockAPIView):
 def _step_up_check(request: Request, action: Action) -> actions.StepUpCheck:
     """The approval write path asks this on the risk of the payload that will run; an
     ``X-Airlock-OTP`` code is verified first, outside the decision's transaction."""
-    try:
-        verify_offered_code(request, purpose=approval_purpose(action))
-    except StepUpRequired as exc:
-        raise ApiError(exc.status, exc.code, exc.detail) from exc
-    check = approval_step_up_check(request)
-
-    def as_api_error(action: Action) -> None:
-        try:
-            check(action)
-        except StepUpRequired as exc:
-            raise ApiError(exc.status, exc.code, exc.detail) from exc
-
-    return as_api_error
+    verify_offered_code(request, purpose=approval_purpose(action))
+    return approval_step_up_check(request)
 
 
 def _valid(serializer_class: type, request: Request) -> dict:
@@ -587,15 +553,12 @@ class KillSwitchListView(AirlockAPIView):
         target = data.get("target", "")
         if not agent_perms.can_operate_switch(request.user, data["scope"], target):
             raise ApiError(403, "permission_denied", "You may not engage this kill switch.")
-        try:
-            switch = rollout_actions.engage_kill_switch(
-                scope=data["scope"],
-                target=target,
-                reason=data["reason"],
-                actor=Actor.user(request.user),
-            )
-        except rollout_actions.KillSwitchError as exc:
-            raise ApiError(400, exc.code, exc.detail) from exc
+        switch = rollout_actions.engage_kill_switch(
+            scope=data["scope"],
+            target=target,
+            reason=data["reason"],
+            actor=Actor.user(request.user),
+        )
         return Response(_switch_data(switch), status=status.HTTP_201_CREATED)
 
 
@@ -617,10 +580,7 @@ class KillSwitchReleaseView(AirlockAPIView):
             raise ApiError(403, "permission_denied", "You may not release this kill switch.")
         data = _valid(ReasonSerializer, request)
         require_step_up(request, "release a kill switch")
-        try:
-            switch = rollout_actions.release_kill_switch(
-                switch_id=switch_id, reason=data["reason"], actor=Actor.user(request.user)
-            )
-        except rollout_actions.KillSwitchError as exc:
-            raise ApiError(409, exc.code, exc.detail) from exc
+        switch = rollout_actions.release_kill_switch(
+            switch_id=switch_id, reason=data["reason"], actor=Actor.user(request.user)
+        )
         return Response(_switch_data(switch))

@@ -20,6 +20,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.stepup import (
+    approval_purpose,
+    approval_step_up_check,
+    verify_offered_code,
+)
 from approvals import actions, selectors
 from approvals.forms import (
     ApproveForm,
@@ -31,15 +36,9 @@ from approvals.forms import (
 )
 from approvals.models import Action, Channel
 from approvals.states import Status
-from audit.refusals import note_refusal
 from audit.trace import action_trace, record_action_view, trace_total
+from config.errors import Refused, answer_refusal
 from config.redirects import next_target
-from rollout.stepup import (
-    StepUpRequired,
-    approval_purpose,
-    approval_step_up_check,
-    verify_offered_code,
-)
 
 QUEUE_PAGE_SIZE = 25
 DECIDED_PAGE_SIZE = 50
@@ -218,17 +217,16 @@ def _decide(
         return _card_response(request, action_id, form_name=form_name, form=form, status=422)
     try:
         notice = perform(request, action, form.cleaned_data)
-    except (actions.ActionRefused, StepUpRequired) as exc:
-        note_refusal(request, exc)  # audited (access.refused) when it is an access refusal
+    except Refused as exc:  # audited (access.refused) when it is an access refusal
         return _card_response(
             request,
             action_id,
-            notice=exc.detail,
+            notice=answer_refusal(request, exc),
             is_error=True,
             form_name=form_name,
             form=form,
             status=exc.status,
-            step_up_asked=isinstance(exc, StepUpRequired) or exc.code == "step_up_required",
+            step_up_asked=exc.code == "step_up_required",
         )
     if request.htmx:
         return _card_response(request, action_id, notice=notice)

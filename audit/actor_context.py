@@ -1,5 +1,5 @@
 """Who is acting right now, for audit events written where no caller passes an actor (the
-role and account receivers of ``rollout.account_audit``).
+role and account receivers of ``accounts.audit_receivers``).
 
 A context variable, so that it follows a request across ``sync_to_async`` / ``async_to_sync``
 hops and never leaks between concurrent requests:

@@ -35,6 +35,7 @@ from django.utils import timezone
 from audit import verbs
 from audit.chain import Actor, append_event
 from audit.models import RefusalWindow
+from config.errors import NOTED_REFUSAL, note_refusal  # noqa: F401 (the core's; re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -81,18 +82,6 @@ NOT_RECORDED_CODES = frozenset(
 
 # Codes and slugs are short by construction; cut them anyway so no input can fail the write.
 _MAX_CODE, _MAX_AGENT, _MAX_ACTOR = 60, 80, 170
-
-
-# The request attribute naming the refusal a view answered itself (``note_refusal``).
-NOTED_REFUSAL = "airlock_refusal"
-
-
-def note_refusal(request: Any, refusal: Any) -> None:
-    """Tell the interface's recorder (``config.refusal_audit``) that ``request`` is
-    answered with ``refusal`` (anything with ``code`` and ``status``, e.g. a
-    ``config.errors.Refused``), for a view that answers a refusal itself — a card, a
-    redirect with a message — rather than raising it. Recorded or not by the usual rule."""
-    setattr(request, NOTED_REFUSAL, refusal)
 
 
 def is_recorded(code: str, status: int) -> bool:

@@ -137,7 +137,7 @@ USER_ENABLED = register("user.enabled", "{actor} re-enabled {target}")
 ACCESS_REFUSED = register("access.refused", "{actor} was refused ({code}) on {target}")
 
 # Roles and accounts, whichever path changes them (admin, shell, commands, guardian helpers:
-# rollout.account_audit)
+# accounts.audit_receivers)
 ACCOUNT_CREATED = register("account.created", "{actor} created account {username} ({flags})")
 ACCOUNT_DELETED = register("account.deleted", "{actor} deleted account {username}")
 ACCOUNT_FLAGS_CHANGED = register(

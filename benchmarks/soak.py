@@ -612,10 +612,10 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     from django.contrib.auth.models import Group
     from django.db import connections, transaction
 
+    from accounts.personal_tokens import create_personal_token
     from audit.chain import Actor
     from rollout.actions import issue_agent_token, record_policy_version
     from rollout.models import Agent, Tier
-    from rollout.personal_tokens import create_personal_token
 
     actor = Actor.system("soak")
     with transaction.atomic():

@@ -1,4 +1,8 @@
-"""Every API error is JSON ``{code, detail, fields?}`` with a stable lower-case code."""
+"""Every API error is JSON ``{code, detail, fields?}`` with a stable lower-case code.
+
+A write path's refusal (``config.errors.Refused``: ``approvals.actions.ActionRefused``,
+``rollout.governance.GovernanceRefused``, ``accounts.stepup.StepUpRequired`` …) is answered
+here for every API view, with its own status: views let it propagate."""
 
 import logging
 from typing import Any
@@ -9,18 +13,18 @@ from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
+
+from config.errors import Refused, refusal_body
 
 
-class ApiError(exceptions.APIException):
-    """An error with an explicit status and code, raised by API views."""
+class ApiError(Refused):
+    """A refusal raised by an API view itself (status first, as the view answers it)."""
 
     def __init__(
         self, status_code: int, code: str, detail: str, fields: dict | None = None
     ) -> None:
-        super().__init__(detail=detail, code=code)
-        self.status_code = status_code
-        self.error_code = code
-        self.fields = fields
+        super().__init__(code, detail, status_code, fields)
 
 
 logger = logging.getLogger(__name__)
@@ -51,6 +55,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "5"},
         )
+    if isinstance(exc, Refused):
+        set_rollback()  # as DRF does for its own exceptions
+        return Response(refusal_body(exc), status=exc.status)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -58,11 +65,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    if isinstance(exc, ApiError):
-        body = {"code": exc.error_code, "detail": str(exc.detail)}
-        if exc.fields:
-            body["fields"] = exc.fields
-    elif isinstance(exc, exceptions.ValidationError):
+    if isinstance(exc, exceptions.ValidationError):
         body = {
             "code": "invalid",
             "detail": "The request is not valid.",

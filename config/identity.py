@@ -215,7 +215,7 @@ def check_username_available(name: str, user_pk: Any = None) -> None:
 def refuse_colliding_username(
     sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any
 ) -> None:
-    """``pre_save`` receiver for the user model (connected in ``rollout.apps``): every path
+    """``pre_save`` receiver for the user model (connected in ``accounts.apps``): every path
     that saves a user — forms, ``createsuperuser``, ``create_user`` in a shell, fixtures —
     is refused a username another user's skeleton already has. A save that does not touch
     the username (``update_fields`` without it, e.g. ``last_login`` at each login) costs

@@ -5,12 +5,12 @@ Every refusal by a signed-in person or an agent token is audited (``access.refus
 it, by looking at the answer once it is made:
 
 - the API (DRF): a ``403`` answer, with the code of its JSON body (``config.api_errors``
-  builds every API error, ``ApiError``/``Refused`` translations, permission classes and
+  builds every API error: any ``Refused`` a view lets propagate, permission classes and
   token-scope checks alike);
 - pages: a ``PermissionDenied`` raised by a view (the code of the ``Refused`` it was raised
   from, when there was one) answered by the ``403`` page, and any refusal a view answers
   itself (a decision card, a redirect with a message) after telling this middleware which
-  refusal it answers with ``audit.refusals.note_refusal``;
+  refusal it answers (``config.errors.answer_refusal``, which calls ``note_refusal``);
 - both: a ``404`` on another agent's action, agent or change request that exists
   (``not_visible``): the caller is told nothing, the audit log is.
 

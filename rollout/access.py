@@ -425,3 +425,24 @@ def _held_otherwise(user: Any, right: str, agent: Agent, removed: str) -> bool:
         principal(GROUP, group) for group in user.groups.values_list("name", flat=True)
     }
     return bool((keys & set(access)) - {removed})
+
+
+def agent_rights_of_people(user_ids: list[int]) -> dict[int, list[tuple[str, list[str]]]]:
+    """The per-agent rights each of these users holds directly, as {user id: [(agent slug,
+    [rights])]} sorted by slug — the People page's column (``accounts.people``; registered in
+    ``rollout.apps``). One query for the grants, one for the slugs."""
+    rights_of: dict[int, dict[str, list[str]]] = {}
+    by_codename = {codename: right for right, codename in RIGHT_PERMISSIONS.items() if codename}
+    slugs = dict(Agent.objects.values_list("pk", "slug"))
+    for user_id, object_pk, codename in UserObjectPermission.objects.filter(
+        user_id__in=user_ids,
+        content_type=_agent_type(),
+        permission__codename__in=list(by_codename),
+    ).values_list("user_id", "object_pk", "permission__codename"):
+        slug = slugs.get(int(object_pk))
+        if slug:
+            rights_of.setdefault(user_id, {}).setdefault(slug, []).append(by_codename[codename])
+    return {
+        user_id: sorted((slug, sorted(rights)) for slug, rights in per_agent.items())
+        for user_id, per_agent in rights_of.items()
+    }

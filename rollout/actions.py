@@ -199,7 +199,8 @@ def engaged_switches_for(agent_slug: str, tool: str) -> list[KillSwitch]:
 
 
 class KillSwitchError(Refused):
-    """A kill-switch request the rules refuse."""
+    """A kill-switch request the rules refuse: engaging with bad input (``400``), releasing
+    what is already released (``409``)."""
 
 
 def engage_kill_switch(
@@ -219,16 +220,16 @@ def engage_kill_switch(
 
     reason = (reason or "").strip()
     if not reason:
-        raise KillSwitchError("reason_required", "Engaging a kill switch needs a reason.")
+        raise KillSwitchError("reason_required", "Engaging a kill switch needs a reason.", 400)
     if scope not in KillSwitch.Scope.values:
         raise KillSwitchError(
-            "invalid_scope", f"Scope must be one of {', '.join(KillSwitch.Scope.values)}."
+            "invalid_scope", f"Scope must be one of {', '.join(KillSwitch.Scope.values)}.", 400
         )
     target = "" if scope == KillSwitch.Scope.GLOBAL else (target or "").strip()
     if scope != KillSwitch.Scope.GLOBAL and not target:
-        raise KillSwitchError("target_required", f"A {scope} switch needs a target.")
+        raise KillSwitchError("target_required", f"A {scope} switch needs a target.", 400)
     if scope == KillSwitch.Scope.AGENT and not Agent.objects.filter(slug=target).exists():
-        raise KillSwitchError("unknown_agent", f"No agent {target!r}.")
+        raise KillSwitchError("unknown_agent", f"No agent {target!r}.", 400)
     with transaction.atomic():
         _hold_gate_lock_exclusive()
         switch = KillSwitch.objects.create(

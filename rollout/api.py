@@ -15,6 +15,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.authentication import require_step_up, require_token_scope
 from approvals.api import AirlockAPIView
 from approvals.models import Action
 from approvals.permissions import IsPerson
@@ -22,9 +23,7 @@ from config.api_errors import ApiError
 from config.digests import token_digest
 from rollout import governance
 from rollout import permissions as agent_perms
-from rollout.authentication import require_step_up, require_token_scope
 from rollout.backtest import backtest_change
-from rollout.governance import GovernanceRefused
 from rollout.metrics import pending_counts
 from rollout.models import Agent, ChangeRequest, KillSwitch, Tier
 from rollout.policy_diff import diff_policies
@@ -57,10 +56,6 @@ from rollout.serializers import (
 
 class GovernanceAPIView(AirlockAPIView):
     permission_classes = [IsPerson]
-
-
-def _refused(exc: GovernanceRefused) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.detail, exc.fields)
 
 
 def _valid(serializer_class: type, request: Request) -> dict:
@@ -130,10 +125,7 @@ class AgentListView(GovernanceAPIView):
     def post(self, request: Request) -> Response:
         require_token_scope(request, "govern")
         data = _valid(RegisterAgentInSerializer, request)
-        try:
-            agent = governance.register(user=request.user, **data)
-        except GovernanceRefused as exc:
-            raise _refused(exc) from exc
+        agent = governance.register(user=request.user, **data)
         return Response(agent_summary(agent), status=status.HTTP_201_CREATED)
 
 
@@ -211,16 +203,13 @@ class AgentChangesView(GovernanceAPIView):
         require_token_scope(request, "govern")
         agent = _governed(request, slug)
         data = _valid(ProposalInSerializer, request)
-        try:
-            result = governance.propose_change(
-                agent=agent,
-                user=request.user,
-                changes=data["changes"],
-                reason=data["reason"],
-                required_approvals=data.get("required_approvals", 1),
-            )
-        except GovernanceRefused as exc:
-            raise _refused(exc) from exc
+        result = governance.propose_change(
+            agent=agent,
+            user=request.user,
+            changes=data["changes"],
+            reason=data["reason"],
+            required_approvals=data.get("required_approvals", 1),
+        )
         return Response(
             {
                 "classification": result.classification,
@@ -307,10 +296,7 @@ class BacktestView(GovernanceAPIView):
             changes = data["changes"]
         else:
             raise ApiError(400, "invalid", "Give a tier or changes.", {"tier": ["Required."]})
-        try:
-            proposal = governance.preview_change(agent=agent, changes=changes)
-        except GovernanceRefused as exc:
-            raise _refused(exc) from exc
+        proposal = governance.preview_change(agent=agent, changes=changes)
         result = backtest_change(agent, proposal.after, days=data["days"])
         return Response(
             {
@@ -340,10 +326,7 @@ class TokenListView(GovernanceAPIView):
         agent = _governed(request, slug)
         require_step_up(request, "issue an agent token")
         data = _valid(TokenInSerializer, request)
-        try:
-            token = governance.issue_token(agent=agent, user=request.user, name=data["name"])
-        except GovernanceRefused as exc:
-            raise _refused(exc) from exc
+        token = governance.issue_token(agent=agent, user=request.user, name=data["name"])
         record = agent.tokens.get(token_hash=token_digest(token))
         response = Response(
             {**AgentTokenSerializer(record).data, "token": token}, status=status.HTTP_201_CREATED
@@ -379,10 +362,7 @@ class WebhookSecretView(GovernanceAPIView):
         require_token_scope(request, "govern")
         agent = _governed(request, slug)
         require_step_up(request, "rotate the webhook secret")
-        try:
-            secret = governance.rotate_webhook_secret(agent=agent, user=request.user)
-        except GovernanceRefused as exc:
-            raise _refused(exc) from exc
+        secret = governance.rotate_webhook_secret(agent=agent, user=request.user)
         agent.refresh_from_db(fields=["previous_webhook_secret_until"])
         until = agent.previous_webhook_secret_until
         response = Response(
@@ -403,10 +383,7 @@ class TokenRevokeView(GovernanceAPIView):
     def post(self, request: Request, slug: str, token_id: int) -> Response:
         require_token_scope(request, "govern")
         agent = _governed(request, slug)
-        try:
-            record = governance.revoke_token(agent=agent, token_id=token_id, user=request.user)
-        except GovernanceRefused as exc:
-            raise _refused(exc) from exc
+        record = governance.revoke_token(agent=agent, token_id=token_id, user=request.user)
         return Response(AgentTokenSerializer(record).data)
 
 
@@ -423,12 +400,9 @@ class ShadowLabelView(GovernanceAPIView):
         data = _valid(ShadowLabelInSerializer, request)
         if not Action.objects.filter(pk=data["action_id"], agent=agent).exists():
             raise ApiError(404, "not_found", "No such action for this agent.")
-        try:
-            label = governance.label_shadow_action(
-                action_id=data["action_id"], user=request.user, label=data["label"]
-            )
-        except GovernanceRefused as exc:
-            raise _refused(exc) from exc
+        label = governance.label_shadow_action(
+            action_id=data["action_id"], user=request.user, label=data["label"]
+        )
         return Response(
             {"action_id": label.action_id, "label": label.label, "reviewer": request.user.username},
             status=status.HTTP_201_CREATED,
@@ -478,16 +452,13 @@ class ChangeDetailView(GovernanceAPIView):
         require_token_scope(request, "govern")
         _change_request(request, change_id)
         data = _valid(EditChangeInSerializer, request)
-        try:
-            change_request = governance.edit_change_request(
-                change_request_id=change_id,
-                user=request.user,
-                changes=data["changes"],
-                reason=data.get("reason"),
-                required_approvals=data.get("required_approvals"),
-            )
-        except GovernanceRefused as exc:
-            raise _refused(exc) from exc
+        change_request = governance.edit_change_request(
+            change_request_id=change_id,
+            user=request.user,
+            changes=data["changes"],
+            reason=data.get("reason"),
+            required_approvals=data.get("required_approvals"),
+        )
         return Response(ChangeRequestSerializer(change_request).data)
 
 
@@ -502,15 +473,12 @@ class ChangeApproveView(GovernanceAPIView):
         _change_request(request, change_id)
         require_step_up(request, "approve a governance change")
         data = _valid(ApproveInSerializer, request)
-        try:
-            change_request = governance.approve_change_request(
-                change_request_id=change_id,
-                user=request.user,
-                revision=data.get("revision"),
-                comment=data.get("comment", ""),
-            )
-        except GovernanceRefused as exc:
-            raise _refused(exc) from exc
+        change_request = governance.approve_change_request(
+            change_request_id=change_id,
+            user=request.user,
+            revision=data.get("revision"),
+            comment=data.get("comment", ""),
+        )
         return Response(ChangeRequestSerializer(change_request).data)
 
 
@@ -524,12 +492,9 @@ class ChangeRejectView(GovernanceAPIView):
         require_token_scope(request, "govern")
         _change_request(request, change_id)
         data = _valid(CommentInSerializer, request)
-        try:
-            change_request = governance.reject_change_request(
-                change_request_id=change_id, user=request.user, comment=data.get("comment", "")
-            )
-        except GovernanceRefused as exc:
-            raise _refused(exc) from exc
+        change_request = governance.reject_change_request(
+            change_request_id=change_id, user=request.user, comment=data.get("comment", "")
+        )
         return Response(ChangeRequestSerializer(change_request).data)
 
 
@@ -543,10 +508,7 @@ class ChangeWithdrawView(GovernanceAPIView):
         require_token_scope(request, "govern")
         _change_request(request, change_id)
         data = _valid(CommentInSerializer, request)
-        try:
-            change_request = governance.withdraw_change_request(
-                change_request_id=change_id, user=request.user, comment=data.get("comment", "")
-            )
-        except GovernanceRefused as exc:
-            raise _refused(exc) from exc
+        change_request = governance.withdraw_change_request(
+            change_request_id=change_id, user=request.user, comment=data.get("comment", "")
+        )
         return Response(ChangeRequestSerializer(change_request).data)

@@ -6,30 +6,8 @@ class RolloutConfig(AppConfig):
     verbose_name = "Rollout and governance"
 
     def ready(self) -> None:
-        from django.contrib.auth.signals import user_logged_in
+        from accounts import people
+        from rollout.access import agent_rights_of_people
 
-        from rollout.login_protection import start_idle_clock
-
-        # Every way of logging in (the login pages, the test client) starts the idle clock.
-        user_logged_in.connect(start_idle_clock, dispatch_uid="airlock-idle-clock")
-
-        from rollout.access_hints import connect_signals
-
-        connect_signals()
-
-        from rollout import account_audit
-
-        # Role and account changes are audited whichever path makes them.
-        account_audit.connect_signals()
-
-        from django.contrib.auth import get_user_model
-        from django.db.models.signals import pre_save
-
-        from config.identity import refuse_colliding_username
-
-        # No two people share a username skeleton, whatever path saves the user.
-        pre_save.connect(
-            refuse_colliding_username,
-            sender=get_user_model(),
-            dispatch_uid="airlock-username-skeleton",
-        )
+        # The People page (accounts) lists each person's per-agent rights, which rollout owns.
+        people.register_agent_rights_reader(agent_rights_of_people)

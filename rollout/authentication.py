@@ -1,5 +1,5 @@
-"""Bearer-token authentication (DRF): agents' tokens (``alk_…``) and people's personal
-tokens (``alp_…``)."""
+"""Bearer-token authentication (DRF) of agents' tokens (``alk_…``); people's personal
+tokens (``alp_…``) are ``accounts.authentication``."""
 
 from __future__ import annotations
 
@@ -8,17 +8,8 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from config.api_errors import ApiError
 from rollout.actions import authenticate_agent_token
 from rollout.models import Agent, AgentToken
-from rollout.permissions import bind_token_scopes, token_scope_allows
-from rollout.personal_tokens import (
-    PERSONAL_TOKEN_PREFIX,
-    PersonalTokenAuth,
-    authenticate_personal_token,
-    record_use,
-)
-from rollout.stepup import StepUpRequired, require_recent_second_factor
 from rollout.tokens import TOKEN_PREFIX
 
 
@@ -72,48 +63,6 @@ class AgentTokenAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
-class PersonalTokenAuthentication(authentication.BaseAuthentication):
-    """``Authorization: Bearer alp_…``: the token's owner (a real user, who must be active)
-    with ``request.auth`` a ``PersonalTokenAuth``. The user object is narrowed to the
-    token's scopes for this request (``rollout.permissions.bind_token_scopes``), so every
-    permission check sees only what the scopes allow. Each use is audited with the token's
-    name. No CSRF: the credential is a header a browser never sends by itself."""
-
-    keyword = "Bearer"
-
-    def authenticate(self, request: Any) -> tuple[Any, PersonalTokenAuth] | None:
-        header = authentication.get_authorization_header(request).decode("latin-1")
-        parts = header.split()
-        if len(parts) != 2 or parts[0].lower() != "bearer":
-            return None
-        if not parts[1].startswith(PERSONAL_TOKEN_PREFIX):
-            return None
-        record = authenticate_personal_token(parts[1])
-        if record is None:
-            raise exceptions.AuthenticationFailed("Unknown, expired or revoked token.")
-        record_use(record, method=request.method, path=request.path)
-        auth = PersonalTokenAuth(token=record, airlock_token_scopes=frozenset(record.scopes))
-        return bind_token_scopes(record.user, record.scopes), auth
-
-    def authenticate_header(self, request: Any) -> str:
-        return self.keyword
-
-
-def require_token_scope(request: Any, scope: str) -> None:
-    """API views: refuse a personal token without ``scope`` with a clear code (its owner's
-    rights are narrowed by ``rollout.permissions`` in any case)."""
-    if not token_scope_allows(request, scope):
-        raise ApiError(403, "token_scope", f"This token's scopes do not include {scope}.")
-
-
-def require_step_up(request: Any, purpose: str) -> None:
-    """API views: ``rollout.stepup`` as a ``403 step_up_required`` answer."""
-    try:
-        require_recent_second_factor(request, purpose=purpose)
-    except StepUpRequired as exc:
-        raise ApiError(exc.status, exc.code, exc.detail) from exc
-
-
 class AgentTokenScheme(OpenApiAuthenticationExtension):
     """Documents the agent bearer token in the OpenAPI schema."""
 
@@ -125,19 +74,4 @@ class AgentTokenScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "bearer",
             "description": "A per-agent token (manage.py agent_token SLUG).",
-        }
-
-
-class PersonalTokenScheme(OpenApiAuthenticationExtension):
-    """Documents the personal token in the OpenAPI schema."""
-
-    target_class = "rollout.authentication.PersonalTokenAuthentication"
-    name = "personalToken"
-
-    def get_security_definition(self, auto_schema: Any) -> dict:
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "A person's API token (alp_…), created on the profile page; "
-            "acts as its owner narrowed to its scopes.",
         }

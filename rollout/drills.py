@@ -28,6 +28,7 @@ from django.utils import timezone
 from audit import verbs
 from audit.chain import Actor, append_event
 from config.digests import token_digest
+from config.errors import Refused
 from rollout.actions import (
     engage_kill_switch,
     issue_agent_token,
@@ -43,14 +44,16 @@ PROBE_TIMEOUT_SECONDS = 20
 PROBE_TOKEN_LIFETIME = timedelta(seconds=PROBE_TIMEOUT_SECONDS + 60)
 
 
-class DrillTokenMisused(Exception):
-    """A drill's token was used for anything but its running drill's bare probe."""
+class DrillTokenMisused(Refused):
+    """A drill's token was used for anything but its running drill's bare probe (``403``)."""
 
-    code = "drill_token"
-    detail = (
-        "This token belongs to a drill: it calls only that drill's probe "
-        f"({PROBE_TOOL}, no arguments), and only while the drill runs."
-    )
+    def __init__(self) -> None:
+        super().__init__(
+            "drill_token",
+            "This token belongs to a drill: it calls only that drill's probe "
+            f"({PROBE_TOOL}, no arguments), and only while the drill runs.",
+            403,
+        )
 
 
 def issue_probe_token(*, drill: Drill, actor: Actor) -> str:

@@ -1,4 +1,4 @@
-"""Forms of the governance pages. They validate input and turn it into the ``changes``
+"""Forms of the governance pages (and the agent page's Access section). They validate input and turn it into the ``changes``
 that ``rollout.governance.propose_change`` takes; the write path validates again."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Any
 
 from django import forms
 
+from rollout.access import RIGHT_LABELS, RIGHTS
 from rollout.governance import AGENT_SLUG, MAX_LIMITS_PER_TOOL, TOOL_NAME
 from rollout.models import Effect, Risk, RuleKind, ShadowLabel, Tier
 from rollout.policy import (
@@ -344,3 +345,22 @@ class BacktestForm(forms.Form):
 
 class ShadowLabelForm(forms.Form):
     label = forms.ChoiceField(choices=ShadowLabel.Label.choices)
+
+
+class AccessChangeForm(forms.Form):
+    """Grant or remove one right of one user or group on one agent."""
+
+    operation = forms.ChoiceField(choices=[("grant", "Grant"), ("remove", "Remove")])
+    right = forms.ChoiceField(
+        choices=[(right, f"{right}: {RIGHT_LABELS[right]}") for right in RIGHTS]
+    )
+    kind = forms.ChoiceField(label="To", choices=[("user", "user"), ("group", "group")])
+    name = forms.CharField(label="Username or group name", max_length=150, strip=True)
+    reason = forms.CharField(max_length=300, strip=True, required=False)
+
+    def holder(self) -> str:
+        return f"{self.cleaned_data['kind']}:{self.cleaned_data['name']}"
+
+    def changes(self) -> dict:
+        granted = True if self.cleaned_data["operation"] == "grant" else None
+        return {"access": {self.cleaned_data["right"]: {self.holder(): granted}}}

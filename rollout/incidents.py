@@ -11,14 +11,14 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from accounts.stepup import StepUpRequired, require_recent_second_factor
 from audit.chain import Actor
-from audit.refusals import note_refusal
+from config.errors import answer_refusal
 from config.redirects import next_target
 from rollout import permissions as perms
 from rollout.actions import KillSwitchError, engage_kill_switch, release_kill_switch
 from rollout.models import Drill, KillSwitch
 from rollout.selectors import agent_visible_to
-from rollout.stepup import StepUpRequired, require_recent_second_factor
 
 SCOPES = (KillSwitch.Scope.GLOBAL, KillSwitch.Scope.AGENT, KillSwitch.Scope.TOOL)
 
@@ -67,7 +67,7 @@ def engage(request: HttpRequest) -> HttpResponse:
             scope=scope, target=target, reason=reason, actor=Actor.user(request.user)
         )
     except KillSwitchError as exc:
-        messages.error(request, exc.detail)
+        messages.error(request, answer_refusal(request, exc))
         return redirect(next_target(request, reverse("incidents")))
     stopped = switch.stopped_counts
     messages.success(
@@ -91,18 +91,13 @@ def release(request: HttpRequest, switch_id: int) -> HttpResponse:
     try:
         # Recovery is fast but not careless: a fresh second factor, where step-up is on.
         require_recent_second_factor(request, purpose="release a kill switch")
-    except StepUpRequired as exc:
-        note_refusal(request, exc)
-        messages.error(request, exc.detail)
-        return redirect("incidents")
-    try:
         release_kill_switch(
             switch_id=switch.pk,
             reason=request.POST.get("reason", ""),
             actor=Actor.user(request.user),
         )
-    except KillSwitchError as exc:
-        messages.error(request, exc.detail)
+    except (StepUpRequired, KillSwitchError) as exc:
+        messages.error(request, answer_refusal(request, exc))
     else:
         messages.success(request, f"Kill switch on {switch} released.")
     return redirect("incidents")

@@ -12,7 +12,7 @@ HTTP); the socket itself stays open, since the pages behind it need nothing but 
 person with no agent sees an empty queue, and hears at once when granted one).
 
 What the socket may hear is read at connect, again whenever an access hint arrives
-(``rollout.access_hints``: sent after commit on any change of rights, account or session)
+(``accounts.access_hints``: sent after commit on any change of rights, account or session)
 and every ``LIVE_SOCKET_RECHECK_SECONDS`` as a backstop for a lost hint or a session that
 merely expired. Between reads, events are filtered against the set in memory (no query per
 event). The base reads only: sessions are loaded, never saved, flushed or cycled.
@@ -33,9 +33,9 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.db.models import QuerySet
 from django.utils.crypto import constant_time_compare
 
+from accounts.access_hints import EVERYONE_GROUP, person_group
+from accounts.login_protection import LAST_ACTIVITY_KEY
 from config.people import is_active_person
-from rollout.access_hints import EVERYONE_GROUP, person_group
-from rollout.login_protection import LAST_ACTIVITY_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def session_person(session_key: str | None, user_id: Any) -> Any | None:
     """The active person whose valid session ``session_key`` is, read afresh (no cache of
     the connection's session or user); None when it is not ``user_id``'s valid session.
     The checks are Django's own for a request (``django.contrib.auth.get_user``) without its
-    writes, plus the idle timeout of ``rollout.login_protection``."""
+    writes, plus the idle timeout of ``accounts.login_protection``."""
     if not session_key or user_id is None:
         return None
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)

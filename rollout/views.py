@@ -15,14 +15,15 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts import stepup
 from approvals.states import Status
-from audit.refusals import note_refusal
+from config.errors import Refused, answer_refusal
 from rollout import access as agent_access
-from rollout import charts, governance, stepup
+from rollout import charts, governance
 from rollout import permissions as agent_perms
-from rollout.account_forms import AccessChangeForm
 from rollout.backtest import backtest_change
 from rollout.forms import (
+    AccessChangeForm,
     AgentSettingsForm,
     ApproveChangeForm,
     BacktestForm,
@@ -68,15 +69,9 @@ def _governed_agent(request: HttpRequest, slug: str) -> Agent:
     return agent
 
 
-def _refused(request: HttpRequest, exc: GovernanceRefused) -> None:
-    if exc.status == 403:
-        raise PermissionDenied(exc.detail)
-    if exc.status == 404:
-        raise Http404(exc.detail)
-    detail = exc.detail
-    if exc.fields:
-        detail += " " + "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.fields.items())
-    messages.error(request, detail)
+def _refused(request: HttpRequest, exc: Refused) -> None:
+    """A refusal as a message on the page redirected to (403 and 404: the error pages)."""
+    messages.error(request, answer_refusal(request, exc, hide=True))
 
 
 def _stepped_up(request: HttpRequest, purpose: str) -> bool:
@@ -85,8 +80,7 @@ def _stepped_up(request: HttpRequest, purpose: str) -> bool:
     try:
         stepup.require_recent_second_factor(request, purpose=purpose)
     except stepup.StepUpRequired as exc:
-        note_refusal(request, exc)
-        messages.error(request, exc.detail)
+        messages.error(request, answer_refusal(request, exc))
         return False
     return True
 
@@ -671,8 +665,7 @@ def approve_change(request: HttpRequest, change_id: int) -> HttpResponse:
         _change_or_404(request, change_id)
         stepup.require_recent_second_factor(request, purpose="approve a governance change")
     except stepup.StepUpRequired as exc:
-        note_refusal(request, exc)
-        messages.error(request, exc.detail)
+        messages.error(request, answer_refusal(request, exc))
         return redirect("rollout:change-detail", change_id=change_id)
 
     def run(change_request: ChangeRequest) -> None:
@@ -755,8 +748,7 @@ def edit_change(request: HttpRequest, change_id: int) -> HttpResponse:
                 required_approvals=form.cleaned_data["required_approvals"],
             )
         except GovernanceRefused as exc:
-            if exc.status in (403, 404):
-                _refused(request, exc)
+            answer_refusal(request, exc, hide=True)
             form.add_error(None, exc.detail)
             for name, problems in (exc.fields or {}).items():
                 form.add_error(None, f"{name}: {' '.join(problems)}")

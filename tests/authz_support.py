@@ -26,6 +26,7 @@ from django.http import HttpResponse
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from accounts.personal_tokens import create_personal_token
 from approvals import actions as approval_actions
 from approvals.models import Action
 from audit.chain import Actor
@@ -34,7 +35,6 @@ from config.digests import token_digest
 from rollout import governance
 from rollout.actions import engage_kill_switch
 from rollout.models import Agent
-from rollout.personal_tokens import create_personal_token
 from rollout.reference import ensure_reference_data
 from tests import factories
 
@@ -377,7 +377,7 @@ OPS: list[Op] = [
         "two-factor",
         "POST",
         "page",
-        # With the password typed again (rollout.reauth), as the page's form sends it.
+        # With the password typed again (accounts.reauth), as the page's form sends it.
         body=_fixed({"operation": "enrol", "code": "000000", "current_password": PASSWORD}),
     ),
     Op("step-up", "GET", "page"),

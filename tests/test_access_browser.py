@@ -11,15 +11,15 @@ import re
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from accounts import twofactor
 from approvals import actions
 from approvals.models import Action
 from audit import verbs
 from audit.models import AuditEvent
-from rollout import twofactor
 from tests import factories
 from tests.access_support import current_counter, totp
 
-# The dashboard's approve form asks inline once it calls rollout.stepup (approvals/views.py
+# The dashboard's approve form asks inline once it calls accounts.stepup (approvals/views.py
 # ``_decide``) and renders ``{% step_up_field %}`` (templates/approvals/_card_actions.html).
 pytestmark = [
     pytest.mark.browser,
@@ -74,7 +74,7 @@ def test_browser__enrol_totp__then_approve_critical_with_step_up(
             key_hex = base64.b32decode(secret + "=" * (-len(secret) % 8)).hex()
             enrol_counter = current_counter()
             page.fill("#enrol-form input[name=code]", totp(key_hex, enrol_counter))
-            # (her password, asked again with the form: rollout.reauth)
+            # (her password, asked again with the form: accounts.reauth)
             page.fill("#enrol-form input[name=current_password]", "pw-for-tests")
             page.click("#enrol-form button[type=submit]")
             # Then two-factor is on and her recovery codes are shown once

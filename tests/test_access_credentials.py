@@ -2,7 +2,7 @@
 holding a stolen session (or a token) would use.
 
 1. Enrolling, replacing or removing a second factor, new recovery codes and creating a
-   personal token need the password typed again (``rollout.reauth``): a session alone is
+   personal token need the password typed again (``accounts.reauth``): a session alone is
    refused (403, audited), a wrong password counts as a failed login; with the password
    the operation works, is audited and owes the person one email (no secret in it).
 2. Issuing an agent token and rotating an agent's webhook secret need step-up (when
@@ -21,11 +21,12 @@ from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
+from accounts import personal_tokens, reauth, twofactor
+from accounts.models import LoginFailure, PersonalToken
 from approvals.models import Outbox
 from audit import verbs
 from audit.models import AuditEvent
-from rollout import personal_tokens, reauth, twofactor
-from rollout.models import Agent, AgentToken, LoginFailure, PersonalToken
+from rollout.models import Agent, AgentToken
 from tests import factories
 from tests.access_support import (
     current_counter,

@@ -13,13 +13,14 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts import personal_tokens
+from accounts.models import PersonalToken
 from audit import verbs
 from audit.chain import Actor
 from audit.models import AuditEvent
 from config.digests import token_digest
-from rollout import personal_tokens
 from rollout.actions import engage_kill_switch
-from rollout.models import KillSwitch, PersonalToken
+from rollout.models import KillSwitch
 from tests import factories
 from tests.access_support import give_second_factor, next_code
 
@@ -58,7 +59,7 @@ def test_profile__create_token__shown_once_stored_hashed(oncall):
             "name": "oncall CLI",
             "scopes": ["decide", "kill"],
             "expires_in_days": 30,
-            "current_password": "pw-for-tests",  # asked again (rollout.reauth)
+            "current_password": "pw-for-tests",  # asked again (accounts.reauth)
         },
     )
     assert response.status_code == 200

@@ -13,13 +13,13 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts import login_protection, twofactor
+from accounts.models import LoginFailure, RecoveryCode
 from approvals.models import Action
 from audit import verbs
 from audit.chain import Actor
 from audit.models import AuditEvent
-from rollout import login_protection, twofactor
 from rollout.actions import engage_kill_switch
-from rollout.models import LoginFailure, RecoveryCode
 from tests import factories
 from tests.access_support import (
     current_counter,
@@ -174,7 +174,7 @@ def test_login__pending_second_factor__expires(reviewer, monkeypatch):
     client = Client()
     password_step(client, "rita")
     later = time.time() + 301
-    monkeypatch.setattr("rollout.account_views.time.time", lambda: later)
+    monkeypatch.setattr("accounts.views.time.time", lambda: later)
     response = client.post("/accounts/login/verify/", {"code": next_code(reviewer)})
     assert (response.status_code, response["Location"]) == (302, "/accounts/login/")
 
@@ -264,7 +264,7 @@ def test_session__idle_too_long__logged_out_everywhere(reviewer, settings, monke
     assert client.get("/").status_code == 200
     # A live refresh (not a click) after the timeout finds the session ended
     later = time.time() + 601
-    monkeypatch.setattr("rollout.login_protection.time.time", lambda: later)
+    monkeypatch.setattr("accounts.login_protection.time.time", lambda: later)
     response = client.get("/?partial=1")
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
     assert not Session.objects.exists()
@@ -278,9 +278,9 @@ def test_session__live_refreshes_do_not_keep_it_alive(reviewer, settings, monkey
     password_step(client, "rita")
     start = time.time()
     for offset in (200, 400, 590):
-        monkeypatch.setattr("rollout.login_protection.time.time", lambda o=offset: start + o)
+        monkeypatch.setattr("accounts.login_protection.time.time", lambda o=offset: start + o)
         assert client.get("/?partial=1").status_code == 200
-    monkeypatch.setattr("rollout.login_protection.time.time", lambda: start + 610)
+    monkeypatch.setattr("accounts.login_protection.time.time", lambda: start + 610)
     assert client.get("/").status_code == 302
 
 
@@ -379,7 +379,7 @@ def test_step_up__window__code_at_login_counts_until_it_passes(
     assert ok.status_code == 201
     # Once it has passed, a code is asked again
     later = time.time() + 301
-    monkeypatch.setattr("rollout.stepup.time.time", lambda: later)
+    monkeypatch.setattr("accounts.stepup.time.time", lambda: later)
     again = client.post(
         f"/api/v1/actions/{second.pk}/decisions",
         {"verdict": "approve"},

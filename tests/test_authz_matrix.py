@@ -59,11 +59,12 @@ from django.db import transaction
 from django.utils.crypto import get_random_string
 from drf_spectacular.generators import SchemaGenerator
 
+from accounts.models import PersonalToken
 from approvals.models import Action
 from audit import verbs
 from audit.canonical import payload_hash
 from audit.models import AuditEvent
-from rollout.models import Agent, AgentToken, ChangeRequest, KillSwitch, PersonalToken, ShadowLabel
+from rollout.models import Agent, AgentToken, ChangeRequest, KillSwitch, ShadowLabel
 from tests import authz_support as az
 from tests.authz_support import OPS, OTHER, OWN, Op, World
 

@@ -16,12 +16,12 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.personal_tokens import create_personal_token
 from approvals.models import Action, Decision
 from audit.chain import Actor
 from rollout import governance
 from rollout.actions import engage_kill_switch
 from rollout.models import ChangeRequest, KillSwitch
-from rollout.personal_tokens import create_personal_token
 from tests import factories
 
 POLICY = {

@@ -17,13 +17,13 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from accounts import personal_tokens
 from approvals.models import Decision
 from audit import refusals, verbs
 from audit.chain import verify_chain
 from audit.models import AuditEvent, RefusalWindow
 from audit.search import describe
 from config import refusal_audit
-from rollout import personal_tokens
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -41,8 +41,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from rollout.permissions import TOKEN_SCOPES
-from rollout.personal_tokens import create_personal_token
+from accounts.permissions import TOKEN_SCOPES
+from accounts.personal_tokens import create_personal_token
 from tests import factories
 
 CHECKS = [

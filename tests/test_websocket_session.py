@@ -19,9 +19,9 @@ from django.test import Client
 from django.utils import timezone
 from guardian.shortcuts import remove_perm
 
+from accounts.login_protection import LAST_ACTIVITY_KEY
 from config.asgi import application
 from rollout import governance
-from rollout.login_protection import LAST_ACTIVITY_KEY
 from tests import factories, sockets
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "channels",
     "audit",
+    "accounts",
     "rollout",
     "approvals",
 ]
@@ -427,7 +428,7 @@ LIVE_SOCKET_RECHECK_SECONDS = float(os.environ.get("LIVE_SOCKET_RECHECK_SECONDS"
 # Innermost (after the auth and messages middlewares it needs): it is sync-only, so Django
 # runs every middleware outside it in sync mode in one worker thread; innermost, none is
 # left in async mode to hop threads for its process_response (see its docstring).
-MIDDLEWARE.append("rollout.login_protection.SessionIdleTimeoutMiddleware")
+MIDDLEWARE.append("accounts.login_protection.SessionIdleTimeoutMiddleware")
 # The longest a session lives, active or not.
 SESSION_COOKIE_AGE = int(os.environ.get("SESSION_MAX_AGE_SECONDS", "43200"))
 SESSION_COOKIE_SAMESITE = "Lax"

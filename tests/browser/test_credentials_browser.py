@@ -10,11 +10,11 @@ import base64
 import pytest
 from playwright.sync_api import Browser, expect
 
+from accounts import twofactor
+from accounts.models import PersonalToken
 from approvals.models import Outbox
 from audit import verbs
 from audit.models import AuditEvent
-from rollout import twofactor
-from rollout.models import PersonalToken
 from tests import factories
 from tests.access_support import current_counter, totp
 

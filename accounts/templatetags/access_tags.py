@@ -1,12 +1,12 @@
 """Template tags of access pages: the inline step-up ask.
 
 ``{% step_up_field risk=card.action.risk field_id=card.pk %}`` inside a form renders a code
-input when that form's action needs a fresh second factor (``rollout.stepup``): step-up is
+input when that form's action needs a fresh second factor (``accounts.stepup``): step-up is
 on, the risk (if given) is high or critical, and the person entered no code recently.
 ``prefix`` tells two such fields of one page apart.
 
 ``{% reauth_field field_id="token" %}`` renders a password input when the form's action
-needs the password typed again (``rollout.reauth``) and this session has not recently."""
+needs the password typed again (``accounts.reauth``) and this session has not recently."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from django import template
 
-from rollout import reauth, stepup, twofactor
+from accounts import reauth, stepup, twofactor
 
 register = template.Library()
 

@@ -22,9 +22,9 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from accounts.models import LoginFailure
 from audit import verbs
 from audit.chain import Actor, append_event
-from rollout.models import LoginFailure
 
 USERNAME_MAX = 150
 

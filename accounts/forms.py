@@ -1,13 +1,12 @@
-"""Forms of the account pages (second factor, personal tokens, people) and of the agent
-page's Access section. They validate what a person typed; the write paths decide."""
+"""Forms of the account pages (second factor, personal tokens, people). They validate what
+a person typed; the write paths decide."""
 
 from __future__ import annotations
 
 from django import forms
 from django.conf import settings
 
-from rollout.access import RIGHT_LABELS, RIGHTS
-from rollout.permissions import SCOPE_LABELS, TOKEN_SCOPES
+from accounts.permissions import SCOPE_LABELS, TOKEN_SCOPES
 
 EXPIRY_CHOICES = [(7, "7 days"), (30, "30 days"), (90, "90 days"), (365, "1 year")]
 
@@ -59,22 +58,3 @@ class PersonalTokenForm(forms.Form):
 
 class PersonReasonForm(forms.Form):
     reason = forms.CharField(max_length=300, required=False, strip=True)
-
-
-class AccessChangeForm(forms.Form):
-    """Grant or remove one right of one user or group on one agent."""
-
-    operation = forms.ChoiceField(choices=[("grant", "Grant"), ("remove", "Remove")])
-    right = forms.ChoiceField(
-        choices=[(right, f"{right}: {RIGHT_LABELS[right]}") for right in RIGHTS]
-    )
-    kind = forms.ChoiceField(label="To", choices=[("user", "user"), ("group", "group")])
-    name = forms.CharField(label="Username or group name", max_length=150, strip=True)
-    reason = forms.CharField(max_length=300, strip=True, required=False)
-
-    def holder(self) -> str:
-        return f"{self.cleaned_data['kind']}:{self.cleaned_data['name']}"
-
-    def changes(self) -> dict:
-        granted = True if self.cleaned_data["operation"] == "grant" else None
-        return {"access": {self.cleaned_data["right"]: {self.holder(): granted}}}

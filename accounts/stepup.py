@@ -27,9 +27,10 @@ from django.conf import settings
 from django.db import transaction
 from rest_framework.request import Request
 
+from accounts import personal_tokens, twofactor
 from audit import verbs
 from audit.chain import Actor, append_event
-from rollout import twofactor
+from config.errors import Refused
 
 STEP_UP_FIELD = "step_up_code"
 STEP_UP_HEADER = "X-Airlock-OTP"
@@ -37,16 +38,12 @@ SESSION_KEY = "airlock_step_up_at"
 STEP_UP_RISKS = frozenset({"high", "critical"})
 
 
-class StepUpRequired(Exception):
-    """A consequential action without a recent second factor. ``code``, ``detail`` and
-    ``status`` as the API answers them (the same attributes as the write paths' refusals)."""
-
-    code = "step_up_required"
-    status = 403
+class StepUpRequired(Refused):
+    """A consequential action without a recent second factor: a ``403``
+    ``step_up_required`` refusal, answered like the write paths' refusals."""
 
     def __init__(self, detail: str, *, invalid_code: bool = False) -> None:
-        super().__init__(detail)
-        self.detail = detail
+        super().__init__("step_up_required", detail, 403)
         self.invalid_code = invalid_code
 
 
@@ -125,9 +122,7 @@ def require_recent_second_factor(request: Any, *, purpose: str = "continue") -> 
         )
     token = _personal_token(request)
     if token is not None:
-        from rollout.personal_tokens import mark_stepped_up as mark_token
-
-        mark_token(token)
+        personal_tokens.mark_stepped_up(token)
     else:
         mark_stepped_up(request)
     with transaction.atomic():

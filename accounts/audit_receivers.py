@@ -263,13 +263,23 @@ def on_m2m_changed(
 # --- object permissions (django-guardian) --------------------------------------------------
 
 
+# Object permissions are granted on agents: their events are that agent's, named by its
+# slug — read through the content type, so accounts imports no domain model.
+AGENT_CONTENT_TYPE = ("rollout", "agent")
+
+
 def _object_target(instance: Any) -> tuple[str, Any, str]:
     """(target type, target id, agent slug) of the object an object permission is on."""
-    from rollout.models import Agent
-
     content_type = instance.content_type
-    if content_type.app_label == "rollout" and content_type.model == "agent":
-        slug = Agent.objects.filter(pk=instance.object_pk).values_list("slug", flat=True).first()
+    if (content_type.app_label, content_type.model) == AGENT_CONTENT_TYPE:
+        agent_model = content_type.model_class()
+        slug = None
+        if agent_model is not None:
+            slug = (
+                agent_model._default_manager.filter(pk=instance.object_pk)
+                .values_list("slug", flat=True)
+                .first()
+            )
         return "agent", instance.object_pk, slug or ""
     return content_type.model, instance.object_pk, ""
 

@@ -4,7 +4,7 @@ personal tokens, People. Mounted at the site root by ``config.urls``."""
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from rollout import account_views as views
+from accounts import views
 
 urlpatterns = [
     path("accounts/login/", views.AirlockLoginView.as_view(), name="login"),

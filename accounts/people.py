@@ -8,27 +8,37 @@ re-enabling restores the person as they were; they show as disabled on agent pag
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
-from guardian.models import UserObjectPermission
 
+from accounts.models import PersonalToken
+from accounts.permissions import can_manage_people
+from accounts.personal_tokens import revoke_all_of
 from audit import verbs
 from audit.actor_context import recorded_by_caller
 from audit.chain import Actor, append_event
 from config.errors import Refused
-from rollout import permissions as agent_perms
-from rollout.access import RIGHT_PERMISSIONS
-from rollout.models import Agent, PersonalToken
-from rollout.personal_tokens import revoke_all_of
 
 REASON_MAX = 300
+
+# The People page's per-agent rights: which rights each person holds on which agent is
+# rollout's knowledge (its agents and their permissions), so rollout registers the reader at
+# start-up (``rollout.apps``) and accounts imports no domain app. A reader takes user ids and
+# answers {user id: [(agent slug, [rights])]}.
+AgentRightsReader = Callable[[list[int]], dict[int, list[tuple[str, list[str]]]]]
+_agent_rights_readers: list[AgentRightsReader] = []
+
+
+def register_agent_rights_reader(reader: AgentRightsReader) -> None:
+    """Set the reader of the People page's per-agent rights column (one; the last wins)."""
+    _agent_rights_readers[:] = [reader]
 
 
 class PeopleRefused(Refused):
@@ -51,17 +61,9 @@ def people_rows() -> list[PersonRow]:
     fixed number of queries."""
     users = list(get_user_model().objects.order_by("username").prefetch_related("groups")[:1000])
     ids = [user.pk for user in users]
-    rights_of: dict[int, dict[str, list[str]]] = {}
-    by_codename = {codename: right for right, codename in RIGHT_PERMISSIONS.items() if codename}
-    slugs = dict(Agent.objects.values_list("pk", "slug"))
-    for user_id, object_pk, codename in UserObjectPermission.objects.filter(
-        user_id__in=ids,
-        content_type=ContentType.objects.get_for_model(Agent),
-        permission__codename__in=list(by_codename),
-    ).values_list("user_id", "object_pk", "permission__codename"):
-        slug = slugs.get(int(object_pk))
-        if slug:
-            rights_of.setdefault(user_id, {}).setdefault(slug, []).append(by_codename[codename])
+    rights_of: dict[int, list[tuple[str, list[str]]]] = {}
+    for reader in _agent_rights_readers:
+        rights_of = reader(ids)
     enrolled = set(
         TOTPDevice.objects.filter(user_id__in=ids, confirmed=True).values_list("user_id", flat=True)
     )
@@ -75,9 +77,7 @@ def people_rows() -> list[PersonRow]:
             user=user,
             roles=sorted(group.name for group in user.groups.all())
             + (["superuser"] if user.is_superuser else []),
-            agent_rights=sorted(
-                (slug, sorted(rights)) for slug, rights in rights_of.get(user.pk, {}).items()
-            ),
+            agent_rights=rights_of.get(user.pk, []),
             two_factor=user.pk in enrolled,
             live_tokens=tokens.get(user.pk, 0),
         )
@@ -93,7 +93,7 @@ def _lock_person(user_id: int) -> Any:
 
 
 def _check_manager(actor: Any, person: Any) -> None:
-    if not agent_perms.can_manage_people(actor):
+    if not can_manage_people(actor):
         raise PeopleRefused("permission_denied", "You may not manage accounts.", 403)
     if person.is_superuser and not actor.is_superuser:
         raise PeopleRefused(

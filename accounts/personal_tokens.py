@@ -1,7 +1,7 @@
 """Personal API tokens: the write path (create, revoke, record a use) and the lookup.
 
 A personal token (``alp_…``) acts as its owner narrowed by its scopes
-(``rollout.permissions.TOKEN_SCOPES``); it is shown once and only its SHA-256 is kept. It
+(``accounts.permissions.TOKEN_SCOPES``); it is shown once and only its SHA-256 is kept. It
 stops working when it expires, when it is revoked, and at once when its owner is disabled
 (the lookup reads the owner's ``is_active`` on every request). Every use is audited
 (``personal_token.used``) with the token's name."""
@@ -17,13 +17,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.models import PersonalToken
+from accounts.permissions import TOKEN_SCOPES
 from approvals.notifications import owe_account_notice
 from audit import verbs
 from audit.chain import Actor, append_event
 from config.digests import token_digest
 from config.errors import Refused
-from rollout.models import PersonalToken
-from rollout.permissions import TOKEN_SCOPES
 
 PERSONAL_TOKEN_PREFIX = "alp_"
 NAME_MAX = 80
@@ -37,7 +37,7 @@ class PersonalTokenRefused(Refused):
 @dataclass(frozen=True)
 class PersonalTokenAuth:
     """``request.auth`` of a request made with a personal token: the token row and the
-    scopes that narrow its owner (read by ``rollout.permissions.token_scopes``)."""
+    scopes that narrow its owner (read by ``accounts.permissions.token_scopes``)."""
 
     token: PersonalToken
     airlock_token_scopes: frozenset[str]

@@ -14,7 +14,7 @@ good one opens the window for this session only. The login-time enrolment of a p
 role requires a second factor (``login-enrol``) runs before any session exists, a few
 minutes after the password was typed, so it needs nothing more.
 
-A wrong password counts as a failed login (``rollout.login_protection``: the same rows,
+A wrong password counts as a failed login (``accounts.login_protection``: the same rows,
 limits and lockout) and is answered as a refusal (``reauth_failed``, audited through
 ``access.refused``); a good one is audited (``auth.reauthenticated``). Like a step-up code,
 the password is checked in the view, outside any write's transaction, so that a failure's
@@ -29,10 +29,10 @@ from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
 
+from accounts.login_protection import client_ip, lockout_for, record_failure
 from audit import verbs
 from audit.chain import Actor, append_event
 from config.errors import Refused
-from rollout.login_protection import client_ip, lockout_for, record_failure
 
 REAUTH_FIELD = "current_password"
 SESSION_KEY = "airlock_reauth_at"

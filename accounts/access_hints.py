@@ -53,7 +53,7 @@ def _send(groups: list[str]) -> None:
         logger.warning("access hint not published", exc_info=True)
 
 
-# --- signal receivers (connected in rollout.apps) -------------------------------------------
+# --- signal receivers (connected in accounts.apps) -------------------------------------------
 
 
 def on_user_object_permission(sender: Any, instance: Any, **kwargs: Any) -> None:

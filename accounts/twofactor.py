@@ -4,7 +4,7 @@ A person has at most one confirmed TOTP device. Enrolment creates an unconfirmed
 shows its QR code (``segno``, inline SVG) and confirms it with a first code; confirming
 issues recovery codes, shown once and stored as keyed digests. Whether a person *must* use
 a second factor is decided per role by ``TWO_FACTOR_REQUIRED_ROLES``; once enrolled, they
-are always asked for it at login (``rollout.account_views``).
+are always asked for it at login (``accounts.views``).
 
 TOTP verification is django-otp's: a code is accepted once (``last_t``), within one step of
 clock drift, and failures slow further attempts down (its throttling)."""
@@ -23,11 +23,11 @@ from django.db import transaction
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.models import RecoveryCode
 from approvals.notifications import owe_account_notice
 from audit import verbs
 from audit.chain import Actor, append_event
 from config.errors import Refused
-from rollout.models import RecoveryCode
 
 DEVICE_NAME = "authenticator"
 RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no look-alikes (0/o, 1/l/i)

@@ -28,25 +28,25 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from audit import verbs
-from audit.chain import Actor, append_event
-from audit.refusals import note_refusal
-from config.redirects import next_target, safe_redirect_target
-from rollout import people, personal_tokens, reauth, stepup, twofactor
-from rollout import permissions as agent_perms
-from rollout.account_forms import (
+from accounts import people, personal_tokens, reauth, stepup, twofactor
+from accounts.forms import (
     PersonalTokenForm,
     PersonReasonForm,
     SecondFactorForm,
     TotpCodeForm,
 )
-from rollout.login_protection import (
+from accounts.login_protection import (
     ThrottledAuthenticationForm,
     clear_failures,
     client_ip,
     lockout_for,
     record_failure,
 )
+from accounts.permissions import SCOPE_LABELS, can_manage_people
+from audit import verbs
+from audit.chain import Actor, append_event
+from config.errors import answer_refusal
+from config.redirects import next_target, safe_redirect_target
 
 PENDING_KEY = "airlock_pending_login"
 PENDING_SECONDS = 300
@@ -62,7 +62,7 @@ def complete_login(
 ) -> None:
     """Log ``user`` in for real. Audits ``auth.logged_in``."""
     request.session.pop(PENDING_KEY, None)
-    auth_login(request, user, backend=backend)  # starts the idle clock (rollout.apps)
+    auth_login(request, user, backend=backend)  # starts the idle clock (accounts.apps)
     if second_factor == "totp":
         stepup.mark_stepped_up(request)  # a code entered at login counts as recent
     clear_failures(user.get_username())
@@ -221,7 +221,7 @@ def login_enrol(request: HttpRequest) -> HttpResponse:
 @never_cache
 def two_factor(request: HttpRequest) -> HttpResponse:
     """Enrol, regenerate recovery codes, or remove the second factor. Each needs the
-    password typed again (``rollout.reauth``), asked with the form."""
+    password typed again (``accounts.reauth``), asked with the form."""
     user = request.user
     enrolled = twofactor.has_second_factor(user)
     form = TotpCodeForm(request.POST or None)
@@ -235,10 +235,9 @@ def two_factor(request: HttpRequest) -> HttpResponse:
                 purpose=_TWO_FACTOR_PURPOSES.get(operation, "change two-factor authentication"),
             )
         except reauth.ReauthRequired as exc:
-            note_refusal(request, exc)
             form = TotpCodeForm(request.POST)
             form.is_valid()
-            form.add_error(None, exc.detail)
+            form.add_error(None, answer_refusal(request, exc))
             status = exc.status
     if request.method == "POST" and status == 200 and form.is_valid():
         code = form.cleaned_data["code"]
@@ -292,8 +291,7 @@ def step_up(request: HttpRequest) -> HttpResponse:
         try:
             stepup.require_recent_second_factor(request, purpose="confirm it is you")
         except stepup.StepUpRequired as exc:
-            note_refusal(request, exc)
-            error = exc.detail
+            error = answer_refusal(request, exc)
         else:
             return redirect(target)
     return render(
@@ -319,7 +317,7 @@ def _profile_context(request: HttpRequest, form: PersonalTokenForm | None = None
         "tokens": personal_tokens.tokens_of(user),
         "enrolled": twofactor.has_second_factor(user),
         "required": twofactor.second_factor_required(user),
-        "scope_labels": agent_perms.SCOPE_LABELS,
+        "scope_labels": SCOPE_LABELS,
     }
 
 
@@ -347,8 +345,7 @@ def create_personal_token(request: HttpRequest) -> HttpResponse:
             expires_in_days=form.cleaned_data["expires_in_days"],
         )
     except (reauth.ReauthRequired, stepup.StepUpRequired) as exc:
-        note_refusal(request, exc)
-        form.add_error(None, exc.detail)
+        form.add_error(None, answer_refusal(request, exc))
         return render(
             request, "accounts/profile.html", _profile_context(request, form), status=exc.status
         )
@@ -378,7 +375,7 @@ def revoke_personal_token(request: HttpRequest, token_id: int) -> HttpResponse:
 
 
 def _manager(request: HttpRequest) -> None:
-    if not agent_perms.can_manage_people(request.user):
+    if not can_manage_people(request.user):
         raise PermissionDenied("You may not manage accounts.")
 
 
