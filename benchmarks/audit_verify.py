@@ -102,6 +102,28 @@ def _event_data(verb: str, n: int) -> dict:
     return {"status": "approved", "n": n}
 
 
+def sign_last_checkpoint() -> None:
+    """Append the signed checkpoint line a live installation would have written for the
+    newest of the bulk-loaded ``audit.checkpoint`` events (``manage.py audit_verify``
+    refuses a database with checkpoint events and no signed line of its installation)."""
+    from audit.checkpoints import append_record
+    from audit.models import AuditEvent
+
+    event = AuditEvent.objects.filter(verb="audit.checkpoint").order_by("-id").first()
+    if event is None:
+        return
+    append_record(
+        {
+            "at": event.created_at.isoformat(),
+            "event_id": event.pk,
+            "partition": event.partition,
+            "seq": event.chain_seq,
+            "hash": event.hash,
+            "partitions": len(event.data.get("heads") or {}) + 1,
+        }
+    )
+
+
 def generate_events(count: int, agents: int) -> Iterator[tuple]:
     """Rows in ``EVENT_COLUMNS`` order with real hashes: ``agents`` partitions (plus the
     global one) joined by an ``audit.checkpoint`` every ``CHECKPOINT_EVERY`` events."""
@@ -314,6 +336,7 @@ def main() -> None:
         )
 
         print("==> manage.py audit_verify (records the run, compares the head table)")
+        sign_last_checkpoint()
         print(f"    {measure_cli(args.events)}")
 
         print("==> manage.py audit_export of everything, then audit_verify --file")
