@@ -8,10 +8,11 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from accounts.models import PersonalToken
+from accounts.personal_tokens import authenticate_personal_token
 from config.digests import token_digest
 from rollout.actions import authenticate_agent_token
-from rollout.models import AgentToken, PersonalToken
-from rollout.personal_tokens import authenticate_personal_token
+from rollout.models import AgentToken
 
 # SHA-256 of b"alk_example", lower-case hex: what every stored row was written with.
 KNOWN = "75e272034dd58cc76d6d0cb9a7bcea34e7f1af129eb99db1a0b628a2d7376368"
