@@ -45,7 +45,7 @@ from accounts.login_protection import (
 from accounts.permissions import SCOPE_LABELS, can_manage_people
 from audit import verbs
 from audit.chain import Actor, append_event
-from config.errors import answer_refusal
+from config.errors import answering_refusals
 from config.redirects import next_target, safe_redirect_target
 
 PENDING_KEY = "airlock_pending_login"
@@ -178,11 +178,12 @@ def login_enrol(request: HttpRequest) -> HttpResponse:
     ip = client_ip(request)
     lockout = lockout_for(user.get_username(), ip)
     if lockout is None and request.method == "POST" and form.is_valid():
-        try:
+        with answering_refusals(
+            request, show=lambda message: form.add_error("code", message)
+        ) as refused:
             codes = twofactor.confirm_enrolment(user=user, code=form.cleaned_data["code"])
-        except twofactor.TwoFactorRefused as exc:
+        if refused:
             record_failure(user.get_username(), ip)
-            form.add_error("code", exc.detail)
         else:
             complete_login(request, user, backend=data["backend"], second_factor="totp")
             return _no_store(
@@ -228,20 +229,22 @@ def two_factor(request: HttpRequest) -> HttpResponse:
     operation = request.POST.get("operation", "")
     status = 200
     if request.method == "POST":
-        try:
+        with answering_refusals(request) as refused:
             # A stolen session must not give itself (or take away) a second factor.
             reauth.require_recent_password(
                 request,
                 purpose=_TWO_FACTOR_PURPOSES.get(operation, "change two-factor authentication"),
             )
-        except reauth.ReauthRequired as exc:
+        if refused.refusal:
             form = TotpCodeForm(request.POST)
             form.is_valid()
-            form.add_error(None, answer_refusal(request, exc))
-            status = exc.status
+            form.add_error(None, refused.message)
+            status = refused.refusal.status
     if request.method == "POST" and status == 200 and form.is_valid():
         code = form.cleaned_data["code"]
-        try:
+        with answering_refusals(
+            request, show=lambda message: form.add_error("code", message)
+        ) as refused:
             if operation == "enrol" and not enrolled:
                 codes = twofactor.confirm_enrolment(user=user, code=code)
                 return _no_store(
@@ -256,9 +259,7 @@ def two_factor(request: HttpRequest) -> HttpResponse:
                 twofactor.remove_second_factor(user=user, code=code)
                 messages.success(request, "Two-factor authentication is off.")
                 return redirect("two-factor")
-        except twofactor.TwoFactorRefused as exc:
-            form.add_error("code", exc.detail)
-        else:
+        if not refused:
             return redirect("two-factor")
     context: dict[str, Any] = {
         "enrolled": enrolled,
@@ -288,12 +289,11 @@ def step_up(request: HttpRequest) -> HttpResponse:
     target = next_target(request, reverse("queue"))
     error = ""
     if request.method == "POST":
-        try:
+        with answering_refusals(request) as refused:
             stepup.require_recent_second_factor(request, purpose="confirm it is you")
-        except stepup.StepUpRequired as exc:
-            error = answer_refusal(request, exc)
-        else:
+        if not refused:
             return redirect(target)
+        error = refused.message
     return render(
         request,
         "accounts/step_up.html",
@@ -334,7 +334,7 @@ def create_personal_token(request: HttpRequest) -> HttpResponse:
     form = PersonalTokenForm(request.POST)
     if not form.is_valid():
         return render(request, "accounts/profile.html", _profile_context(request, form), status=400)
-    try:
+    with answering_refusals(request) as refused:
         # A stolen session must not mint itself a long-lived credential.
         reauth.require_recent_password(request, purpose="create a personal API token")
         stepup.require_recent_second_factor(request, purpose="create a personal API token")
@@ -344,17 +344,20 @@ def create_personal_token(request: HttpRequest) -> HttpResponse:
             scopes=form.cleaned_data["scopes"],
             expires_in_days=form.cleaned_data["expires_in_days"],
         )
-    except (reauth.ReauthRequired, stepup.StepUpRequired) as exc:
-        form.add_error(None, answer_refusal(request, exc))
+    if refusal := refused.refusal:
+        if isinstance(refusal, personal_tokens.PersonalTokenRefused):
+            # The form's own problems, one per line, answered as bad input.
+            form.add_error(None, refusal.detail)
+            for problems in refusal.fields.values():
+                for problem in problems:
+                    form.add_error(None, problem)
+            status = 400
+        else:
+            form.add_error(None, refused.message)
+            status = refusal.status
         return render(
-            request, "accounts/profile.html", _profile_context(request, form), status=exc.status
+            request, "accounts/profile.html", _profile_context(request, form), status=status
         )
-    except personal_tokens.PersonalTokenRefused as exc:
-        form.add_error(None, exc.detail)
-        for problems in exc.fields.values():
-            for problem in problems:
-                form.add_error(None, problem)
-        return render(request, "accounts/profile.html", _profile_context(request, form), status=400)
     return _no_store(
         render(request, "accounts/token_created.html", {"record": record, "token": token})
     )
@@ -363,10 +366,10 @@ def create_personal_token(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def revoke_personal_token(request: HttpRequest, token_id: int) -> HttpResponse:
-    try:
+    with answering_refusals(request) as refused:
         record = personal_tokens.revoke_personal_token(token_id=token_id, actor=request.user)
-    except personal_tokens.PersonalTokenRefused:
-        raise Http404("No such token.") from None
+    if refused:  # only its owner's token exists for them
+        raise Http404("No such token.")
     messages.success(request, f"Token “{record.name}” ({record.prefix}…) is revoked.")
     return redirect("profile")
 
@@ -394,13 +397,12 @@ def _person_action(request: HttpRequest, user_id: int, run: Any, done: str) -> H
     _manager(request)
     form = PersonReasonForm(request.POST)
     form.is_valid()
-    try:
+    # A missing person is the 404 page; a refusal (own account, a superuser) is shown.
+    with answering_refusals(
+        request, hide={404}, show=lambda message: messages.error(request, message)
+    ) as refused:
         person = run(actor=request.user, user_id=user_id, reason=form.cleaned_data.get("reason"))
-    except people.PeopleRefused as exc:
-        if exc.status == 404:
-            raise Http404(exc.detail) from None
-        messages.error(request, exc.detail)
-    else:
+    if not refused:
         messages.success(request, done.format(name=person.get_username()))
     return redirect("people")
 

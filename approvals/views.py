@@ -37,7 +37,7 @@ from approvals.forms import (
 from approvals.models import Action, Channel
 from approvals.states import Status
 from audit.trace import action_trace, record_action_view, trace_total
-from config.errors import Refused, answer_refusal
+from config.errors import answering_refusals
 from config.redirects import next_target
 
 QUEUE_PAGE_SIZE = 25
@@ -215,18 +215,18 @@ def _decide(
     form = form_class(request.POST)
     if not form.is_valid():
         return _card_response(request, action_id, form_name=form_name, form=form, status=422)
-    try:
+    with answering_refusals(request) as refused:  # audited when an access refusal
         notice = perform(request, action, form.cleaned_data)
-    except Refused as exc:  # audited (access.refused) when it is an access refusal
+    if refusal := refused.refusal:
         return _card_response(
             request,
             action_id,
-            notice=answer_refusal(request, exc),
+            notice=refused.message,
             is_error=True,
             form_name=form_name,
             form=form,
-            status=exc.status,
-            step_up_asked=exc.code == "step_up_required",
+            status=refusal.status,
+            step_up_asked=refusal.code == "step_up_required",
         )
     if request.htmx:
         return _card_response(request, action_id, notice=notice)

@@ -11,12 +11,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from accounts.stepup import StepUpRequired, require_recent_second_factor
+from accounts.stepup import require_recent_second_factor
 from audit.chain import Actor
-from config.errors import answer_refusal
+from config.errors import answering_refusals
 from config.redirects import next_target
 from rollout import permissions as perms
-from rollout.actions import KillSwitchError, engage_kill_switch, release_kill_switch
+from rollout.actions import engage_kill_switch, release_kill_switch
 from rollout.models import Drill, KillSwitch
 from rollout.selectors import agent_visible_to
 
@@ -62,12 +62,13 @@ def engage(request: HttpRequest) -> HttpResponse:
     if scope in (KillSwitch.Scope.GLOBAL, KillSwitch.Scope.AGENT) and confirm != expected:
         messages.error(request, f"Type {expected!r} to confirm; nothing was engaged.")
         return redirect(next_target(request, reverse("incidents")))
-    try:
+    with answering_refusals(
+        request, show=lambda message: messages.error(request, message)
+    ) as refused:
         switch = engage_kill_switch(
             scope=scope, target=target, reason=reason, actor=Actor.user(request.user)
         )
-    except KillSwitchError as exc:
-        messages.error(request, answer_refusal(request, exc))
+    if refused:
         return redirect(next_target(request, reverse("incidents")))
     stopped = switch.stopped_counts
     messages.success(
@@ -88,7 +89,9 @@ def release(request: HttpRequest, switch_id: int) -> HttpResponse:
         raise Http404("No such kill switch.")
     if not perms.can_operate_switch(request.user, switch.scope, switch.target):
         raise PermissionDenied
-    try:
+    with answering_refusals(
+        request, show=lambda message: messages.error(request, message)
+    ) as refused:
         # Recovery is fast but not careless: a fresh second factor, where step-up is on.
         require_recent_second_factor(request, purpose="release a kill switch")
         release_kill_switch(
@@ -96,9 +99,7 @@ def release(request: HttpRequest, switch_id: int) -> HttpResponse:
             reason=request.POST.get("reason", ""),
             actor=Actor.user(request.user),
         )
-    except (StepUpRequired, KillSwitchError) as exc:
-        messages.error(request, answer_refusal(request, exc))
-    else:
+    if not refused:
         messages.success(request, f"Kill switch on {switch} released.")
     return redirect("incidents")
 

@@ -5,6 +5,7 @@ gets 404; someone who may see it but not change it gets 403."""
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from typing import Any
 
 from django.contrib import messages
@@ -17,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts import stepup
 from approvals.states import Status
-from config.errors import Refused, answer_refusal
+from config.errors import Answered, answering_refusals
 from rollout import access as agent_access
 from rollout import charts, governance
 from rollout import permissions as agent_perms
@@ -37,7 +38,6 @@ from rollout.forms import (
     ToolRuleForm,
     WithdrawChangeForm,
 )
-from rollout.governance import GovernanceRefused
 from rollout.metrics import daily_metrics, pending_counts
 from rollout.models import Agent, ChangeRequest, KillSwitch, ShadowLabel, Tier
 from rollout.policy_diff import diff_policies
@@ -69,30 +69,32 @@ def _governed_agent(request: HttpRequest, slug: str) -> Agent:
     return agent
 
 
-def _refused(request: HttpRequest, exc: Refused) -> None:
-    """A refusal as a message on the page redirected to (403 and 404: the error pages)."""
-    messages.error(request, answer_refusal(request, exc, hide=True))
+def _flashing_refusals(
+    request: HttpRequest, *, hide: bool = True
+) -> AbstractContextManager[Answered]:
+    """A governance page's answer to a refusal in its block: an error message on the page
+    it redirects to (with ``hide``, 403 and 404 are the error pages instead; a step-up
+    request is shown, so the person can enter a code)."""
+    return answering_refusals(
+        request, hide=hide, show=lambda message: messages.error(request, message)
+    )
 
 
 def _stepped_up(request: HttpRequest, purpose: str) -> bool:
     """Whether ``request`` may hand out a credential: step-up off, or a recent second factor
     (a code posted with the form is verified here). When not, says why."""
-    try:
+    with _flashing_refusals(request, hide=False) as refused:
         stepup.require_recent_second_factor(request, purpose=purpose)
-    except stepup.StepUpRequired as exc:
-        messages.error(request, answer_refusal(request, exc))
-        return False
-    return True
+    return not refused
 
 
 def _propose(request: HttpRequest, agent: Agent, changes: dict, reason: str) -> HttpResponse:
     """Send a form's change through the write path and say what happened."""
-    try:
+    with _flashing_refusals(request) as refused:
         result = governance.propose_change(
             agent=agent, user=request.user, changes=changes, reason=reason
         )
-    except GovernanceRefused as exc:
-        _refused(request, exc)
+    if refused:
         return redirect("rollout:agent-detail", slug=agent.slug)
     if result.applied:
         messages.success(
@@ -197,14 +199,14 @@ def agent_register(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("You may not register agents.")
     form = RegisterAgentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
+        with answering_refusals(request) as refused:
             agent = governance.register(user=request.user, **form.cleaned_data)
-        except GovernanceRefused as exc:
-            for name, problems in (exc.fields or {}).items():
+        if refused.refusal:
+            for name, problems in refused.refusal.fields.items():
                 for problem in problems:
                     form.add_error(name if name in form.fields else None, problem)
-            if not exc.fields:
-                form.add_error(None, exc.detail)
+            if not refused.refusal.fields:
+                form.add_error(None, refused.refusal.detail)
         else:
             messages.success(
                 request,
@@ -431,10 +433,9 @@ def issue_token(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect("rollout:agent-detail", slug=agent.slug)
     if not _stepped_up(request, "issue an agent token"):
         return redirect("rollout:agent-detail", slug=agent.slug)
-    try:
+    with _flashing_refusals(request) as refused:
         token = governance.issue_token(agent=agent, user=request.user, **form.cleaned_data)
-    except GovernanceRefused as exc:
-        _refused(request, exc)
+    if refused:
         return redirect("rollout:agent-detail", slug=agent.slug)
     # Shown once, in this response only; never stored in a message or the session.
     response = render(request, "rollout/token_issued.html", {"agent": agent, "token": token})
@@ -450,10 +451,9 @@ def rotate_webhook_secret(request: HttpRequest, slug: str) -> HttpResponse:
     agent = _governed_agent(request, slug)
     if not _stepped_up(request, "rotate the webhook secret"):
         return redirect("rollout:agent-detail", slug=agent.slug)
-    try:
+    with _flashing_refusals(request) as refused:
         secret = governance.rotate_webhook_secret(agent=agent, user=request.user)
-    except GovernanceRefused as exc:
-        _refused(request, exc)
+    if refused:
         return redirect("rollout:agent-detail", slug=agent.slug)
     response = render(request, "rollout/webhook_secret.html", {"agent": agent, "secret": secret})
     response["Cache-Control"] = "no-store"
@@ -464,11 +464,9 @@ def rotate_webhook_secret(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def revoke_token(request: HttpRequest, slug: str, token_id: int) -> HttpResponse:
     agent = _governed_agent(request, slug)
-    try:
+    with _flashing_refusals(request) as refused:
         record = governance.revoke_token(agent=agent, token_id=token_id, user=request.user)
-    except GovernanceRefused as exc:
-        _refused(request, exc)
-    else:
+    if not refused:
         messages.success(request, f"Token {record.prefix}… is revoked.")
     return redirect("rollout:agent-detail", slug=agent.slug)
 
@@ -489,10 +487,9 @@ def access_change(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect(reverse("rollout:agent-detail", args=[agent.slug]) + "#access")
     if request.POST.get("confirm") == "1":
         return _propose(request, agent, form.changes(), form.cleaned_data["reason"])
-    try:
+    with _flashing_refusals(request) as refused:
         proposal = governance.preview_change(agent=agent, changes=form.changes())
-    except GovernanceRefused as exc:
-        _refused(request, exc)
+    if refused:
         return redirect(reverse("rollout:agent-detail", args=[agent.slug]) + "#access")
     effect = agent_access.describe_effect(
         agent,
@@ -552,13 +549,11 @@ def label_shadow_action(request: HttpRequest, slug: str, action_id: int) -> Http
         raise Http404("No such action.")
     form = ShadowLabelForm(request.POST)
     if form.is_valid():
-        try:
+        with _flashing_refusals(request) as refused:
             governance.label_shadow_action(
                 action_id=action_id, user=request.user, label=form.cleaned_data["label"]
             )
-        except GovernanceRefused as exc:
-            _refused(request, exc)
-        else:
+        if not refused:
             messages.success(request, f"Labelled action #{action_id}.")
     else:
         messages.error(request, _form_errors(form))
@@ -644,11 +639,9 @@ def change_detail(request: HttpRequest, change_id: int) -> HttpResponse:
 
 def _change_action(request: HttpRequest, change_id: int, run: Any, done: str) -> HttpResponse:
     change_request = _change_or_404(request, change_id)
-    try:
+    with _flashing_refusals(request) as refused:
         run(change_request)
-    except GovernanceRefused as exc:
-        _refused(request, exc)
-    else:
+    if not refused:
         messages.success(request, done)
     return redirect("rollout:change-detail", change_id=change_request.pk)
 
@@ -661,11 +654,10 @@ def approve_change(request: HttpRequest, change_id: int) -> HttpResponse:
         _change_or_404(request, change_id)
         messages.error(request, _form_errors(form))
         return redirect("rollout:change-detail", change_id=change_id)
-    try:
-        _change_or_404(request, change_id)
+    _change_or_404(request, change_id)
+    with _flashing_refusals(request, hide=False) as refused:
         stepup.require_recent_second_factor(request, purpose="approve a governance change")
-    except stepup.StepUpRequired as exc:
-        messages.error(request, answer_refusal(request, exc))
+    if refused:
         return redirect("rollout:change-detail", change_id=change_id)
 
     def run(change_request: ChangeRequest) -> None:
@@ -739,7 +731,7 @@ def edit_change(request: HttpRequest, change_id: int) -> HttpResponse:
     }
     form = EditChangeForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        try:
+        with answering_refusals(request, hide=True) as refused:
             governance.edit_change_request(
                 change_request_id=change_request.pk,
                 user=request.user,
@@ -747,10 +739,9 @@ def edit_change(request: HttpRequest, change_id: int) -> HttpResponse:
                 reason=form.cleaned_data["reason"],
                 required_approvals=form.cleaned_data["required_approvals"],
             )
-        except GovernanceRefused as exc:
-            answer_refusal(request, exc, hide=True)
-            form.add_error(None, exc.detail)
-            for name, problems in (exc.fields or {}).items():
+        if refused.refusal:
+            form.add_error(None, refused.refusal.detail)
+            for name, problems in refused.refusal.fields.items():
                 form.add_error(None, f"{name}: {' '.join(problems)}")
         else:
             messages.success(request, "Edited: earlier approvals no longer count.")

@@ -237,6 +237,28 @@ def test_governance_page_refused__permission_denied_page__one_event(support_agen
     assert event.data["channel"] == "page"
 
 
+def test_people_page__superuser_disables_own_account__shown_refused_and_one_event(
+    reference_data,
+):
+    # Given a superuser on the People page
+    root = factories.make_user("root", superuser=True)
+    client = person(root)
+    # When they disable their own account
+    response = client.post(f"/people/{root.pk}/disable", {"reason": "testing"}, follow=True)
+    # Then the page shows the refusal, the account stays active ...
+    assert response.redirect_chain == [("/people", 302)]
+    assert "You cannot disable your own account." in response.content.decode()
+    root.refresh_from_db()
+    assert root.is_active
+    # ... and the refusal is audited once, with its code
+    [event] = refused_events()
+    assert (event.actor, event.data["code"], event.data["channel"]) == (
+        "root",
+        "own_account",
+        "page",
+    )
+
+
 def test_state_conflicts_anonymous_and_csrf__not_recorded(support_agent, reviewer, reviewer2):
     action = factories.submit(support_agent, "send_email")
     assert decide(person(reviewer), action.pk).status_code == 201

@@ -10,7 +10,7 @@ from rest_framework.test import APIRequestFactory
 from rest_framework.views import APIView
 
 from accounts.stepup import StepUpRequired
-from config.errors import NOTED_REFUSAL, Refused, answer_refusal
+from config.errors import NOTED_REFUSAL, Refused, answer_refusal, answering_refusals
 from rollout.drills import DrillTokenMisused
 
 
@@ -94,3 +94,29 @@ def test_page__answer_refusal_hiding__other_statuses_are_answered_by_the_page():
     refusal = _SomeRefusal("stale", "The change request changed.", 409)
     assert answer_refusal(request, refusal, hide=True) == "The change request changed."
     assert getattr(request, NOTED_REFUSAL) is refusal
+
+
+def test_page__answering_refusals__catches_notes_and_shows_the_refusal():
+    # Given a page block the write path refuses
+    request = RequestFactory().post("/people/1/disable")
+    refusal = _SomeRefusal("own_account", "You cannot disable your own account.", 403)
+    shown: list[str] = []
+    # When the page answers it through the one shared path (showing 403s, hiding 404s)
+    with answering_refusals(request, hide={404}, show=shown.append) as refused:
+        raise refusal
+    # Then it is caught, noted for the audit and shown once
+    assert refused and refused.refusal is refusal
+    assert getattr(request, NOTED_REFUSAL) is refusal
+    assert shown == ["You cannot disable your own account."]
+
+
+def test_page__answering_refusals__no_refusal_or_hidden_404_or_other_errors():
+    request = RequestFactory().post("/people/1/disable")
+    with answering_refusals(request) as refused:
+        pass
+    assert not refused and refused.message == ""
+    with pytest.raises(Http404), answering_refusals(request, hide={404}):
+        raise _SomeRefusal("not_found", "No such person.", 404)
+    with pytest.raises(ValueError), answering_refusals(request):
+        raise ValueError("not a refusal")
+    assert not hasattr(request, NOTED_REFUSAL)
