@@ -62,7 +62,6 @@ def test_races__threads_and_processes_on_postgresql__one_outcome_each_nothing_do
         ("approve", "not_pending"),
         ("approve", "argument_limit"),
         ("approve", "payload_changed"),
-        ("approve", "critical_approver_required"),
         ("report", "ok"),
         ("report", "payload_mismatch"),
         ("report", "already_reported"),
