@@ -154,28 +154,19 @@ Perform = Callable[[HttpRequest, Action, dict], str]
 
 
 def _approve(request: HttpRequest, seen: Action, data: dict) -> str:
+    """Approve from the card: the plain form, or the editor's (``arguments`` edited)."""
+    edited = data.get("arguments")
     action = actions.approve(
         action_id=seen.pk,
         user=request.user,
         comment=data["comment"],
+        arguments=edited,
         seen_hash=data["payload_hash"],
         channel=Channel.PAGE,
         step_up=_step_up_check(request, seen),
     )
-    return _approval_notice(action)
-
-
-def _edit_and_approve(request: HttpRequest, seen: Action, data: dict) -> str:
-    action = actions.approve(
-        action_id=seen.pk,
-        user=request.user,
-        comment=data["comment"],
-        arguments=data["arguments"],
-        seen_hash=data["payload_hash"],
-        channel=Channel.PAGE,
-        step_up=_step_up_check(request, seen),
-    )
-    return "Edited arguments approved. " + _approval_notice(action)
+    notice = _approval_notice(action)
+    return notice if edited is None else "Edited arguments approved. " + notice
 
 
 def _step_up_check(request: HttpRequest, seen: Action) -> actions.StepUpCheck:
@@ -275,7 +266,7 @@ def approve(request: HttpRequest, action_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def edit_and_approve(request: HttpRequest, action_id: int) -> HttpResponse:
-    return _decide(request, action_id, EditAndApproveForm, "edit", _edit_and_approve)
+    return _decide(request, action_id, EditAndApproveForm, "edit", _approve)
 
 
 @login_required
