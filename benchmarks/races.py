@@ -513,7 +513,8 @@ def round_raise_the_bar(
     action = _pending(world, rng, refund=True)
     r1, r2, r3 = world.reviewers
     a, seen = action.pk, action.payload_hash
-    raised = {**action.arguments, "amount": rng.choice([1500, 9000, 10000])}
+    # high, high, critical, or over the tool's limit (refused: argument_limit)
+    raised = {**action.arguments, "amount": rng.choice([1500, 9000, 10000, 20000])}
     return [a], [
         ("approve", {"action_id": a, "reviewer": r1, "edit": raised}),
         ("approve", {"action_id": a, "reviewer": r2, "seen": seen}),

@@ -365,6 +365,12 @@ class Soak:
         if reason == "kill_switch":
             self.load.happened["denied by a kill switch"] += 1
             return
+        swept = {"pending": "cancelled", "allowed": "revoked"}.get(expected)
+        if status == swept and str(payload.get("feedback", "")).startswith("Stopped by kill"):
+            # A retried submission answers the action as it is now: a kill switch engaged
+            # between the abandoned first attempt and the retry has already swept it.
+            self.load.happened["retry answered after a kill switch swept it"] += 1
+            return
         if status != expected:
             self.load.unexpected.append(
                 f"{slug} {body['tool']}: the gate answered {status}/{reason}, expected {expected}"
