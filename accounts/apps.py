@@ -12,7 +12,7 @@ class AccountsConfig(AppConfig):
 
         from accounts import access_hints, audit_receivers
         from accounts.login_protection import start_idle_clock
-        from config.identity import refuse_colliding_username
+        from core.identity import refuse_colliding_username
 
         # Every way of logging in (the login pages, the test client) starts the idle clock.
         user_logged_in.connect(start_idle_clock, dispatch_uid="airlock-idle-clock")

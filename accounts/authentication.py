@@ -16,7 +16,7 @@ from accounts.personal_tokens import (
     record_use,
 )
 from accounts.stepup import require_recent_second_factor
-from config.api_errors import ApiError
+from core.api_errors import ApiError
 
 
 class PersonalTokenAuthentication(authentication.BaseAuthentication):

@@ -24,7 +24,7 @@ from accounts.personal_tokens import revoke_all_of
 from audit import verbs
 from audit.actor_context import recorded_by_caller
 from audit.chain import Actor, append_event
-from config.errors import Refused
+from core.errors import Refused
 
 REASON_MAX = 300
 

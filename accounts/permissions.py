@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from config.people import is_active_person
+from core.people import is_active_person
 
 # What a personal token may be allowed to do; each scope unlocks these permissions of its
 # owner (and nothing the owner does not hold).

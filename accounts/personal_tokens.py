@@ -22,8 +22,8 @@ from accounts.permissions import TOKEN_SCOPES
 from approvals.notifications import owe_account_notice
 from audit import verbs
 from audit.chain import Actor, append_event
-from config.digests import token_digest
-from config.errors import Refused
+from core.digests import token_digest
+from core.errors import Refused
 
 PERSONAL_TOKEN_PREFIX = "alp_"
 NAME_MAX = 80

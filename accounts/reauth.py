@@ -32,7 +32,7 @@ from django.http import HttpRequest
 from accounts.login_protection import client_ip, lockout_for, record_failure
 from audit import verbs
 from audit.chain import Actor, append_event
-from config.errors import Refused
+from core.errors import Refused
 
 REAUTH_FIELD = "current_password"
 SESSION_KEY = "airlock_reauth_at"

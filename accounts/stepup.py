@@ -30,7 +30,7 @@ from rest_framework.request import Request
 from accounts import personal_tokens, twofactor
 from audit import verbs
 from audit.chain import Actor, append_event
-from config.errors import Refused
+from core.errors import Refused
 
 STEP_UP_FIELD = "step_up_code"
 STEP_UP_HEADER = "X-Airlock-OTP"

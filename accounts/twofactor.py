@@ -27,7 +27,7 @@ from accounts.models import RecoveryCode
 from approvals.notifications import owe_account_notice
 from audit import verbs
 from audit.chain import Actor, append_event
-from config.errors import Refused
+from core.errors import Refused
 
 DEVICE_NAME = "authenticator"
 RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no look-alikes (0/o, 1/l/i)

@@ -45,8 +45,8 @@ from accounts.login_protection import (
 from accounts.permissions import SCOPE_LABELS, can_manage_people
 from audit import verbs
 from audit.chain import Actor, append_event
-from config.errors import answering_refusals
-from config.redirects import next_target, safe_redirect_target
+from core.errors import answering_refusals
+from core.redirects import next_target, safe_redirect_target
 
 PENDING_KEY = "airlock_pending_login"
 PENDING_SECONDS = 300
@@ -83,7 +83,7 @@ class AirlockLoginView(LoginView):
     form_class = ThrottledAuthenticationForm
 
     def get_redirect_url(self) -> str:
-        """``next``, through the project's one check (``config.redirects``)."""
+        """``next``, through the project's one check (``core.redirects``)."""
         return next_target(self.request, "")
 
     def form_invalid(self, form: Any) -> HttpResponse:

@@ -34,8 +34,8 @@ from audit.chain import (
     write_event,
 )
 from audit.retention import keep_masked_values
-from config.errors import Refused
-from config.sql import insert_statement, mark_saved
+from core.errors import Refused
+from core.sql import insert_statement, mark_saved
 from rollout import permissions as rollout_permissions
 from rollout.actions import KILL_SWITCH_LOCK_KEY, engaged_switches_for, release_for
 from rollout.models import Agent, KillSwitch, PolicyVersion

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -19,12 +17,8 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
-from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
-from rest_framework.views import APIView
 
 from accounts.authentication import (
-    PersonalTokenAuthentication,
     require_step_up,
     require_token_scope,
 )
@@ -36,7 +30,7 @@ from accounts.stepup import (
 from approvals import actions
 from approvals.events import action_group
 from approvals.models import Action, Channel
-from approvals.permissions import IsAgent, IsPerson, can_view_action, visible_actions
+from approvals.permissions import can_view_action, visible_actions
 from approvals.serializers import (
     ActionSerializer,
     ActionSubmitSerializer,
@@ -44,15 +38,14 @@ from approvals.serializers import (
     ExecutionReportSerializer,
     KillSwitchInSerializer,
     KillSwitchSerializer,
-    NoFieldsSerializer,
-    ReasonSerializer,
     RollbackReportSerializer,
 )
 from audit.chain import Actor
-from config.api_errors import ApiError
-from config.cache import redis_client
-from config.parsers import InvalidText, identifier_problem
-from config.people import is_agent
+from core.api import AirlockAPIView
+from core.api_errors import ApiError
+from core.parsers import InvalidText, identifier_problem
+from core.permissions import IsAgent, IsPerson
+from core.serializers import NoFieldsSerializer, ReasonSerializer
 from rollout import actions as rollout_actions
 from rollout import drills
 from rollout import permissions as agent_perms
@@ -65,99 +58,6 @@ WAITING_STATUSES = frozenset({"pending", "rollback_requested"})
 # Seconds a channel-layer call may take before the long-poll stops relying on it.
 LAYER_TIMEOUT = 3
 logger = logging.getLogger(__name__)
-
-
-class ResilientThrottle(SimpleRateThrottle):
-    """HTTP flood limits live in the cache (Redis in production). When the cache is
-    unreachable the request is let through: the gate's own rate limit (read from the
-    database) and every decision rule still apply, so availability wins here."""
-
-    def allow_request(self, request: Request, view: Any) -> bool:
-        try:
-            return super().allow_request(request, view)
-        except Exception:
-            logger.warning("throttle cache unavailable; not throttling", exc_info=True)
-            return True
-
-
-class _CachedAgentRateThrottle(ResilientThrottle):
-    """DRF's sliding window in Django's cache: the agent throttle without Redis."""
-
-    scope = "agent"
-
-    def get_cache_key(self, request: Request, view: Any) -> str | None:
-        return f"throttle_agent_{request.user.agent.pk}"
-
-
-_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}  # as DRF's rate strings
-
-
-class AgentRateThrottle(BaseThrottle):
-    """HTTP-level flood protection per agent token (the gate's own per-agent rate limit is
-    a policy rule answered with ``denied/rate_limited``).
-
-    With Redis, a fixed window counted by one pipelined ``INCR`` + ``EXPIRE`` on the
-    process's Redis client: one round trip per call, where DRF's ``SimpleRateThrottle``
-    reads and rewrites a pickled list of every request in the window, through a client
-    object Django's cache builds per command. A fixed window may let up to twice the rate
-    through around a window boundary, which is fine for flood protection. Without Redis,
-    DRF's throttle on the local cache. When Redis is unreachable the request is let through,
-    as ``ResilientThrottle`` does."""
-
-    scope = "agent"
-
-    def __init__(self) -> None:
-        self._wait: float | None = None
-        self._fallback: _CachedAgentRateThrottle | None = None
-
-    def allow_request(self, request: Request, view: Any) -> bool:
-        if not is_agent(request.user):
-            return True
-        client = redis_client()
-        if client is None:
-            self._fallback = _CachedAgentRateThrottle()
-            return self._fallback.allow_request(request, view)
-        count, period = api_settings.DEFAULT_THROTTLE_RATES[self.scope].split("/")
-        duration = _PERIODS[period[0]]
-        now = time.time()
-        window = int(now // duration)
-        key = f"throttle_agent_{request.user.agent.pk}_{window}"
-        try:
-            pipe = client.pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, duration + 1)
-            calls, _ = pipe.execute()
-        except Exception:
-            logger.warning("throttle cache unavailable; not throttling", exc_info=True)
-            return True
-        self._wait = (window + 1) * duration - now
-        return calls <= int(count)
-
-    def wait(self) -> float | None:
-        if self._fallback is not None:
-            return self._fallback.wait()
-        return self._wait
-
-
-class PersonRateThrottle(ResilientThrottle):
-    scope = "person"
-
-    def get_cache_key(self, request: Request, view: Any) -> str | None:
-        user = request.user
-        if user and user.is_authenticated and not is_agent(user):
-            return f"throttle_person_{user.pk}"
-        return None
-
-
-class AirlockAPIView(APIView):
-    # Bearer first: DRF answers 401 (not 403) when the first authenticator names a scheme.
-    # Agents' tokens (alk_) and people's personal tokens (alp_), then the session.
-    authentication_classes = [
-        AgentTokenAuthentication,
-        PersonalTokenAuthentication,
-        *APIView.authentication_classes,
-    ]
-    throttle_classes = [AgentRateThrottle, PersonRateThrottle]
 
 
 def _visible_action_or_404(request: Request, action_id: int) -> Action:
@@ -191,7 +91,7 @@ def _header_text(value: str) -> str:
 
 class ActionSubmitView(AirlockAPIView):
     permission_classes = [IsAgent]
-    # Names, not prose: held to config.parsers' rule for names and keys (no invisible or
+    # Names, not prose: held to core.parsers' rule for names and keys (no invisible or
     # control character), like every key of the body.
     identifier_fields = ("tool", "on_behalf_of", "correlation_id")
 

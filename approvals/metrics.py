@@ -23,7 +23,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from approvals.models import Action, Outbox
 from approvals.states import Status
 from audit.models import AuditEvent
-from config.people import is_active_person
+from core.people import is_active_person
 from rollout.models import KillSwitch
 
 DECISION_BUCKETS = (5, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)

@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from rest_framework.permissions import BasePermission
 
 from approvals.models import Action
-from config.people import is_active_person, is_agent
+from core.people import is_active_person, is_agent
 from rollout import permissions as agent_perms
 
 
@@ -44,17 +43,3 @@ def can_view_action(user: Any, action: Action) -> bool:
     return agent_perms.can_review(user, action.agent) or agent_perms.can_read_audit(
         user, action.agent
     )
-
-
-class IsAgent(BasePermission):
-    message = "This endpoint is for agent tokens."
-
-    def has_permission(self, request: Any, view: Any) -> bool:
-        return is_agent(request.user)
-
-
-class IsPerson(BasePermission):
-    message = "This endpoint is for people, not agents."
-
-    def has_permission(self, request: Any, view: Any) -> bool:
-        return is_active_person(request.user)

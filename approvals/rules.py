@@ -16,7 +16,7 @@ from typing import Any
 
 from approvals.models import Action, Decision
 from approvals.states import Status
-from config.identity import same_person
+from core.identity import same_person
 
 # "Does this person hold the critical-approval permission on the action's agent?"
 IsCriticalApprover = Callable[[Any], bool]

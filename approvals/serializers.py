@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.extensions import (
-    OpenApiSerializerExtension,
     OpenApiSerializerFieldExtension,
 )
 from rest_framework import serializers
@@ -16,24 +15,9 @@ from approvals.actions import current_approvals
 from approvals.models import Action
 from approvals.validators import callback_url_problem
 from audit.retention import masked_arguments
+from core.serializers import StrictSerializer
 
 MAX_EVIDENCE_ITEMS = 50
-
-
-class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not declare."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
-
-
-class NoFieldsSerializer(StrictSerializer):
-    """The body of an operation that takes none: absent or ``{}``; any field is refused by
-    name."""
 
 
 class RationaleSerializer(StrictSerializer):
@@ -91,7 +75,7 @@ class BoundedJSONField(serializers.JSONField):
         return value
 
 
-# Names, unlike prose, may hold no invisible character at all (config.parsers).
+# Names, unlike prose, may hold no invisible character at all (core.parsers).
 NAME_RULE = (
     " Invisible (Unicode default-ignorable: zero-width, soft hyphen, bidirectional controls, "
     "variation selectors, tags) and control characters are refused with `400 invalid_text`, "
@@ -335,10 +319,6 @@ class KillSwitchInSerializer(StrictSerializer):
     reason = serializers.CharField(max_length=2000)
 
 
-class ReasonSerializer(StrictSerializer):
-    reason = serializers.CharField(max_length=2000)
-
-
 class KillSwitchSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     scope = serializers.CharField()
@@ -352,19 +332,6 @@ class KillSwitchSerializer(serializers.Serializer):
     release_reason = serializers.CharField()
     is_drill = serializers.BooleanField()
     trip = serializers.JSONField()
-
-
-class StrictSerializerSchema(OpenApiSerializerExtension):
-    """The OpenAPI schema says what ``StrictSerializer`` does: undeclared fields are refused
-    (``additionalProperties: false``), so clients and contract tests do not send them."""
-
-    target_class = "approvals.serializers.StrictSerializer"
-    match_subclasses = True
-
-    def map_serializer(self, auto_schema: Any, direction: Any) -> dict:
-        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
-        schema["additionalProperties"] = False
-        return schema
 
 
 class BoundedJSONFieldSchema(OpenApiSerializerFieldExtension):

@@ -37,8 +37,8 @@ from approvals.forms import (
 from approvals.models import Action, Channel
 from approvals.states import Status
 from audit.trace import action_trace, record_action_view, trace_total
-from config.errors import answering_refusals
-from config.redirects import next_target
+from core.errors import answering_refusals
+from core.redirects import next_target
 
 QUEUE_PAGE_SIZE = 25
 DECIDED_PAGE_SIZE = 50

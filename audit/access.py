@@ -17,7 +17,7 @@ from django.db.models import QuerySet
 
 from approvals.permissions import can_view_action
 from audit.chain import partition_agent
-from config.people import is_active_person
+from core.people import is_active_person
 from rollout import permissions as agent_perms
 
 

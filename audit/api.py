@@ -11,9 +11,7 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from approvals.api import AirlockAPIView
 from approvals.models import Action
-from approvals.permissions import IsPerson
 from audit.access import AuditScope, audit_scope, can_view_trace
 from audit.export import FORMATS
 from audit.models import AuditEvent
@@ -32,7 +30,9 @@ from audit.trace import action_trace
 from audit.verbs import VERBS
 from audit.verification import verification_status
 from audit.views import export_response
-from config.api_errors import ApiError
+from core.api import AirlockAPIView
+from core.api_errors import ApiError
+from core.permissions import IsPerson
 
 FILTER_PARAMETERS = [
     OpenApiParameter("since", OpenApiTypes.DATETIME, description="From (inclusive), UTC."),

@@ -25,7 +25,7 @@ from audit.canonical import canonical_json, sha256_hex
 from audit.models import AuditChainHead, AuditEvent
 from audit.redaction import redact
 from audit.verbs import AUDIT_CHECKPOINT, VERBS
-from config.sql import mark_saved
+from core.sql import mark_saved
 
 GLOBAL_PARTITION = "global"
 

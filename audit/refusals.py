@@ -35,7 +35,7 @@ from django.utils import timezone
 from audit import verbs
 from audit.chain import Actor, append_event
 from audit.models import RefusalWindow
-from config.errors import NOTED_REFUSAL, note_refusal  # noqa: F401 (the core's; re-exported)
+from core.errors import NOTED_REFUSAL, note_refusal  # noqa: F401 (the core's; re-exported)
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from audit import verbs
 from audit.chain import Actor, append_event
-from config.people import is_active_person
+from core.people import is_active_person
 
 SENSITIVE_PERM = "audit.view_sensitive"
 MASKED = "[masked]"

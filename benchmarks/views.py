@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from approvals.permissions import IsAgent
+from core.permissions import IsAgent
 from rollout.authentication import AgentTokenAuthentication
 
 FLOOR_TABLE = "bench_durable_floor"

@@ -1,5 +1,5 @@
 """ASGI entry point: HTTP through Django, websockets through Channels behind the session
-auth stack and a same-origin check (scheme, host and port: ``config.websocket_origin``)."""
+auth stack and a same-origin check (scheme, host and port: ``core.websocket_origin``)."""
 
 import os
 
@@ -13,7 +13,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from approvals.routing import websocket_urlpatterns  # noqa: E402
-from config.websocket_origin import SameOriginValidator  # noqa: E402
+from core.websocket_origin import SameOriginValidator  # noqa: E402
 from rollout.routing import websocket_urlpatterns as governance_websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(

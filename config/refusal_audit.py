@@ -4,13 +4,13 @@ Every refusal by a signed-in person or an agent token is audited (``access.refus
 ``audit.refusals`` for which ones and how floods are summarised), whichever view refused
 it, by looking at the answer once it is made:
 
-- the API (DRF): a ``403`` answer, with the code of its JSON body (``config.api_errors``
+- the API (DRF): a ``403`` answer, with the code of its JSON body (``core.api_errors``
   builds every API error: any ``Refused`` a view lets propagate, permission classes and
   token-scope checks alike);
 - pages: a ``PermissionDenied`` raised by a view (the code of the ``Refused`` it was raised
   from, when there was one) answered by the ``403`` page, and any refusal a view answers
   itself (a decision card, a redirect with a message) after telling this middleware which
-  refusal it answers (``config.errors.answer_refusal``, which calls ``note_refusal``);
+  refusal it answers (``core.errors.answer_refusal``, which calls ``note_refusal``);
 - both: a ``404`` on another agent's action, agent or change request that exists
   (``not_visible``): the caller is told nothing, the audit log is.
 
@@ -37,7 +37,7 @@ from approvals.models import Action
 from approvals.permissions import can_view_action
 from audit.chain import Actor
 from audit.refusals import NOTED_REFUSAL, is_recorded, record_refusal
-from config.people import is_agent
+from core.people import is_agent
 from rollout.models import Agent, ChangeRequest, KillSwitch
 from rollout.selectors import agent_visible_to, change_request_visible_to
 

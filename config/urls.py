@@ -4,9 +4,9 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from approvals.metrics import metrics_view
-from config import health
+from core import health
 
-handler404 = "config.api_errors.not_found"
+handler404 = "core.api_errors.not_found"
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from audit import verbs
 from audit.chain import Actor, append_event
-from config.digests import token_digest
-from config.errors import Refused
+from core.digests import token_digest
+from core.errors import Refused
 from rollout.models import Agent, AgentToken, KillSwitch, PolicyVersion, Release, Tier, ToolRule
 from rollout.snapshots import build_snapshot
 from rollout.tokens import new_token

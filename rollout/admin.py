@@ -9,7 +9,7 @@ needs a second governance owner and every change is versioned and audited. The a
 therefore has no object-permission screen.
 
 People are added and renamed on Django's user admin, with forms that also refuse a username
-whose skeleton another person has (``config.identity``): a field error, before the model's
+whose skeleton another person has (``core.identity``): a field error, before the model's
 own ``pre_save`` check would refuse the save."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
-from config.identity import check_username_available
+from core.identity import check_username_available
 from rollout.models import (
     Agent,
     AgentToken,

@@ -16,11 +16,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.authentication import require_step_up, require_token_scope
-from approvals.api import AirlockAPIView
 from approvals.models import Action
-from approvals.permissions import IsPerson
-from config.api_errors import ApiError
-from config.digests import token_digest
+from core.api import AirlockAPIView
+from core.api_errors import ApiError
+from core.digests import token_digest
+from core.permissions import IsPerson
 from rollout import governance
 from rollout import permissions as agent_perms
 from rollout.backtest import backtest_change

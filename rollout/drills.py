@@ -27,8 +27,8 @@ from django.utils import timezone
 
 from audit import verbs
 from audit.chain import Actor, append_event
-from config.digests import token_digest
-from config.errors import Refused
+from core.digests import token_digest
+from core.errors import Refused
 from rollout.actions import (
     engage_kill_switch,
     issue_agent_token,

@@ -26,8 +26,8 @@ from django.utils import timezone
 
 from audit import verbs
 from audit.chain import Actor, append_event
-from config.errors import Refused
-from config.people import is_active_person
+from core.errors import Refused
+from core.people import is_active_person
 from rollout import access as agent_access
 from rollout import events
 from rollout import permissions as agent_perms

@@ -13,8 +13,8 @@ from django.views.decorators.http import require_POST
 
 from accounts.stepup import require_recent_second_factor
 from audit.chain import Actor
-from config.errors import answering_refusals
-from config.redirects import next_target
+from core.errors import answering_refusals
+from core.redirects import next_target
 from rollout import permissions as perms
 from rollout.actions import engage_kill_switch, release_kill_switch
 from rollout.models import Drill, KillSwitch

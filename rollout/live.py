@@ -35,7 +35,7 @@ from django.utils.crypto import constant_time_compare
 
 from accounts.access_hints import EVERYONE_GROUP, person_group
 from accounts.login_protection import LAST_ACTIVITY_KEY
-from config.people import is_active_person
+from core.people import is_active_person
 
 logger = logging.getLogger(__name__)
 

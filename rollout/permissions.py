@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from accounts.permissions import perm_in_scopes, token_scopes
-from config.people import is_active_person
+from core.people import is_active_person
 from rollout.models import Agent
 
 REVIEW = "rollout.review_agent"

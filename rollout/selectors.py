@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from audit.models import AuditEvent
 from audit.search import EventRow
 from audit.verbs import ROLE_AND_ACCESS_VERBS
-from config.people import is_active_person
+from core.people import is_active_person
 from rollout import permissions as agent_perms
 from rollout.models import Agent, ChangeRequest
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from approvals.serializers import StrictSerializer
+from core.serializers import StrictSerializer
 from rollout.governance import changes_of, current_approvals, proposal_as_input
 from rollout.models import AgentToken, ChangeRequest, PolicyVersion, ShadowLabel
 from rollout.policy_diff import diff_policies

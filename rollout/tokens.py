@@ -1,4 +1,4 @@
-"""Agent bearer tokens: generated here, stored as ``config.digests.token_digest``, looked up
+"""Agent bearer tokens: generated here, stored as ``core.digests.token_digest``, looked up
 by it."""
 
 import secrets

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts import stepup
 from approvals.states import Status
-from config.errors import Answered, answering_refusals
+from core.errors import Answered, answering_refusals
 from rollout import access as agent_access
 from rollout import charts, governance
 from rollout import permissions as agent_perms

@@ -31,7 +31,7 @@ from approvals import actions as approval_actions
 from approvals.models import Action
 from audit.chain import Actor
 from audit.models import AuditEvent
-from config.digests import token_digest
+from core.digests import token_digest
 from rollout import governance
 from rollout.actions import engage_kill_switch
 from rollout.models import Agent

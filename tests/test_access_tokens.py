@@ -18,7 +18,7 @@ from accounts.models import PersonalToken
 from audit import verbs
 from audit.chain import Actor
 from audit.models import AuditEvent
-from config.digests import token_digest
+from core.digests import token_digest
 from rollout.actions import engage_kill_switch
 from rollout.models import KillSwitch
 from tests import factories

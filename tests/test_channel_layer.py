@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from config.channel_layer import NotifyingRedisPubSubChannelLayer
+from core.channel_layer import NotifyingRedisPubSubChannelLayer
 from tests.throwaway import ThrowawayRedis
 
 pytestmark = pytest.mark.multiprocess

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from approvals.models import Action
 from audit.models import AuditEvent
-from config.identity import (
+from core.identity import (
     DEFAULT_IGNORABLE,
     DEFAULT_IGNORABLE_RANGES,
     same_person,

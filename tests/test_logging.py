@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from config import log_filters
+from core import log_filters
 
 
 def record(msg: str = "Unexpected exception in receive task") -> logging.LogRecord:

@@ -1,4 +1,4 @@
-"""The one "active person" check (config.people.is_active_person)."""
+"""The one "active person" check (core.people.is_active_person)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from django.contrib.auth.models import AnonymousUser
 
-from config.people import is_active_person, is_agent
+from core.people import is_active_person, is_agent
 
 
 def _user(**overrides: object) -> SimpleNamespace:

@@ -1,11 +1,11 @@
-"""Issue 16 class 9: every ``next`` goes through ``config.redirects`` — a foreign,
+"""Issue 16 class 9: every ``next`` goes through ``core.redirects`` — a foreign,
 scheme-relative, backslash or ``javascript:`` target sends the person to the safe default,
 and never answers 500."""
 
 import pytest
 from django.test import RequestFactory
 
-from config.redirects import safe_redirect_target
+from core.redirects import safe_redirect_target
 from tests import factories
 
 EVIL = [

@@ -1,5 +1,5 @@
 """A write path's refusal becomes an answer in one place per interface: the API's exception
-handler (``config.api_errors``) and ``config.errors.answer_refusal`` for pages."""
+handler (``core.api_errors``) and ``core.errors.answer_refusal`` for pages."""
 
 import pytest
 from django.core.exceptions import PermissionDenied
@@ -10,7 +10,7 @@ from rest_framework.test import APIRequestFactory
 from rest_framework.views import APIView
 
 from accounts.stepup import StepUpRequired
-from config.errors import NOTED_REFUSAL, Refused, answer_refusal, answering_refusals
+from core.errors import NOTED_REFUSAL, Refused, answer_refusal, answering_refusals
 from rollout.drills import DrillTokenMisused
 
 

@@ -46,7 +46,7 @@ def load_settings(**env: str) -> dict:
 def test_redis_url_selects_redis_channel_layer_cache_and_broker(tmp_path):
     redis_url = "redis://127.0.0.1:6399/3"
     s = load_settings(REDIS_URL=redis_url, DATABASE_URL=f"sqlite:///{tmp_path / 'x.sqlite3'}")
-    assert s["channel_backend"] == "config.channel_layer.NotifyingRedisPubSubChannelLayer"
+    assert s["channel_backend"] == "core.channel_layer.NotifyingRedisPubSubChannelLayer"
     assert s["cache_backend"] == "django.core.cache.backends.redis.RedisCache"
     assert s["broker"] == redis_url
 

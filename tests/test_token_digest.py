@@ -1,4 +1,4 @@
-"""One digest for stored tokens (config.digests.token_digest), byte-identical to the one
+"""One digest for stored tokens (core.digests.token_digest), byte-identical to the one
 rows were stored with before: a token issued before keeps authenticating."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import PersonalToken
 from accounts.personal_tokens import authenticate_personal_token
-from config.digests import token_digest
+from core.digests import token_digest
 from rollout.actions import authenticate_agent_token
 from rollout.models import AgentToken
 

@@ -1,4 +1,4 @@
-"""Websockets only from the site's own origin (``config.websocket_origin``): scheme, host and
+"""Websockets only from the site's own origin (``core.websocket_origin``): scheme, host and
 port of the ``Origin`` must be those the socket was opened on, or one of
 ``CSRF_TRUSTED_ORIGINS`` exactly. The rule alone, then through the ASGI stack with a
 logged-in session."""
@@ -11,7 +11,7 @@ from django.conf import settings as django_settings
 from django.test import Client
 
 from config.asgi import application
-from config.websocket_origin import origin_allowed
+from core.websocket_origin import origin_allowed
 from tests import sockets
 
 TIMEOUT = 5

@@ -12,7 +12,7 @@ from django.http import QueryDict
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
-from config.identity import INVISIBLE
+from core.identity import INVISIBLE
 
 register = template.Library()
 
@@ -67,7 +67,7 @@ def page_url(return_to: str, page_number: int) -> str:
 def show_invisible(value: Any) -> SafeString:
     """Agent-supplied text, escaped, with every invisible character made visible: each
     default-ignorable code point (zero-width characters, soft hyphen, bidirectional marks,
-    variation selectors, tags — ``config.identity.INVISIBLE``) becomes a marker
+    variation selectors, tags — ``core.identity.INVISIBLE``) becomes a marker
     ``<span class="invisible-char">⟨U+200B⟩</span>``, so a reviewer sees that two strings
     which look alike are not the same, and no hidden text rides along unseen."""
     if value is None:

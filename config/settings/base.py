@@ -62,7 +62,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
-    "config.middleware.RequestBodyLimitMiddleware",
+    "core.middleware.RequestBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -162,10 +162,10 @@ if REDIS_URL:
     # every 30 s, long-polls re-check the database). Timeouts: a Redis that hangs (rather
     # than refuses) must not hold a request. on_reconnect: when a process's subscription
     # comes back after Redis was lost, its dashboards and long-polls are told to re-read
-    # (config/channel_layer.py), since what was published meanwhile never reached them.
+    # (core/channel_layer.py), since what was published meanwhile never reached them.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "config.channel_layer.NotifyingRedisPubSubChannelLayer",
+            "BACKEND": "core.channel_layer.NotifyingRedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 10}
@@ -181,7 +181,7 @@ if REDIS_URL:
             "OPTIONS": {
                 "socket_connect_timeout": 2,
                 "socket_timeout": 2,
-                "pool_class": "config.cache.SharedConnectionPool",
+                "pool_class": "core.cache.SharedConnectionPool",
             },
         }
     }
@@ -254,14 +254,18 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 # --- API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Bearer first: DRF answers 401 (not 403) when the first authenticator names a scheme.
+    # Agents' tokens (alk_), people's personal tokens (alp_), then the session.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rollout.authentication.AgentTokenAuthentication",
+        "accounts.authentication.PersonalTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["config.parsers.SafeJSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "config.openapi.AirlockAutoSchema",
-    "EXCEPTION_HANDLER": "config.api_errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.SafeJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "core.openapi.AirlockAutoSchema",
+    "EXCEPTION_HANDLER": "core.api_errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "agent": os.environ.get("AGENT_HTTP_RATE", "1200/min"),
         "person": os.environ.get("PERSON_HTTP_RATE", "600/min"),
@@ -279,7 +283,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
-# Bodies above this answer 413 as JSON (config.middleware), before any parsing.
+# Bodies above this answer 413 as JSON (core.middleware), before any parsing.
 MAX_REQUEST_BODY_BYTES = 256 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
@@ -309,7 +313,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "once_a_minute": {"()": "config.log_filters.OncePerInterval", "interval_seconds": 60}
+        "once_a_minute": {"()": "core.log_filters.OncePerInterval", "interval_seconds": 60}
     },
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},

@@ -336,7 +336,7 @@ def test_browser__server_says_resync__page_re_reads_on_the_same_socket(open_queu
     action = agent.submit({"tool": "send_email", "arguments": {"to": "r@example.com"}})
     rita.page.wait_for_timeout(1000)
     expect(rita.card(action["id"])).to_have_count(0)
-    # When the server says its connection came back (config/channel_layer.py)
+    # When the server says its connection came back (core/channel_layer.py)
     sockets[-1].send(json.dumps({"type": "resync"}))
     # Then the page re-reads the queue and the missed card is there, without reconnecting
     expect(rita.card(action["id"])).to_be_visible()

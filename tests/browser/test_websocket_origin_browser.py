@@ -1,7 +1,7 @@
 """Cross-origin websocket hijacking, in a real Chromium: a victim is logged into the
 dashboard; a page served from another loopback port opens the queue's websocket on
 Airlock's port, and the browser sends the victim's session cookie with it (cookies are not
-bound to ports). The socket is refused (``config.websocket_origin``), so the page hears
+bound to ports). The socket is refused (``core.websocket_origin``), so the page hears
 nothing, while the victim's own dashboard in the same browser stays live."""
 
 from __future__ import annotations

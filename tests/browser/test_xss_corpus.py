@@ -43,7 +43,7 @@ from django.db import connection
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from config.identity import INVISIBLE
+from core.identity import INVISIBLE
 from rollout.models import PolicyVersion
 from tests import factories
 from tests.servers import login

@@ -1,6 +1,6 @@
 """Every API error is JSON ``{code, detail, fields?}`` with a stable lower-case code.
 
-A write path's refusal (``config.errors.Refused``: ``approvals.actions.ActionRefused``,
+A write path's refusal (``core.errors.Refused``: ``approvals.actions.ActionRefused``,
 ``rollout.governance.GovernanceRefused``, ``accounts.stepup.StepUpRequired`` …) is answered
 here for every API view, with its own status: views let it propagate."""
 
@@ -12,10 +12,8 @@ from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
-from rest_framework.views import set_rollback
 
-from config.errors import Refused, refusal_body
+from core.errors import Refused, refusal_body
 
 
 class ApiError(Refused):
@@ -55,6 +53,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "5"},
         )
+    # Imported here, not at the top: the settings' authentication classes import this module
+    # (their ApiError), and DRF imports them while rest_framework.views is still loading.
+    from rest_framework.views import exception_handler as drf_exception_handler
+    from rest_framework.views import set_rollback
+
     if isinstance(exc, Refused):
         set_rollback()  # as DRF does for its own exceptions
         return Response(refusal_body(exc), status=exc.status)
@@ -72,7 +75,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             "fields": _flatten(exc.detail),
         }
     elif isinstance(exc, exceptions.ParseError):
-        # config.parsers: malformed JSON, or refused text (its own code, with the fields).
+        # core.parsers: malformed JSON, or refused text (its own code, with the fields).
         body = {"code": getattr(exc, "error_code", "malformed_json"), "detail": str(exc.detail)}
         if getattr(exc, "fields", None):
             body["fields"] = exc.fields

@@ -11,7 +11,7 @@ from typing import Any
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from config.identity import CONTROL, DEFAULT_IGNORABLE
+from core.identity import CONTROL, DEFAULT_IGNORABLE
 
 MAX_DEPTH = 32
 # Text a reviewer would not see as it is: bidirectional embeddings, overrides and isolates
@@ -24,14 +24,14 @@ MAX_DEPTH = 32
 _REFUSED_CHARACTERS = re.compile("[\x00\u202a-\u202e\u2066-\u2069\u200b\u2060\ufeff\ud800-\udfff]")
 # Names and keys are compared, looked up and shown without the context a sentence gives, so
 # they are held to more: no default-ignorable code point at all (soft hyphen, ZWJ/ZWNJ,
-# LRM/RLM/ALM, variation selectors, tags — ``config.identity.DEFAULT_IGNORABLE_RANGES``) and
+# LRM/RLM/ALM, variation selectors, tags — ``core.identity.DEFAULT_IGNORABLE_RANGES``) and
 # no control character. This applies to every object key anywhere in a body, and to the
 # top-level string fields a view names in ``identifier_fields`` (e.g. ``on_behalf_of``).
 
 
 class InvalidText(ParseError):
     """A body whose text is refused: ``400 invalid_text`` with the fields named (rendered by
-    ``config.api_errors``)."""
+    ``core.api_errors``)."""
 
     error_code = "invalid_text"
 

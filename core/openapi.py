@@ -1,5 +1,5 @@
 """The OpenAPI schema's view of errors: every operation documents the error answers it can
-give, with the one error body of ``config.api_errors``."""
+give, with the one error body of ``core.api_errors``."""
 
 from __future__ import annotations
 
