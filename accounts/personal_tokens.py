@@ -18,8 +18,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import PersonalToken
+from accounts.notices import owe_account_notice
 from accounts.permissions import TOKEN_SCOPES
-from approvals.notifications import owe_account_notice
 from audit import verbs
 from audit.chain import Actor, append_event
 from core.digests import token_digest

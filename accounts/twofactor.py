@@ -24,7 +24,7 @@ from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import RecoveryCode
-from approvals.notifications import owe_account_notice
+from accounts.notices import owe_account_notice
 from audit import verbs
 from audit.chain import Actor, append_event
 from core.errors import Refused

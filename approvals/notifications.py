@@ -171,26 +171,25 @@ def owe_kill_switch(switch: Any, change: str) -> None:
     )
 
 
-def owe_account_notice(*, user: Any, change: str) -> int:
-    """Tell ``user`` by email (their account's address only — never a chat channel) that a
-    credential of their account changed: ``change`` says what, never the secret itself.
-    Called inside the change's transaction; the row is delivered like any other email."""
-    if not getattr(user, "email", ""):
-        return 0
-    base = settings.AIRLOCK_PUBLIC_URL.rstrip("/")
-    Outbox.objects.create(
-        kind=Outbox.Kind.EMAIL,
-        destination=user.email,
-        payload={
-            "subject": "Airlock: a credential of your account changed",
-            "line": (
-                f"{user.get_username()}: {change}. If this was not you, change your password "
-                "and tell an administrator at once."
-            ),
-            "link": f"{base}/accounts/profile/",
-        },
-    )
-    from approvals.tasks import enqueue_notification_batches
+def owe_installation_notice(
+    *, people: set[Any], subject: str, line: str, link: str, chat: bool
+) -> int:
+    """``core.notices.owe_notice``'s handler: a notice about no agent or action, by email to
+    ``people`` and, when ``chat``, to the installation-wide chat webhook."""
+    if chat:
+        return owe(people=people, agent=None, action=None, subject=subject, line=line, link=link)
+    rows = [
+        Outbox(
+            kind=Outbox.Kind.EMAIL,
+            destination=person.email,
+            payload={"subject": subject, "line": line, "link": link},
+        )
+        for person in sorted(people, key=lambda p: p.pk)
+        if person.email
+    ]
+    if rows:
+        Outbox.objects.bulk_create(rows)
+        from approvals.tasks import enqueue_notification_batches
 
-    transaction.on_commit(enqueue_notification_batches)
-    return 1
+        transaction.on_commit(enqueue_notification_batches)
+    return len(rows)

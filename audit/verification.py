@@ -36,6 +36,7 @@ from audit.chain import (
 from audit.checkpoints import CheckpointFile, latest_checkpoint, read_checkpoint_file
 from audit.installation import installation_id, installation_problem
 from audit.models import AuditEvent, AuditVerification
+from core.notices import owe_notice
 
 logger = logging.getLogger(__name__)
 
@@ -216,16 +217,13 @@ def incident_owners() -> set[Any]:
 
 
 def _notify_incident_owners(run: AuditVerification) -> None:
-    from approvals.notifications import owe
-
     where = f"event {run.first_broken_id}" if run.first_broken_id else "the checkpoints"
-    owe(
+    owe_notice(
         people=incident_owners(),
-        agent=None,
-        action=None,
         subject="Airlock: the audit chain failed verification",
         line=f"Audit chain broken at {where}: {run.problem}",
         link=f"{settings.AIRLOCK_PUBLIC_URL.rstrip('/')}/audit",
+        chat=True,
     )
 
 

@@ -1,0 +1,34 @@
+"""Explicit hooks: a lower layer's call reaches the one handler an app above connected,
+and fails loudly when none is connected (an owed notice is never dropped silently)."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from approvals.notifications import owe_installation_notice
+from core.hooks import Hook
+from core.notices import owe_notice
+
+
+def test_hook_without_handler__raises_naming_the_hook():
+    hook = Hook("example", "an example")
+    with pytest.raises(ImproperlyConfigured, match="example"):
+        hook(1)
+
+
+def test_hook_refuses_a_second_different_handler_but_accepts_the_same_again():
+    hook = Hook("example", "an example")
+
+    def first(x):
+        return x + 1
+
+    hook.connect(first)
+    hook.connect(first)
+    assert hook(1) == 2
+    with pytest.raises(ImproperlyConfigured, match="already has a handler"):
+        hook.connect(lambda x: x)
+
+
+def test_installed_approvals_answers_the_notice_hook():
+    assert owe_notice._handler is owe_installation_notice
