@@ -4,7 +4,17 @@ sessions that end after a period without activity.
 Failures are rows in the database (``LoginFailure``), not cache entries: the limiter keeps
 working — and keeps refusing — when Redis is down, and it never locks everyone out because
 a cache is empty or unreachable. A throttled username is answered exactly like an unknown
-one (nothing reveals which accounts exist), with a clear message saying when to retry."""
+one (nothing reveals which accounts exist), with a clear message saying when to retry.
+
+Why not django-axes (8.3, considered for issue 17): axes compares one failure limit
+(``AXES_FAILURE_LIMIT``, a number or a callable of the request) against every lockout
+parameter, while Airlock documents two — 5 failures per username and 20 per client address —
+and counts wrong second-factor codes as failures of the username. Meeting that with axes
+takes a custom ``AxesHandler`` subclass that re-implements the counting per parameter, plus
+axes' authentication backend (first in ``AUTHENTICATION_BACKENDS``) and middleware, and its
+lockout answer must be replaced so a throttled username still reads like an unknown one and
+each refusal still lands in the audit chain. That is more code than this module, so the
+module stays: one table, two windowed counts, one audited refusal."""
 
 from __future__ import annotations
 

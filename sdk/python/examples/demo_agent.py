@@ -1,5 +1,5 @@
-"""``manage.py demo_agent``: the seeded demo agents at work, through the Python SDK, so the
-dashboard shows a live, realistic queue.
+"""The demo agent: the seeded demo agents at work, through the Python SDK only (no Django),
+so the dashboard shows a live, realistic queue — and an example of a real SDK client.
 
 Mostly routine reads, some drafts, refunds and emails that need a person (with summaries,
 rationale, evidence, blast radius and release), shadow deploys, an occasional forbidden
@@ -8,13 +8,19 @@ approved ones are "executed" with the approved (possibly edited) arguments and r
 One log line per call. Runs until SIGTERM/Ctrl-C (or ``--max-calls``); survives the server
 restarting (the SDK retries; the loop never dies on an error).
 
-Environment: ``AIRLOCK_URL`` (default http://127.0.0.1:8000), ``DEMO_AGENT_INTERVAL``
-(seconds between calls: ``"2-5"`` for a random pause in that range, or one number)."""
+Run: ``python sdk/python/examples/demo_agent.py --tokens var/demo-agent-tokens.json`` where
+the file maps agent slugs to bearer tokens (``manage.py agent_token support-assistant
+finance-agent deploy-bot ops-agent --name demo-agent --json`` writes one; ``scripts/run``
+does). Environment: ``AIRLOCK_URL`` (default http://127.0.0.1:8000), ``AIRLOCK_DEMO_TOKENS``
+(the tokens file), ``DEMO_AGENT_INTERVAL`` (seconds between calls: ``"2-5"`` for a random
+pause in that range, or one number)."""
 
 from __future__ import annotations
 
+import argparse
 import collections
 import contextlib
+import json
 import logging
 import os
 import random
@@ -27,19 +33,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
-
-from audit.chain import Actor
-from rollout.actions import issue_agent_token
-from rollout.models import Agent
-
-SDK_SRC = Path(__file__).resolve().parents[3] / "sdk" / "python" / "src"
+SDK_SRC = Path(__file__).resolve().parents[1] / "src"
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_INTERVAL = "2-5"
 
 
+class DemoAgentError(Exception):
+    """A setup problem the demo agent cannot run with (bad interval, no tokens)."""
+
+
 def _sdk() -> Any:
-    """The in-repo SDK (importable without installing it)."""
+    """The SDK: the installed one, else the in-repo copy (runs without installing it)."""
     if str(SDK_SRC) not in sys.path:
         sys.path.insert(0, str(SDK_SRC))
     import airlock_sdk
@@ -52,9 +56,9 @@ def parse_interval(text: str) -> tuple[float, float]:
     try:
         bounds = (float(low), float(high) if sep else float(low))
     except ValueError:
-        raise CommandError(f"interval must be N or MIN-MAX seconds, not {text!r}") from None
+        raise DemoAgentError(f"interval must be N or MIN-MAX seconds, not {text!r}") from None
     if bounds[0] < 0 or bounds[1] < bounds[0]:
-        raise CommandError(f"interval must be N or MIN-MAX seconds, not {text!r}")
+        raise DemoAgentError(f"interval must be N or MIN-MAX seconds, not {text!r}")
     return bounds
 
 
@@ -409,35 +413,63 @@ def fake_result(tool: str, arguments: dict[str, Any], rng: random.Random) -> dic
 # --- the loop ----------------------------------------------------------------------------------
 
 
-class Command(BaseCommand):
-    help = "Drive the seeded demo agents through the SDK against a running Airlock server."
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Drive the seeded demo agents through the SDK against a running Airlock."
+    )
+    parser.add_argument("--url", default=os.environ.get("AIRLOCK_URL") or DEFAULT_URL)
+    parser.add_argument(
+        "--tokens",
+        default=os.environ.get("AIRLOCK_DEMO_TOKENS") or "var/demo-agent-tokens.json",
+        help="JSON file mapping agent slugs to bearer tokens",
+    )
+    parser.add_argument(
+        "--interval",
+        default=os.environ.get("DEMO_AGENT_INTERVAL") or DEFAULT_INTERVAL,
+        help="seconds between calls: N, or MIN-MAX for a random pause (default 2-5)",
+    )
+    parser.add_argument("--max-calls", type=int, default=0, help="stop after N (0: never)")
+    parser.add_argument(
+        "--max-waiting", type=int, default=12, help="pending calls waited on at once"
+    )
+    parser.add_argument(
+        "--give-up-after",
+        type=float,
+        default=20.0,
+        help="seconds the SDK retries one request before failing closed",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="random seed")
+    parser.add_argument(
+        "--rollback-check",
+        type=float,
+        default=15.0,
+        help="seconds between checks for rollbacks people requested",
+    )
+    return parser
 
-    def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--url", default=os.environ.get("AIRLOCK_URL") or DEFAULT_URL)
-        parser.add_argument(
-            "--interval",
-            default=os.environ.get("DEMO_AGENT_INTERVAL") or DEFAULT_INTERVAL,
-            help="seconds between calls: N, or MIN-MAX for a random pause (default 2-5)",
-        )
-        parser.add_argument("--max-calls", type=int, default=0, help="stop after N (0: never)")
-        parser.add_argument(
-            "--max-waiting", type=int, default=12, help="pending calls waited on at once"
-        )
-        parser.add_argument(
-            "--give-up-after",
-            type=float,
-            default=20.0,
-            help="seconds the SDK retries one request before failing closed",
-        )
-        parser.add_argument("--seed", type=int, default=None, help="random seed")
-        parser.add_argument(
-            "--rollback-check",
-            type=float,
-            default=15.0,
-            help="seconds between checks for rollbacks people requested",
-        )
 
-    def handle(self, *args: Any, **options: Any) -> None:
+def read_tokens(path: str) -> dict[str, str]:
+    """The agents' bearer tokens, ``{slug: token}``, from the JSON file at ``path``."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise DemoAgentError(f"cannot read the agents' tokens from {path}: {exc}") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise DemoAgentError(f"{path} must be a JSON object of agent slug to token")
+    return data
+
+
+class DemoAgent:
+    """The demo agents' loop. ``out`` receives one line per call (a text stream)."""
+
+    def __init__(self, tokens: dict[str, str], out: Any = None) -> None:
+        self.tokens = tokens
+        self.out = out or sys.stdout
+
+    def run(self, **options: Any) -> int:
+        """Runs until stopped (SIGTERM/SIGINT) or ``max_calls``; returns the calls made."""
         sdk = _sdk()
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per call is ours
         # Own generators: the process's global one is shared with other threads.
@@ -455,7 +487,7 @@ class Command(BaseCommand):
         self.last_rollback_check = time.monotonic()
         clients = self._clients(sdk, options["url"], options["give_up_after"])
         if not clients:
-            raise CommandError("no demo agents: run `manage.py seed_demo` first")
+            raise DemoAgentError("no demo agents' tokens: see the module docstring")
         self.log(f"demo agent: {', '.join(sorted(clients))} against {options['url']}")
         previous_handlers = self._install_signal_handlers()
         calls = 0
@@ -478,6 +510,7 @@ class Command(BaseCommand):
                 signal.signal(signum, handler)
             self._shut_down(clients)
         self.log(f"demo agent stopped after {calls} calls")
+        return calls
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -494,15 +527,11 @@ class Command(BaseCommand):
         retry = sdk.RetryPolicy(
             attempts=8, backoff=0.5, max_backoff=5.0, give_up_after=give_up_after
         )
-        clients = {}
-        for agent in Agent.objects.filter(slug__in=list(RELEASES)).order_by("slug"):
-            token = issue_agent_token(
-                agent=agent, actor=Actor.system("demo-agent"), name="demo-agent"
-            )
-            clients[agent.slug] = sdk.Airlock(
-                url, token, retry=retry, release=RELEASES[agent.slug], poll_seconds=10
-            )
-        return clients
+        return {
+            slug: sdk.Airlock(url, token, retry=retry, release=RELEASES[slug], poll_seconds=10)
+            for slug, token in sorted(self.tokens.items())
+            if slug in RELEASES
+        }
 
     def _next_calls(self, clients: dict[str, Any]) -> list[Call]:
         rng = self.plan_rng
@@ -629,5 +658,20 @@ class Command(BaseCommand):
 
     def log(self, line: str) -> None:
         with self.lock:
-            self.stdout.write(f"{time.strftime('%H:%M:%S')} {line}")
-            self.stdout.flush()
+            self.out.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+            self.out.flush()
+
+
+def main(argv: list[str] | None = None, out: Any = None) -> int:
+    options = vars(argument_parser().parse_args(argv))
+    try:
+        tokens = read_tokens(options.pop("tokens"))
+        DemoAgent(tokens, out=out).run(**options)
+    except DemoAgentError as exc:
+        print(f"demo agent: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
