@@ -185,10 +185,59 @@ def _rate_text(value: Any) -> str:
     return "no limit" if value is None else f"{value}/min"
 
 
+# How a limit's operator reads to a person ("amount ≤ 10,000").
+OPERATOR_TEXT = {
+    "<=": "≤",
+    "<": "<",
+    ">=": "≥",
+    ">": ">",
+    "==": "=",
+    "!=": "≠",
+    "in": "in",
+    "not_in": "not in",
+    "max_length": "length ≤",
+    "matches": "matches",
+}
+
+
+def value_text(value: Any) -> str:
+    """A limit's value as a person reads it: numbers with thousands separators
+    (``10,000``, ``12,500.5``), text quoted, lists as ``"a", "b"``."""
+    if isinstance(value, bool):
+        return _json(value)
+    if isinstance(value, int | float | Decimal):
+        number = _number(value)
+        if number is None:
+            return _json(value)
+        whole = number == number.to_integral_value()
+        return f"{int(number):,}" if whole else f"{number:,f}"
+    if isinstance(value, list):
+        return ", ".join(value_text(item) for item in value)
+    return _json(value)
+
+
+def _bound_text(limit: dict) -> str:
+    """``≤ 10,000``: the operator and value of a limit, without its field."""
+    op = limit.get("op")
+    return f"{OPERATOR_TEXT.get(op, op)} {value_text(limit.get('value'))}"
+
+
 def _limit_text(limit: Any) -> str:
     if not isinstance(limit, dict):
         return _json(limit)
-    return f"{limit.get('field')} {limit.get('op')} {_json(limit.get('value'))}"
+    return f"{limit.get('field')} {_bound_text(limit)}"
+
+
+def _same_bound(a: Any, b: Any) -> bool:
+    """Two different limits on the same field with the same operator: one replaces the
+    other (``amount ≤ 10,000 → ≤ 20,000``)."""
+    return (
+        isinstance(a, dict)
+        and isinstance(b, dict)
+        and a.get("field") == b.get("field")
+        and a.get("op") == b.get("op")
+        and not same_value(a, b)
+    )
 
 
 def limit_implies(stricter: Any, looser: Any) -> bool:
@@ -258,26 +307,36 @@ def _member(value: Any, values: list) -> bool:
 
 
 def _limit_changes(tool: str, before: list, after: list) -> list[Change]:
+    """A limit no new limit implies was dropped or loosened; a new limit no old one implies
+    was added or tightened. When such a limit has a counterpart on the same field with the
+    same operator, the change reads as one move (``limit amount ≤ 10,000 → ≤ 20,000``)."""
+    path = f"tools.{tool}.argument_limits"
     changes: list[Change] = []
+    described: set[int] = set()  # counterparts already named in a move
     for old in before:
         if not any(limit_implies(new, old) for new in after):
-            changes.append(
-                Change(
-                    f"tools.{tool}.argument_limits",
-                    LOOSENING,
-                    f"{tool}: drop or loosen limit {_limit_text(old)}",
+            partner = next((new for new in after if _same_bound(old, new)), None)
+            if partner is None:
+                changes.append(
+                    Change(path, LOOSENING, f"{tool}: drop or loosen limit {_limit_text(old)}")
                 )
-            )
+                continue
+            described.add(id(partner))
+            changes.append(Change(path, LOOSENING, _move_text(tool, old, partner)))
     for new in after:
-        if not any(limit_implies(old, new) for old in before):
-            changes.append(
-                Change(
-                    f"tools.{tool}.argument_limits",
-                    TIGHTENING,
-                    f"{tool}: add or tighten limit {_limit_text(new)}",
-                )
-            )
+        if id(new) in described or any(limit_implies(old, new) for old in before):
+            continue
+        partner = next((old for old in before if _same_bound(old, new)), None)
+        if partner is None:
+            text = f"{tool}: add or tighten limit {_limit_text(new)}"
+        else:
+            text = _move_text(tool, partner, new)
+        changes.append(Change(path, TIGHTENING, text))
     return changes
+
+
+def _move_text(tool: str, old: dict, new: dict) -> str:
+    return f"{tool}: limit {old.get('field')} {_bound_text(old)} → {_bound_text(new)}"
 
 
 def _ranked(path: str, label: str, before: Any, after: Any, scale: dict) -> list[Change]:

@@ -101,7 +101,7 @@ def test_api__tightening_applies_at_once(support_agent, governor):
         True,
         2,
     )
-    assert body["changes"][0]["text"] == "create_refund_request: add or tighten limit amount <= 100"
+    assert body["changes"][0]["text"] == "create_refund_request: limit amount ≤ 10,000 → ≤ 100"
 
 
 def test_api__invalid_change__400_with_field_errors(support_agent, governor):

@@ -437,7 +437,7 @@ def test_changes_between__readable_texts():
     assert texts == [
         (LOOSENING, "promote supervised → autonomous"),
         (LOOSENING, "send_email: rule requires_approval → allowed"),
-        (TIGHTENING, "send_email: add or tighten limit amount <= 50"),
+        (TIGHTENING, "send_email: limit amount ≤ 100 → ≤ 50"),
         (TIGHTENING, "forbid x (read, forbidden, base risk low)"),
     ]
 
@@ -541,3 +541,105 @@ def test_changes_between__mapping_texts_are_readable():
     ]
     added = changes_between({"tools": {"n": None}}, {"tools": {"n": rule(radius={"amount": "a"})}})
     assert added[0].text.endswith("risk from amount ← arguments.a)")
+
+
+# Every kind of change a governance owner can make, with the one line they read for it (the
+# change request page, the API's ``changes[].text`` and the audit event all show these).
+READABLE_CHANGES = [
+    (
+        "promote",
+        {"tier": TIERS["supervised"]},
+        {"tier": TIERS["autonomous"]},
+        [(LOOSENING, "promote supervised → autonomous")],
+    ),
+    (
+        "demote",
+        {"tier": TIERS["autonomous"]},
+        {"tier": TIERS["read_only"]},
+        [(TIGHTENING, "demote autonomous → read_only")],
+    ),
+    ("deactivate", {"active": True}, {"active": False}, [(TIGHTENING, "deactivate the agent")]),
+    (
+        "agent rate",
+        {"rate_limit_per_minute": 60},
+        {"rate_limit_per_minute": 600},
+        [(LOOSENING, "raise the agent's rate limit 60/min → 600/min")],
+    ),
+    (
+        "add tool",
+        {"tools": {"t": None}},
+        {"tools": {"t": rule("requires_approval")}},
+        [(LOOSENING, "add t (write, requires_approval, base risk medium)")],
+    ),
+    (
+        "remove tool",
+        {"tools": {"t": rule()}},
+        {"tools": {"t": None}},
+        [(TIGHTENING, "remove t (default deny)")],
+    ),
+    (
+        "rule",
+        {"tools": {"t": rule("allowed")}},
+        {"tools": {"t": rule("requires_approval")}},
+        [(TIGHTENING, "t: rule allowed → requires_approval")],
+    ),
+    (
+        "effect",
+        {"tools": {"t": rule(effect="write")}},
+        {"tools": {"t": rule(effect="read")}},
+        [(LOOSENING, "t: effect write → read")],
+    ),
+    (
+        "base risk",
+        {"tools": {"t": rule(risk="medium")}},
+        {"tools": {"t": rule(risk="high")}},
+        [(TIGHTENING, "t: base risk medium → high")],
+    ),
+    (
+        "raise a limit",
+        {"tools": {"t": rule(limits=[lim("amount", "<=", 10000)])}},
+        {"tools": {"t": rule(limits=[lim("amount", "<=", 20000)])}},
+        [(LOOSENING, "t: limit amount ≤ 10,000 → ≤ 20,000")],
+    ),
+    (
+        "lower a limit",
+        {"tools": {"t": rule(limits=[lim("amount", "<=", 20000.5)])}},
+        {"tools": {"t": rule(limits=[lim("amount", "<=", 1500)])}},
+        [(TIGHTENING, "t: limit amount ≤ 20,000.5 → ≤ 1,500")],
+    ),
+    (
+        "add a limit",
+        {"tools": {"t": rule()}},
+        {"tools": {"t": rule(limits=[lim("to", "in", ["a@example.com", "b@example.com"])])}},
+        [(TIGHTENING, 't: add or tighten limit to in "a@example.com", "b@example.com"')],
+    ),
+    (
+        "drop a limit",
+        {"tools": {"t": rule(limits=[lim("body", "max_length", 5000)])}},
+        {"tools": {"t": rule()}},
+        [(LOOSENING, "t: drop or loosen limit body length ≤ 5,000")],
+    ),
+    (
+        "tool rate",
+        {"tools": {"t": rule(rate=10)}},
+        {"tools": {"t": rule(rate=5)}},
+        [(TIGHTENING, "t: lower rate limit 10/min → 5/min")],
+    ),
+    (
+        "risk mapping",
+        {"tools": {"t": rule()}},
+        {"tools": {"t": rule(radius={"amount": "amount"})}},
+        [(TIGHTENING, "t: risk from arguments, add amount ← arguments.amount")],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [case[1:] for case in READABLE_CHANGES],
+    ids=[case[0] for case in READABLE_CHANGES],
+)
+def test_changes_between__every_kind_reads_as_one_plain_line(before, after, expected):
+    texts = [(c.direction, c.text) for c in changes_between(before, after)]
+    assert texts == expected
+    assert not any("{" in text or "[" in text for _, text in texts)  # never raw JSON

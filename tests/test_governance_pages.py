@@ -102,7 +102,7 @@ def test_rule_form__tighter_limit_applies__looser_limit_becomes_change_request(
     cr = ChangeRequest.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/changes/{cr.pk}"
     page = client.get(f"/changes/{cr.pk}").content.decode()
-    assert "drop or loosen limit amount &lt;= 500" in page
+    assert "create_refund_request: limit amount ≤ 500 → ≤ 50,000" in page
     assert "You wrote this change request" in page  # the author is not offered Approve
 
 
