@@ -13,6 +13,12 @@ removed. The whole run is bounded by ``--deadline`` (default 280 s).
 
 ``--configs one-stripe`` also measures the server with one audit chain per agent
 (``AUDIT_CHAIN_STRIPES=1``), to show what the striped chains buy.
+
+``--open-loop`` adds the latency users feel at the load they run: after the closed-loop pass
+has measured the gate's own saturated throughput, requests arrive at fixed offered rates
+(Poisson arrivals at 25 %, 50 % and 75 % of it) to the gate and, at the same absolute rates,
+to the durable floor; each latency is measured from the request's *scheduled* send time, so
+a stalled server cannot hide its queue (no coordinated omission).
 """
 
 from __future__ import annotations
@@ -68,6 +74,11 @@ CONFIGS = {
 # Targets from issue 3.
 TARGET_GATE_VS_DURABLE = 0.50
 TARGET_P99_MS = 50.0
+# Open loop, at 50 % of the gate's saturated throughput (issue 22).
+OPEN_LOOP_FRACTIONS = (0.25, 0.50, 0.75)
+TARGET_OPEN_P99_MS = 50.0
+TARGET_OPEN_P99_VS_DURABLE = 2.0
+TARGET_CPU_VS_DURABLE = 1.3
 
 
 class BenchmarkError(Exception):
@@ -181,6 +192,9 @@ class Services:
         cmd = [PY, "-m", "uvicorn", "config.asgi:application", "--host", HOST]
         cmd += ["--port", str(self.http_port), "--workers", str(self.args.workers)]
         cmd += ["--lifespan", "off", "--no-access-log", "--log-level", "warning"]
+        # Idle keep-alive connections stay open as behind a load balancer (uvicorn's 5 s
+        # default closes the open-loop client's spare connections between arrivals).
+        cmd += ["--timeout-keep-alive", "75"]
         self.server_log = open(self.tmp / "uvicorn.log", "wb")  # noqa: SIM115
         self.server = subprocess.Popen(
             cmd,
@@ -475,6 +489,139 @@ async def measure(
     return result
 
 
+@dataclass
+class OpenLoopResult:
+    """One endpoint at one offered rate: latencies from each request's scheduled send."""
+
+    name: str
+    fraction: float
+    offered_rps: float
+    result: Result
+
+
+async def drive_open(
+    scenario: Scenario,
+    port: int,
+    token: str,
+    conns: list[Connection],
+    rate: float,
+    seconds: float,
+    tag: str,
+    seed: int,
+) -> Result:
+    """Requests scheduled by a Poisson process of ``rate`` per second for ``seconds``; each
+    takes an idle keep-alive connection (waiting for one counts in its latency, as a
+    client's queue would) and its latency runs from its scheduled time, not its send."""
+    import random
+
+    rng = random.Random(seed)
+    schedule: list[float] = []
+    at = 0.0
+    while True:
+        at += rng.expovariate(rate)
+        if at >= seconds:
+            break
+        schedule.append(at)
+    # Last in, first out: the busiest connections stay warm, the spares are rarely touched.
+    idle: asyncio.LifoQueue[Connection] = asyncio.LifoQueue()
+    for conn in conns:
+        idle.put_nowait(conn)
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    perf = time.perf_counter
+
+    def error(kind: str) -> None:
+        errors[kind] = errors.get(kind, 0) + 1
+
+    async def one(number: int, scheduled: float) -> None:
+        conn = await idle.get()
+        try:
+            key = f"{tag}-{number}"
+            raw = raw_request(scenario.path, port, token if scenario.authorized else None, key)
+            status, _, body = await conn.request(raw)
+            latencies.append((perf() - scheduled) * 1000)
+            if status != scenario.expect_status:
+                error(f"HTTP {status}: {body[:160]!r}")
+            elif scenario.expect_outcome is not None:
+                outcome = json.loads(body).get("status")
+                if outcome != scenario.expect_outcome:
+                    error(f"outcome {outcome}")
+        finally:
+            idle.put_nowait(conn)
+
+    tasks = []
+    started = perf()
+    for number, offset in enumerate(schedule):
+        delay = started + offset - perf()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(number, started + offset)))
+    await asyncio.gather(*tasks)
+    return Result(scenario.name, len(latencies), perf() - started, latencies, errors)
+
+
+async def measure_open(
+    scenario: Scenario,
+    services: Services,
+    token: str,
+    args: argparse.Namespace,
+    rate: float,
+    tag: str,
+    seed: int,
+) -> Result:
+    port = services.http_port
+    conns, per_worker = await open_balanced(port, args.open_connections, args.workers)
+    try:
+        await drive_open(scenario, port, token, conns, rate, args.warmup, f"{tag}-warm", seed)
+        before = cpu_sample(services)
+        result = await drive_open(
+            scenario, port, token, conns, rate, args.open_seconds, tag, seed + 1
+        )
+        after = cpu_sample(services)
+    finally:
+        for conn in conns:
+            conn.close()
+    result.per_worker = per_worker
+    n = max(result.requests, 1)
+    result.cpu_ms = {
+        g: max(0.0, after.groups[g] - before.groups[g]) / n * 1000 for g in after.groups
+    }
+    ours = sum(after.groups.values()) - sum(before.groups.values())
+    result.other_cores = max(0.0, (after.busy - before.busy) - ours) / (after.at - before.at)
+    return result
+
+
+def open_loop_pass(
+    services: Services, token: str, args: argparse.Namespace, config: str, gate_rps: float
+) -> list[OpenLoopResult]:
+    """At each fraction of the gate's saturated throughput: the gate, then the durable
+    floor at the same absolute rate, side by side."""
+    by_name = {s.name: s for s in SCENARIOS}
+
+    async def main() -> list[OpenLoopResult]:
+        run_id = uuid.uuid4().hex[:8]
+        out = []
+        for number, fraction in enumerate(OPEN_LOOP_FRACTIONS):
+            rate = gate_rps * fraction
+            for name in ("gate", "durable floor"):
+                tag = f"{run_id}-{config}-open-{fraction:.2f}-{name.replace(' ', '-')}"
+                result = await measure_open(
+                    by_name[name], services, token, args, rate, tag, seed=1000 + 10 * number
+                )
+                log(
+                    f"    {fraction:>4.0%} of gate saturation = {rate:6.1f}/s offered: "
+                    f"{name:<14} {result.rps:6.1f}/s achieved, p99 {result.pct(0.99):7.1f} ms"
+                )
+                out.append(OpenLoopResult(name, fraction, rate, result))
+        return out
+
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main())
+    return uvloop.run(main())
+
+
 SCENARIOS = [
     Scenario("trivial floor", "/bench/floor/trivial", authorized=False, expect_status=200),
     Scenario("durable floor", "/bench/floor/durable", authorized=True, expect_status=201),
@@ -535,9 +682,25 @@ def parse_args() -> argparse.Namespace:
         help="the agent's per-minute rate limit for the run (policy version 2)",
     )
     add("--http-rate", default="100000/s", help="AGENT_HTTP_RATE for the server")
+    add(
+        "--open-loop",
+        action="store_true",
+        help="also measure latency at 25/50/75 %% of the gate's saturated throughput "
+        "(Poisson arrivals, gate and durable floor side by side)",
+    )
+    add("--open-seconds", type=float, default=10.0, help="measured seconds per open-loop rate")
+    add(
+        "--open-connections",
+        type=int,
+        default=64,
+        help="keep-alive connections the open-loop client may use at once (64)",
+    )
     add("--deadline", type=int, default=280, help="abort the whole run after this many s")
     args = parser.parse_args()
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if args.open_loop and args.deadline == parser.get_default("deadline"):
+        # Six open-loop measurements per configuration: warm-up + measured seconds each.
+        args.deadline += int(6 * (args.warmup + args.open_seconds + 5) * len(args.configs))
     unknown = [c for c in args.configs if c not in CONFIGS]
     if unknown or not args.configs:
         parser.error(f"unknown --configs {unknown}; choose from {', '.join(CONFIGS)}")
@@ -623,6 +786,7 @@ def run(services: Services, args: argparse.Namespace, t0: float) -> int:
     figures = engine.run(snapshot, args.engine_calls)
 
     passes: dict[str, list[Result]] = {}
+    open_passes: dict[str, list[OpenLoopResult]] = {}
     for config in args.configs:
         step(
             f"[{config}] uvicorn config.asgi:application --workers {args.workers} "
@@ -637,9 +801,20 @@ def run(services: Services, args: argparse.Namespace, t0: float) -> int:
         )
         try:
             passes[config] = http_pass(services, token, args, config)
+            if args.open_loop:
+                gate_rps = next(r.rps for r in passes[config] if r.name == "gate")
+                step(
+                    f"[{config}] open loop: Poisson arrivals at "
+                    + ", ".join(f"{f:.0%}" for f in OPEN_LOOP_FRACTIONS)
+                    + f" of the gate's {gate_rps:.1f}/s, {args.warmup:g} s warm-up + "
+                    f"{args.open_seconds:g} s measured per rate and endpoint"
+                )
+                open_passes[config] = open_loop_pass(services, token, args, config, gate_rps)
         finally:
             services.stop_server()
-        if any(r.errors for r in passes[config]):
+        if any(r.errors for r in passes[config]) or any(
+            o.result.errors for o in open_passes.get(config, [])
+        ):
             # The errors' own lines, without the tracebacks around them.
             errors = [
                 line
@@ -672,12 +847,66 @@ def run(services: Services, args: argparse.Namespace, t0: float) -> int:
         verify = "FAILED: " + " ".join(str(exc).split())[-300:]
     log(f"    audit_verify: {verify[:300]}")
 
-    report(args, figures, passes)
-    clean = all(not r.errors for results in passes.values() for r in results)
+    report(args, figures, passes, open_passes)
+    clean = all(not r.errors for results in passes.values() for r in results) and all(
+        not o.result.errors for results in open_passes.values() for o in results
+    )
     return 0 if clean and verified and total == events else 1
 
 
-def report(args: argparse.Namespace, figures: dict, passes: dict[str, list[Result]]) -> None:
+def report_open_loop(config: str, results: list[OpenLoopResult], closed: list[Result]) -> None:
+    log(
+        f"Open loop [{config}]: Poisson arrivals, latency from each request's scheduled "
+        "send time (no coordinated omission)"
+    )
+    log(
+        f"  {'load':>5} {'endpoint':<14}{'offered/s':>10}{'achieved/s':>11}{'p50 ms':>8}"
+        f"{'p99 ms':>8}{'p99.9 ms':>9} | server+pg CPU ms/req | other procs  errors"
+    )
+    for o in results:
+        r, c = o.result, o.result.cpu_ms
+        log(
+            f"  {o.fraction:>5.0%} {o.name:<14}{o.offered_rps:>10.1f}{r.rps:>11.1f}"
+            f"{r.pct(0.50):>8.1f}{r.pct(0.99):>8.1f}{r.pct(0.999):>9.1f} | "
+            f"{c['server'] + c['postgres']:>20.2f} | {r.other_cores:>5.2f} cores  "
+            f"{sum(r.errors.values()) or '-'}"
+        )
+        for kind, count in r.errors.items():
+            log(f"      {count} x {kind}")
+    half = {o.name: o.result for o in results if o.fraction == 0.50}
+    gate, durable = half["gate"], half["durable floor"]
+    p99_ok = gate.pct(0.99) < TARGET_OPEN_P99_MS
+    vs_ok = ratio(gate.pct(0.99), durable.pct(0.99)) <= TARGET_OPEN_P99_VS_DURABLE
+    closed_by = {r.name: r for r in closed}
+
+    def cpu(r: Result) -> float:
+        return r.cpu_ms["server"] + r.cpu_ms["postgres"]
+
+    open_cpu = ratio(cpu(gate), cpu(durable))
+    closed_cpu = ratio(cpu(closed_by["gate"]), cpu(closed_by["durable floor"]))
+    log(
+        f"  targets [{config}] at 50 % load: gate p99 < {TARGET_OPEN_P99_MS:.0f} ms: "
+        f"{verdict(p99_ok)} ({gate.pct(0.99):.1f} ms); gate p99 <= "
+        f"{TARGET_OPEN_P99_VS_DURABLE:g}x the durable floor's at the same rate: "
+        f"{verdict(vs_ok)} ({ratio(gate.pct(0.99), durable.pct(0.99)):.2f}x: "
+        f"{gate.pct(0.99):.1f} vs {durable.pct(0.99):.1f} ms)"
+    )
+    log(
+        f"  target [{config}]: gate server+pg CPU per call <= {TARGET_CPU_VS_DURABLE:g}x the "
+        f"durable floor's: {verdict(open_cpu <= TARGET_CPU_VS_DURABLE)} "
+        f"({open_cpu:.2f}x at 50 % load: {cpu(gate):.2f} vs {cpu(durable):.2f} ms; "
+        f"{closed_cpu:.2f}x at saturation)"
+        + ("" if not any(o.result.errors for o in results) else "; INVALID: requests failed")
+    )
+    log()
+
+
+def report(
+    args: argparse.Namespace,
+    figures: dict,
+    passes: dict[str, list[Result]],
+    open_passes: dict[str, list[OpenLoopResult]] | None = None,
+) -> None:
     log()
     log("=" * 100)
     for config, results in passes.items():
@@ -720,6 +949,8 @@ def report(args: argparse.Namespace, figures: dict, passes: dict[str, list[Resul
             + ("" if not any(r.errors for r in results) else "; INVALID: requests failed")
         )
         log()
+        if open_passes and config in open_passes:
+            report_open_loop(config, open_passes[config], results)
 
     log(f"Policy engine: mean us per decision, {figures['calls']} single decisions per case")
     log(f"  {'case':<36}{'ours':>8}{'cedar':>8}{'ours/cedar':>12}{'cedar batch':>13}")
