@@ -16,10 +16,10 @@ from audit.chain import (
     append_event,
     partition_agent,
     stripe_partitions,
-    verify_chain,
     write_checkpoint,
 )
 from audit.models import AuditChainHead, AuditEvent
+from audit.verification import verify_chain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

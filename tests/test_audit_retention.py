@@ -14,7 +14,6 @@ from approvals import actions
 from approvals.models import Action, Decision, Outbox, Report
 from audit import verbs
 from audit.canonical import payload_hash as payload_hash_of
-from audit.chain import verify_chain
 from audit.models import AuditEvent
 from audit.replay import replay_action
 from audit.retention import (
@@ -25,6 +24,7 @@ from audit.retention import (
     masked_arguments,
 )
 from audit.trace import action_trace
+from audit.verification import verify_chain
 from tests import factories
 
 HIGH = {"blast_radius": {"amount": {"value": 5000, "currency": "EUR"}}}
