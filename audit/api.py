@@ -12,10 +12,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from approvals.models import Action
+from approvals.trace import action_trace
 from audit.access import AuditScope, audit_scope, can_view_trace
 from audit.export import FORMATS
 from audit.models import AuditEvent
-from audit.replay import replay_action
 from audit.search import MAX_PAGE_SIZE, PAGE_SIZE, AuditFilterForm, AuditFilters, search_events
 from audit.serializers import (
     AuditEventPageSerializer,
@@ -26,13 +26,13 @@ from audit.serializers import (
     VerbSerializer,
     VerificationSerializer,
 )
-from audit.trace import action_trace
 from audit.verbs import VERBS
 from audit.verification import verification_status
 from audit.views import export_response
 from core.api import AirlockAPIView
 from core.api_errors import ApiError
 from core.permissions import IsPerson
+from rollout.replay import replay_action
 
 FILTER_PARAMETERS = [
     OpenApiParameter("since", OpenApiTypes.DATETIME, description="From (inclusive), UTC."),

@@ -15,14 +15,14 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from approvals.models import Action
+from approvals.trace import action_trace, record_action_view, trace_total
 from audit.access import AuditScope, audit_scope, can_view_trace
 from audit.export import CONTENT_TYPES, FORMATS, AsyncChunks, stream_export
-from audit.replay import replay_action
 from audit.search import AuditFilterForm, AuditFilters, search_events
-from audit.trace import action_trace, record_action_view, trace_total
 from audit.verification import verification_status
 from rollout import permissions as agent_perms
 from rollout.models import PolicyVersion
+from rollout.replay import replay_action
 
 
 def _scope_or_403(request: HttpRequest) -> AuditScope:
