@@ -10,7 +10,6 @@ from django.db import connection, transaction
 from django.db.utils import DatabaseError
 
 from audit import verbs
-from audit.access import AuditScope
 from audit.chain import (
     Actor,
     append_event,
@@ -19,6 +18,7 @@ from audit.chain import (
     write_checkpoint,
 )
 from audit.models import AuditChainHead, AuditEvent
+from audit.search import AuditScope
 from audit.verification import verify_chain
 
 pytestmark = pytest.mark.django_db(transaction=True)
