@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts.stepup import risk_needs_step_up
 from approvals import events, notifications, rules
+from approvals.masking import keep_masked_values
 from approvals.models import Action, Channel, Decision, Outbox, Report
 from approvals.states import EXECUTABLE, Status, transition
 from audit import verbs
@@ -33,7 +34,6 @@ from audit.chain import (
     stripe_partitions,
     write_event,
 )
-from audit.retention import keep_masked_values
 from core.errors import Refused
 from core.sql import insert_statement, mark_saved
 from rollout import permissions as rollout_permissions

@@ -21,10 +21,10 @@ from django.utils import timezone
 
 from approvals import actions as write_path
 from approvals import rules
+from approvals.masking import masked_arguments
 from approvals.models import Action, Decision
 from approvals.permissions import reviewable_actions, visible_actions
 from approvals.states import Status
-from audit.retention import masked_arguments
 from rollout import permissions as agent_perms
 from rollout.models import Agent, Risk, ToolRule
 
@@ -271,7 +271,7 @@ class DecisionCard:
     step_up_asked: bool = False
     extra: dict = field(default_factory=dict)
     # Who looks at the card: its arguments, the edit diff and the editor's text are shown
-    # as this person may see them (``audit.retention.masked_arguments``; None: masked).
+    # as this person may see them (``approvals.masking.masked_arguments``; None: masked).
     viewer: Any = None
 
     @property

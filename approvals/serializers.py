@@ -12,9 +12,9 @@ from drf_spectacular.extensions import (
 from rest_framework import serializers
 
 from approvals.actions import current_approvals
+from approvals.masking import masked_arguments
 from approvals.models import Action
 from approvals.validators import callback_url_problem
-from audit.retention import masked_arguments
 from core.serializers import StrictSerializer
 
 MAX_EVIDENCE_ITEMS = 50
@@ -174,7 +174,7 @@ MASKING_RULE = (
 
 class ShownArgumentsField(serializers.JSONField):
     """An action's arguments as the serializer's ``viewer`` (context) may see them:
-    ``audit.retention.masked_arguments``, the one way arguments are shown. No viewer: masked."""
+    ``approvals.masking.masked_arguments``, the one way arguments are shown. No viewer: masked."""
 
     def __init__(self, *, original: bool = False, **kwargs: Any) -> None:
         self.original = original

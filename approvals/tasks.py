@@ -18,6 +18,7 @@ from django.utils import timezone
 from approvals import actions
 from approvals.models import Action, DailyAgentStats, Outbox
 from approvals.notifications import chat_message
+from approvals.retention import apply_retention
 from approvals.states import EXECUTABLE, Status
 from approvals.webhooks import WebhookRefused, post_webhook, sign_with_agent_secrets
 from audit import verbs
@@ -293,3 +294,9 @@ def rollup_daily_stats(days: int = 2) -> int:
     for (agent_id, day), values in stats.items():
         DailyAgentStats.objects.update_or_create(agent_id=agent_id, day=day, defaults=values)
     return len(stats)
+
+
+@shared_task
+def apply_payload_retention() -> int:
+    """Redact action payloads past ``AUDIT_PAYLOAD_RETENTION_DAYS``; returns how many."""
+    return apply_retention().actions

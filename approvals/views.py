@@ -36,7 +36,7 @@ from approvals.forms import (
 )
 from approvals.models import Action, Channel
 from approvals.states import Status
-from audit.trace import action_trace, record_action_view, trace_total
+from approvals.trace import action_trace, record_action_view, trace_total
 from core.errors import answering_refusals
 from core.redirects import next_target
 

@@ -35,10 +35,11 @@ from django.conf import settings
 from django.db import transaction
 
 from audit.canonical import canonical_json, sha256_hex
-from audit.chain import GLOBAL_PARTITION, Actor, Expectations, write_checkpoint
+from audit.chain import GLOBAL_PARTITION, Actor, write_checkpoint
 from audit.installation import installation_id
 from audit.models import AuditChainHead, AuditEvent
 from audit.verbs import AUDIT_CHECKPOINT
+from audit.walker import Expectations
 
 CHECKPOINT_FILE_NAME = "checkpoints.jsonl"
 FORMAT_VERSION = 2

@@ -32,13 +32,13 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from audit.access import AuditScope
 from audit.canonical import canonical_json
-from audit.chain import EVENT_COLUMNS, row_digest, timestamp_text, use_one_snapshot
+from audit.chain import EVENT_COLUMNS, row_digest, timestamp_text
 from audit.checkpoints import key_id, other_installation_message, sign, signed_by
 from audit.installation import installation_id
 from audit.models import AuditChainHead, AuditEvent
-from audit.search import AuditFilters, events_for
+from audit.search import AuditFilters, AuditScope, events_for
+from audit.walker import use_one_snapshot
 
 FORMATS = ("jsonl", "csv")
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}

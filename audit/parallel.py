@@ -6,7 +6,7 @@ walk is split into slices of ids, each walked by its own process in **the same s
 order: each partition's first event in a slice must link to its last event in the slices
 before, and a checkpoint that names a partition the slice had not seen yet must agree with
 that partition's head from the slices before. The result is the same as one walk's
-(``audit.chain.verify_chain``), first broken event included.
+(``audit.verification.verify_chain``), first broken event included.
 
 Worker processes are forked and talk to PostgreSQL on their own connections; they never
 touch the parent's (and end with ``os._exit``, so nothing of it is closed from there).
@@ -22,7 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 
-from audit.chain import (
+from audit.walker import (
     EVENT_SELECT,
     ChainWalker,
     Expectations,

@@ -1,4 +1,7 @@
-"""Masking of secret-looking values in audit data and logs."""
+"""Redaction: secret-looking values masked in audit data and logs, and the marker that
+replaces a payload after its retention period (``approvals.retention``). The chain keeps
+only a payload's hash, so a redacted payload stays provable; readers (the trace, replay)
+ask ``is_redacted`` to say so instead of showing the marker."""
 
 import re
 from typing import Any
@@ -20,3 +23,13 @@ def redact(value: Any) -> Any:
     if isinstance(value, list):
         return [redact(item) for item in value]
     return value
+
+
+# What a redacted JSON object / list holds instead of the payload.
+REDACTED_OBJECT = {"_redacted": "retention"}
+REDACTED_LIST = [REDACTED_OBJECT]
+
+
+def is_redacted(value: Any) -> bool:
+    """True for a payload that retention replaced."""
+    return value in (REDACTED_OBJECT, REDACTED_LIST)

@@ -1,4 +1,6 @@
-"""Reading the audit log: filters, keyset pages, and where each event's target lives.
+"""Reading the audit log: what one reader may see (``AuditScope``; who gets which is the
+console's ``audit.console.access``), filters, keyset pages, and where each event's target
+lives.
 
 Pages are cut by event id (keyset pagination): ``before`` gives the next older page,
 ``after`` the next newer one. No page ever counts or offsets, so the 1,000th page of a
@@ -17,12 +19,33 @@ from django.db.models import Q, QuerySet
 from django.urls import NoReverseMatch, reverse
 from django.utils.http import urlencode
 
-from audit.access import AuditScope
+from audit.chain import partition_agent
 from audit.models import AuditEvent
 from audit.verbs import VERBS
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class AuditScope:
+    """The events one person may read: all, or those of some agents (the partitions of
+    those agents' chains)."""
+
+    everything: bool
+    agent_slugs: frozenset[str] = frozenset()
+
+    def restrict(self, queryset: QuerySet) -> QuerySet:
+        if self.everything:
+            return queryset
+        return queryset.filter(agent_slug__in=sorted(self.agent_slugs))
+
+    def allows_partition(self, partition: str) -> bool:
+        """An agent's chain stripes (``slug#1``…) belong to that agent."""
+        return self.everything or partition_agent(partition) in self.agent_slugs
+
+    def allows_agent(self, slug: str) -> bool:
+        return self.everything or slug in self.agent_slugs
 
 
 @dataclass(frozen=True)

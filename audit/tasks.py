@@ -1,9 +1,9 @@
-"""Celery tasks of the audit log: checkpoints, periodic verification, payload retention."""
+"""Celery tasks of the audit log: checkpoints and periodic verification (payload retention
+redacts actions: ``approvals.tasks.apply_payload_retention``)."""
 
 from celery import shared_task
 
 from audit.checkpoints import write_signed_checkpoint
-from audit.retention import apply_retention
 from audit.verification import run_verification
 
 
@@ -20,9 +20,3 @@ def verify_chain_periodically(kind: str | None = None) -> bool:
     """Verify the chain (incremental, or full once a day); a break notifies the incident
     owners. Returns whether the chain is intact."""
     return run_verification(kind=kind, triggered_by="celery beat").ok
-
-
-@shared_task
-def apply_payload_retention() -> int:
-    """Redact action payloads past ``AUDIT_PAYLOAD_RETENTION_DAYS``; returns how many."""
-    return apply_retention().actions

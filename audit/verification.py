@@ -1,8 +1,9 @@
 """Running the chain verification, keeping its status, and raising the alarm.
 
-A *full* run walks every event in id order (``audit.chain.verify_chain``); an *incremental*
-run continues each partition from the heads the last good run verified
-(``audit.chain.verify_partitions_from``). Both compare the table with the signed checkpoint
+A *full* run walks every event in id order (``verify_chain``, on several cores through
+``audit.parallel`` when the log is large); an *incremental* run continues each partition
+from the heads the last good run verified (``verify_partitions_from``). Both feed
+``audit.walker.ChainWalker``. Both compare the table with the signed checkpoint
 file. Every run is recorded as an ``AuditVerification``; the latest is the status shown on
 ``/audit``. When a run finds the chain broken (and the run before did not, or named another
 event), ``audit.verification_failed`` is audited and the incident owners are notified.
@@ -22,20 +23,21 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from audit import verbs
-from audit.chain import (
-    GLOBAL_PARTITION,
-    Actor,
+from audit import parallel, verbs
+from audit.chain import GLOBAL_PARTITION, Actor, append_event
+from audit.checkpoints import CheckpointFile, latest_checkpoint, read_checkpoint_file
+from audit.installation import installation_id, installation_problem
+from audit.models import AuditChainHead, AuditEvent, AuditVerification
+from audit.walker import (
+    ChainWalker,
     Expectations,
     Progress,
     VerifyResult,
-    append_event,
-    verify_chain,
-    verify_partitions_from,
+    head_expectations,
+    iter_event_tuples,
+    merge_expectations,
+    use_one_snapshot,
 )
-from audit.checkpoints import CheckpointFile, latest_checkpoint, read_checkpoint_file
-from audit.installation import installation_id, installation_problem
-from audit.models import AuditEvent, AuditVerification
 from core.notices import owe_notice
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,89 @@ def choose_kind() -> str:
     if last_full is None or timezone.now() - last_full.finished_at > max_age:
         return FULL
     return INCREMENTAL
+
+
+def verify_chain(
+    *,
+    expectations: Expectations | None = None,
+    progress: Progress | None = None,
+    check_heads: bool = True,
+    workers: int | None = None,
+) -> VerifyResult:
+    """Walk every event in ``id`` order: links, hashes, checkpoints, and the outside claims
+    in ``expectations`` (e.g. signed checkpoint files) plus the head table's. A large log on
+    PostgreSQL is walked by several processes (``audit.parallel``; ``workers``, default
+    ``AUDIT_VERIFY_WORKERS`` or the number of cores up to 4), with the same result."""
+    workers = parallel.default_workers() if workers is None else workers
+    if workers > 1 and parallel.can_fork_workers() and parallel.worth_it(workers):
+        return parallel.verify_chain_parallel(
+            workers=workers, expectations=expectations, progress=progress, check_heads=check_heads
+        )
+    with transaction.atomic():
+        use_one_snapshot()
+        claims = merge_expectations(expectations or {}, head_expectations() if check_heads else {})
+        walker = ChainWalker(expectations=claims)
+        walker.walk(iter_event_tuples(), data_is_text=True, progress=progress)
+        return walker.result_with_tail()
+
+
+def verify_partitions_from(
+    heads: dict[str, tuple[int, str]],
+    *,
+    expectations: Expectations | None = None,
+    progress: Progress | None = None,
+) -> VerifyResult:
+    """Incremental verification: continue every partition from its last verified head.
+
+    Within a partition, committed events always form an unbroken prefix (appends hold the
+    head's row lock until commit), so walking ``chain_seq > last verified`` per partition
+    never mistakes a slow transaction for a gap, as walking new ids globally could. Each
+    partition's old head must still carry its old hash; checkpoints are checked by looking
+    up the events they name."""
+    with transaction.atomic():
+        use_one_snapshot()
+        partitions = sorted(
+            AuditChainHead.objects.values_list("partition", flat=True),
+            key=lambda p: (p == GLOBAL_PARTITION, p),  # the checkpoints' partition last
+        )
+        walker = ChainWalker(heads, expectations or {}, lookup_checkpoints=True)
+        for partition in partitions:
+            seq, old_hash = heads.get(partition, (0, ""))
+            if seq:
+                now = (
+                    AuditEvent.objects.filter(partition=partition, chain_seq=seq)
+                    .values_list("id", "hash")
+                    .first()
+                )
+                if now is None or now[1] != old_hash:
+                    walker.failure = (
+                        now[0] if now else None,
+                        f"event {partition}#{seq} changed since it was verified",
+                    )
+                    return walker.result()
+            rows = iter_event_tuples(
+                "partition = %s AND chain_seq > %s", [partition, seq], order="chain_seq"
+            )
+            if not walker.walk(rows, data_is_text=True, progress=progress):
+                return walker.result()
+        problem = _check_checkpoint_refs(walker.checkpoint_refs)
+        if problem:
+            walker.failure = problem
+        return walker.result()
+
+
+def _check_checkpoint_refs(refs: list[tuple[int, str, int, str]]) -> tuple[int, str] | None:
+    for event_id, part, seq, hsh in refs:
+        if seq == 0:
+            continue
+        found = (
+            AuditEvent.objects.filter(partition=part, chain_seq=seq)
+            .values_list("hash", flat=True)
+            .first()
+        )
+        if found != hsh:
+            return event_id, f"checkpoint disagrees with chain {part}"
+    return None
 
 
 def _verify(

@@ -10,7 +10,7 @@ partitions joined by a checkpoint every 10,000 events — then the measurements,
 server stopped and the temp dir removed.
 
 Measured (target from issue 8: >= 100,000 events/s for the full walk):
-- the full verification (``audit.chain.verify_chain``: server-side cursors of tuples in
+- the full verification (``audit.verification.verify_chain``: server-side cursors of tuples in
   one REPEATABLE READ snapshot, every hash recomputed, checkpoints and head table checked),
   in one process and with the default number of processes (``audit.parallel``);
 - ORM ``.values()`` dicts through the same walker on a slice, for the ratio;
@@ -198,7 +198,7 @@ def load_events(count: int, agents: int) -> float:
 
 
 def measure_full(runs: int, workers: int) -> list[tuple[float, int, bool]]:
-    from audit.chain import verify_chain
+    from audit.verification import verify_chain
 
     results = []
     for _ in range(runs):
@@ -215,8 +215,9 @@ def measure_orm_path(limit: int) -> float:
     (``verify_rows``), one process, over ``limit`` events, for comparison. Events/s."""
     from django.db import transaction
 
-    from audit.chain import EVENT_COLUMNS, verify_rows
+    from audit.chain import EVENT_COLUMNS
     from audit.models import AuditEvent
+    from audit.walker import verify_rows
 
     with transaction.atomic():
         rows = (

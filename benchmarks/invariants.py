@@ -17,7 +17,7 @@ means the promise held:
   arrived and nothing arrived that was not owed.
 - ``check_idempotency``: each Idempotency-Key a client used maps to exactly one action, the
   one the client was answered with.
-- ``check_chain``: the audit chain verifies (``audit.chain.verify_chain``) and no chain
+- ``check_chain``: the audit chain verifies (``audit.verification.verify_chain``) and no chain
   partition has two events at one sequence number or a gap (a fork).
 """
 
@@ -502,7 +502,7 @@ def check_idempotency(ledger: Iterable[tuple[str, str, int]]) -> Findings:
 def check_chain() -> Findings:
     """The audit chain verifies, and no partition forks (two events at one sequence number)
     or skips a number."""
-    from audit.chain import verify_chain
+    from audit.verification import verify_chain
 
     findings = Findings()
     result = verify_chain(workers=1)

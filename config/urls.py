@@ -31,7 +31,7 @@ urlpatterns = [
     ),
     path("api/v1/", include("approvals.api_urls")),
     path("", include("rollout.urls")),
-    path("", include("audit.urls")),
+    path("", include("audit.console.urls")),
     path("", include("rollout.incident_urls")),
     path("", include("approvals.urls")),
 ]

@@ -10,16 +10,16 @@ from django.db import connection, transaction
 from django.db.utils import DatabaseError
 
 from audit import verbs
-from audit.access import AuditScope
 from audit.chain import (
     Actor,
     append_event,
     partition_agent,
     stripe_partitions,
-    verify_chain,
     write_checkpoint,
 )
 from audit.models import AuditChainHead, AuditEvent
+from audit.search import AuditScope
+from audit.verification import verify_chain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

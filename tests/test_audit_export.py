@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 from approvals import actions
 from audit import verbs
-from audit.access import AuditScope
 from audit.chain import Actor, append_event, event_digest, row_digest
 from audit.export import (
     ExportWriter,
@@ -29,7 +28,7 @@ from audit.export import (
     verify_export_file,
 )
 from audit.models import AuditEvent
-from audit.search import AuditFilters
+from audit.search import AuditFilters, AuditScope
 from tests import factories
 
 EVERYTHING = AuditScope(everything=True)

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from audit.access import audit_scope
+from audit.console.access import audit_scope
 from rollout.models import PolicyVersion
 from tests import factories
 

@@ -11,20 +11,16 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from approvals import actions
+from approvals.masking import mask_paths, masked_arguments
 from approvals.models import Action, Decision, Outbox, Report
+from approvals.retention import apply_retention
+from approvals.trace import action_trace
 from audit import verbs
 from audit.canonical import payload_hash as payload_hash_of
-from audit.chain import verify_chain
 from audit.models import AuditEvent
-from audit.replay import replay_action
-from audit.retention import (
-    REDACTED_LIST,
-    REDACTED_OBJECT,
-    apply_retention,
-    mask_paths,
-    masked_arguments,
-)
-from audit.trace import action_trace
+from audit.redaction import REDACTED_LIST, REDACTED_OBJECT
+from audit.verification import verify_chain
+from rollout.replay import replay_action
 from tests import factories
 
 HIGH = {"blast_radius": {"amount": {"value": 5000, "currency": "EUR"}}}
@@ -145,7 +141,7 @@ def test_retention_command__dry_run_then_apply(old_and_new):
 
 
 def test_retention_task__uses_the_setting(old_and_new, settings):
-    from audit.tasks import apply_payload_retention
+    from approvals.tasks import apply_payload_retention
 
     settings.AUDIT_PAYLOAD_RETENTION_DAYS = 30
     assert apply_payload_retention() == 1

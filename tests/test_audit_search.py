@@ -8,10 +8,9 @@ import pytest
 from django.db import transaction
 
 from audit import verbs
-from audit.access import AuditScope
 from audit.chain import Actor, append_event
 from audit.models import AuditEvent
-from audit.search import AuditFilters, search_events
+from audit.search import AuditFilters, AuditScope, search_events
 from tests import factories
 
 EVERYTHING = AuditScope(everything=True)

@@ -9,13 +9,13 @@ from django.core.cache import cache
 
 from approvals import actions
 from approvals.models import Action
+from approvals.trace import action_trace, format_duration, record_action_view
 from audit import verbs
 from audit.chain import Actor
 from audit.models import AuditEvent
-from audit.replay import replay_action
-from audit.trace import action_trace, format_duration, record_action_view
 from rollout.actions import record_policy_version
 from rollout.models import Agent, Tier
+from rollout.replay import replay_action
 from tests import factories
 
 HIGH = {"blast_radius": {"amount": {"value": 5000, "currency": "EUR"}}}

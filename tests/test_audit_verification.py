@@ -14,7 +14,7 @@ from django.db import connection, transaction
 
 from approvals.models import Outbox
 from audit import verbs
-from audit.chain import Actor, append_event, event_digest, verify_chain
+from audit.chain import Actor, append_event, event_digest
 from audit.checkpoints import (
     append_record,
     checkpoint_path,
@@ -23,7 +23,7 @@ from audit.checkpoints import (
 )
 from audit.models import AuditChainHead, AuditEvent, AuditVerification
 from audit.tasks import verify_chain_periodically, write_checkpoint
-from audit.verification import run_verification
+from audit.verification import run_verification, verify_chain
 from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -285,15 +285,15 @@ def test_audit_verify_command__reports_checkpoints_and_records_the_run():
 
 
 def test_audit_verify_command__progress__goes_to_stderr(capsys, monkeypatch):
-    from audit import chain
+    from audit import walker
 
     _append(5, "alpha")
-    original = chain.ChainWalker.walk
+    original = walker.ChainWalker.walk
 
     def walk(self, rows, **kwargs):
         return original(self, rows, **{**kwargs, "progress_every": 2})
 
-    monkeypatch.setattr(chain.ChainWalker, "walk", walk)
+    monkeypatch.setattr(walker.ChainWalker, "walk", walk)
     call_command("audit_verify", progress=True)
     assert "verifying:" in capsys.readouterr().err
 

@@ -593,7 +593,7 @@ def test_action_page__trace__events_in_order_with_actors(as_user, reviewer, supp
     action = factories.submit(support_agent, "send_email", **HIGH)
     actions.approve(action_id=action.pk, user=reviewer, comment="ok")
     html = as_user(reviewer).get(f"/actions/{action.pk}").content.decode()
-    # The trace is the audit app's (audit.trace), shared with /audit/actions/<id>
+    # The trace is approvals' (approvals.trace), shared with /audit/actions/<id>
     trace = html[html.index('id="trace-title"') :]
     verbs = ["action.submitted", "action.approval_recorded"]
     assert [trace.index(f'<code class="muted">{verb}</code>') for verb in verbs] == sorted(

@@ -20,9 +20,9 @@ from django.utils import timezone
 from accounts import personal_tokens
 from approvals.models import Decision
 from audit import refusals, verbs
-from audit.chain import verify_chain
 from audit.models import AuditEvent, RefusalWindow
 from audit.search import describe
+from audit.verification import verify_chain
 from config import refusal_audit
 from tests import factories
 

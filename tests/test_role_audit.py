@@ -18,8 +18,8 @@ from django.test import AsyncClient, Client
 from guardian.shortcuts import assign_perm, remove_perm
 
 from audit import verbs
-from audit.chain import verify_chain
 from audit.models import AuditEvent
+from audit.verification import verify_chain
 from rollout.reference import ensure_reference_data
 from tests import factories
 

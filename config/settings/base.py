@@ -405,7 +405,10 @@ CELERY_BEAT_SCHEDULE.update(
             "task": "audit.tasks.verify_chain_periodically",
             "schedule": AUDIT_VERIFY_INTERVAL_SECONDS,
         },
-        "audit-retention": {"task": "audit.tasks.apply_payload_retention", "schedule": 3600.0},
+        "audit-retention": {
+            "task": "approvals.tasks.apply_payload_retention",
+            "schedule": 3600.0,
+        },
     }
 )
 # Chain stripes per agent (PostgreSQL): an agent's events go to whichever of its stripes

@@ -12,11 +12,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Max, Min
 
-from audit.access import AuditScope
 from audit.export import FORMATS, export_to
 from audit.models import AuditEvent
 from audit.progress import TerminalProgress
-from audit.search import AuditFilterForm
+from audit.search import AuditFilterForm, AuditScope
 
 
 class Command(BaseCommand):

@@ -13,7 +13,7 @@ from typing import Any
 
 from audit import verbs
 from audit.models import AuditEvent
-from audit.retention import is_redacted
+from audit.redaction import is_redacted
 from rollout.policy import GateDecision, GateRequest, evaluate
 from rollout.policy_diff import changes_between
 

@@ -12,12 +12,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from approvals.models import Action
-from audit.access import AuditScope, audit_scope, can_view_trace
-from audit.export import FORMATS
-from audit.models import AuditEvent
-from audit.replay import replay_action
-from audit.search import MAX_PAGE_SIZE, PAGE_SIZE, AuditFilterForm, AuditFilters, search_events
-from audit.serializers import (
+from approvals.trace import action_trace
+from audit.console.access import AuditScope, audit_scope, can_view_trace
+from audit.console.serializers import (
     AuditEventPageSerializer,
     AuditEventSerializer,
     ReplaySerializer,
@@ -26,13 +23,16 @@ from audit.serializers import (
     VerbSerializer,
     VerificationSerializer,
 )
-from audit.trace import action_trace
+from audit.console.views import export_response
+from audit.export import FORMATS
+from audit.models import AuditEvent
+from audit.search import MAX_PAGE_SIZE, PAGE_SIZE, AuditFilterForm, AuditFilters, search_events
 from audit.verbs import VERBS
 from audit.verification import verification_status
-from audit.views import export_response
 from core.api import AirlockAPIView
 from core.api_errors import ApiError
 from core.permissions import IsPerson
+from rollout.replay import replay_action
 
 FILTER_PARAMETERS = [
     OpenApiParameter("since", OpenApiTypes.DATETIME, description="From (inclusive), UTC."),

@@ -1,7 +1,8 @@
 """The audit pages: search (``/audit``), export, an action's trace and replay, and the
 policy version a decision was made under. Thin views over ``audit.search``,
-``audit.export``, ``audit.trace`` and ``audit.replay``; ``audit.access`` decides who sees
-what (no audit right → 403; an action or version one may not see → 404, as if missing)."""
+``audit.export``, ``approvals.trace`` and ``rollout.replay``; ``audit.console.access``
+decides who sees what (no audit right → 403; an action or version one may not see → 404,
+as if missing)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from approvals.models import Action
-from audit.access import AuditScope, audit_scope, can_view_trace
+from approvals.trace import action_trace, record_action_view, trace_total
+from audit.console.access import AuditScope, audit_scope, can_view_trace
 from audit.export import CONTENT_TYPES, FORMATS, AsyncChunks, stream_export
-from audit.replay import replay_action
 from audit.search import AuditFilterForm, AuditFilters, search_events
-from audit.trace import action_trace, record_action_view, trace_total
 from audit.verification import verification_status
 from rollout import permissions as agent_perms
 from rollout.models import PolicyVersion
+from rollout.replay import replay_action
 
 
 def _scope_or_403(request: HttpRequest) -> AuditScope:

@@ -21,10 +21,12 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+from approvals.masking import masked_for
+from approvals.models import Decision, Outbox, Report
 from audit import verbs
 from audit.chain import Actor, append_event
 from audit.models import AuditEvent
-from audit.retention import is_redacted, masked_for
+from audit.redaction import is_redacted
 from audit.search import describe, url_or_blank
 
 # What each verb is, as a stage of the story.
@@ -278,8 +280,6 @@ def _outbox_step(row: Any) -> TraceStep:
 def action_trace(action: Any, user: Any = None) -> list[TraceStep]:
     """The story of ``action`` in time order. Argument fields configured as sensitive are
     masked unless ``user`` holds ``audit.view_sensitive`` (without a user: masked)."""
-    from approvals.models import Decision, Outbox, Report
-
     events = list(
         AuditEvent.objects.filter(target_type="action", target_id=str(action.pk)).order_by("id")
     )

@@ -7,8 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from approvals.retention import apply_retention
 from audit.chain import Actor
-from audit.retention import apply_retention
 
 
 class Command(BaseCommand):

@@ -1,8 +1,9 @@
-"""The audit pages and the read-only audit API (included once from config/urls.py)."""
+"""The audit pages and the read-only audit API (included once from config/urls.py; the
+same paths and names as before the console had its own package)."""
 
 from django.urls import path
 
-from audit import api, views
+from audit.console import api, views
 
 urlpatterns = [
     path("audit", views.search, name="audit-search"),

@@ -1,4 +1,5 @@
-"""Who may read which part of the audit log. Views, the API and the export ask here.
+"""Who may read which part of the audit log. The console's pages and API ask here; the
+answer is an ``audit.search.AuditScope`` the log's search and export apply.
 
 - The audit search, export and verification status need ``rollout.audit_agent``: held
   globally (the auditor role, superusers) it covers every event; held for some agents
@@ -10,35 +11,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
-
 from approvals.permissions import can_view_action
-from audit.chain import partition_agent
+from audit.search import AuditScope
 from core.people import is_active_person
 from rollout import permissions as agent_perms
-
-
-@dataclass(frozen=True)
-class AuditScope:
-    """The events one person may read: all, or those of some agents."""
-
-    everything: bool
-    agent_slugs: frozenset[str] = frozenset()
-
-    def restrict(self, queryset: QuerySet) -> QuerySet:
-        if self.everything:
-            return queryset
-        return queryset.filter(agent_slug__in=sorted(self.agent_slugs))
-
-    def allows_partition(self, partition: str) -> bool:
-        """An agent's chain stripes (``slug#1``…) belong to that agent."""
-        return self.everything or partition_agent(partition) in self.agent_slugs
-
-    def allows_agent(self, slug: str) -> bool:
-        return self.everything or slug in self.agent_slugs
 
 
 def audit_scope(user: Any) -> AuditScope | None:
