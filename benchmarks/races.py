@@ -195,7 +195,7 @@ def op_revoke_stale(world: World, action_id: int) -> str:
 
 def op_engage(world: World) -> str:
     from audit.chain import Actor
-    from rollout.actions import engage_kill_switch
+    from incidents.actions import engage_kill_switch
 
     switch = engage_kill_switch(
         scope="agent", target=world.agent_slug, reason="race", actor=Actor.system("races")
@@ -258,7 +258,7 @@ def run_operation(world: World, name: str, kwargs: dict) -> str:
     """One operation; a refusal by the rules is an outcome (its code), anything else an
     ``error:`` (a deadlock, an integrity error, a crash — each a finding)."""
     from approvals.actions import ActionRefused
-    from rollout.actions import KillSwitchError
+    from incidents.actions import KillSwitchError
 
     try:
         return OPERATIONS[name](world, **kwargs)
@@ -591,7 +591,7 @@ class RaceRun:
 
 def _release_engaged(world: World) -> None:
     from audit.chain import Actor
-    from rollout.actions import release_kill_switch
+    from incidents.actions import release_kill_switch
     from rollout.models import KillSwitch
 
     for pk in KillSwitch.objects.filter(
