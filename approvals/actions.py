@@ -192,7 +192,7 @@ class _GateInputs:
 # The gate's reads on PostgreSQL, in two statements rather than six. A statement sees what
 # was committed when it started, so the kill switches are read by the second one, after the
 # first has taken the kill-switch lock shared: a call that waited for an engage sees the
-# switch (rollout.actions). Policy, idempotency key and counters need no such ordering.
+# switch (incidents.actions). Policy, idempotency key and counters need no such ordering.
 _GATE_READ_SQL = """
 SELECT pg_advisory_xact_lock_shared(%s),
        pv.id, pv.number, pv.snapshot,

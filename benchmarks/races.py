@@ -22,7 +22,7 @@ A round: the main process creates the round's action(s) (committed), hands one o
 each racer — ``--threads`` threads here plus ``--per-process`` threads in each of
 ``--processes`` worker processes, shuffled each round — and they all wait on one
 cross-process barrier, then run their operation through ``approvals.actions`` /
-``rollout.actions``. Reports spin (1 ms) while the action is still pending so they land
+``incidents.actions``. Reports spin (1 ms) while the action is still pending so they land
 right after the decision. Then any switch engaged is released and the next round starts.
 """
 
