@@ -1,5 +1,5 @@
 """The kill-switch API (v1): people list, engage and release switches. Thin DRF views over
-``incidents.actions``; who may see and operate a switch is ``rollout.permissions``'."""
+``incidents.actions``; ``rollout.permissions`` decides who may see and operate a switch."""
 
 from __future__ import annotations
 
