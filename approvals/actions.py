@@ -18,7 +18,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from accounts.stepup import risk_needs_step_up
-from approvals import events, notifications, rules
+from approvals import events, hooks, notifications, rules
 from approvals.masking import keep_masked_values
 from approvals.models import Action, Channel, Decision, Outbox, Report
 from approvals.states import EXECUTABLE, Status, transition
@@ -152,7 +152,7 @@ def submit_action(
     same key and body return the first action.
 
     ``drill_probe``: the caller recognised a running drill's own probe token
-    (``rollout.drills.probe_call``); without it ``PROBE_TOOL`` is an unknown tool."""
+    (``approvals.hooks.drill_probe_call``); without it ``PROBE_TOOL`` is an unknown tool."""
     fingerprint = request_fingerprint(body)
     try:
         submission = _decide_and_record(agent, idempotency_key, fingerprint, body, drill_probe)
@@ -171,9 +171,7 @@ def submit_action(
 def _check_breaker(agent: Agent) -> None:
     """After the change committed: let the agent's circuit breaker look at the window."""
     if agent.circuit_breaker:
-        from rollout.breakers import check_circuit_breaker
-
-        check_circuit_breaker(agent.pk)
+        hooks.after_counted_outcome(agent.pk)
 
 
 class _KeyTaken(Exception):
@@ -194,7 +192,7 @@ class _GateInputs:
 # The gate's reads on PostgreSQL, in two statements rather than six. A statement sees what
 # was committed when it started, so the kill switches are read by the second one, after the
 # first has taken the kill-switch lock shared: a call that waited for an engage sees the
-# switch (rollout.actions). Policy, idempotency key and counters need no such ordering.
+# switch (incidents.actions). Policy, idempotency key and counters need no such ordering.
 _GATE_READ_SQL = """
 SELECT pg_advisory_xact_lock_shared(%s),
        pv.id, pv.number, pv.snapshot,

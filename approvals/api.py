@@ -1,5 +1,5 @@
 """The agent API (v1) and the people's decision endpoint: thin DRF views over
-``approvals.actions`` and ``rollout.actions``."""
+``approvals.actions``."""
 
 from __future__ import annotations
 
@@ -18,16 +18,13 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.authentication import (
-    require_step_up,
-    require_token_scope,
-)
+from accounts.authentication import require_token_scope
 from accounts.stepup import (
     approval_purpose,
     approval_step_up_check,
     verify_offered_code,
 )
-from approvals import actions
+from approvals import actions, hooks
 from approvals.events import action_group
 from approvals.models import Action, Channel
 from approvals.permissions import can_view_action, visible_actions
@@ -36,21 +33,14 @@ from approvals.serializers import (
     ActionSubmitSerializer,
     DecisionInSerializer,
     ExecutionReportSerializer,
-    KillSwitchInSerializer,
-    KillSwitchSerializer,
     RollbackReportSerializer,
 )
-from audit.chain import Actor
-from core.api import AirlockAPIView
+from core.api import AirlockAPIView, valid_body
 from core.api_errors import ApiError
 from core.parsers import InvalidText, identifier_problem
 from core.permissions import IsAgent, IsPerson
-from core.serializers import NoFieldsSerializer, ReasonSerializer
-from rollout import actions as rollout_actions
-from rollout import drills
-from rollout import permissions as agent_perms
+from core.serializers import NoFieldsSerializer
 from rollout.authentication import AgentTokenAuthentication
-from rollout.models import KillSwitch
 
 MAX_IDEMPOTENCY_KEY = 200
 # A long-poll waits only while a human (or a reviewer's rollback request) is still pending.
@@ -143,7 +133,7 @@ class ActionSubmitView(AirlockAPIView):
             raise ApiError(400, "invalid", "The body must be a JSON object.")
         serializer = ActionSubmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        drill_probe = drills.probe_call(request.auth, serializer.validated_data)
+        drill_probe = hooks.drill_probe_call(request.auth, serializer.validated_data)
         submission = actions.submit_action(
             agent=request.user.agent,
             idempotency_key=key,
@@ -302,7 +292,7 @@ class ExecutionReportView(AirlockAPIView):
     )
     def post(self, request: Request, action_id: int) -> Response:
         _own_action_or_404(request, action_id)
-        data = _valid(ExecutionReportSerializer, request)
+        data = valid_body(ExecutionReportSerializer, request)
         action = actions.report_execution(
             action_id=action_id,
             agent=request.user.agent,
@@ -326,7 +316,7 @@ class WithdrawView(AirlockAPIView):
         _own_action_or_404(request, action_id)
         # Takes no fields: a body with any (or a malformed or hostile one) is refused, not
         # ignored.
-        _valid(NoFieldsSerializer, request)
+        valid_body(NoFieldsSerializer, request)
         action = actions.withdraw(action_id=action_id, agent=request.user.agent)
         return Response(ActionSerializer(action, context={"viewer": request.user}).data)
 
@@ -341,7 +331,7 @@ class RollbackReportView(AirlockAPIView):
     )
     def post(self, request: Request, action_id: int) -> Response:
         _own_action_or_404(request, action_id)
-        data = _valid(RollbackReportSerializer, request)
+        data = valid_body(RollbackReportSerializer, request)
         action = actions.report_rollback(
             action_id=action_id,
             agent=request.user.agent,
@@ -375,7 +365,7 @@ class DecisionView(AirlockAPIView):
     def post(self, request: Request, action_id: int) -> Response:
         require_token_scope(request, "decide")
         seen = _visible_action_or_404(request, action_id)
-        data = _valid(DecisionInSerializer, request)
+        data = valid_body(DecisionInSerializer, request)
         if data["verdict"] == "approve":
             action = actions.approve(
                 action_id=action_id,
@@ -412,75 +402,3 @@ def _step_up_check(request: Request, action: Action) -> actions.StepUpCheck:
     ``X-Airlock-OTP`` code is verified first, outside the decision's transaction."""
     verify_offered_code(request, purpose=approval_purpose(action))
     return approval_step_up_check(request)
-
-
-def _valid(serializer_class: type, request: Request) -> dict:
-    if not isinstance(request.data, dict):
-        raise ApiError(400, "invalid", "The body must be a JSON object.")
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-def _switch_data(switch: KillSwitch) -> dict:
-    data = KillSwitchSerializer(switch).data
-    counts = getattr(switch, "stopped_counts", None)
-    if counts is not None:
-        data["stopped"] = counts
-    return data
-
-
-class KillSwitchListView(AirlockAPIView):
-    permission_classes = [IsPerson]
-
-    @extend_schema(
-        operation_id="list_kill_switches", responses={200: KillSwitchSerializer(many=True)}
-    )
-    def get(self, request: Request) -> Response:
-        if not agent_perms.can_see_incidents(request.user):
-            raise ApiError(403, "permission_denied", "You may not see kill switches.")
-        switches = KillSwitch.objects.all()[:200]
-        return Response(KillSwitchSerializer(switches, many=True).data)
-
-    @extend_schema(
-        operation_id="engage_kill_switch",
-        request=KillSwitchInSerializer,
-        responses={201: KillSwitchSerializer},
-    )
-    def post(self, request: Request) -> Response:
-        require_token_scope(request, "kill")
-        data = _valid(KillSwitchInSerializer, request)
-        target = data.get("target", "")
-        if not agent_perms.can_operate_switch(request.user, data["scope"], target):
-            raise ApiError(403, "permission_denied", "You may not engage this kill switch.")
-        switch = rollout_actions.engage_kill_switch(
-            scope=data["scope"],
-            target=target,
-            reason=data["reason"],
-            actor=Actor.user(request.user),
-        )
-        return Response(_switch_data(switch), status=status.HTTP_201_CREATED)
-
-
-class KillSwitchReleaseView(AirlockAPIView):
-    permission_classes = [IsPerson]
-
-    @extend_schema(
-        operation_id="release_kill_switch",
-        request=ReasonSerializer,
-        responses={200: KillSwitchSerializer},
-    )
-    def post(self, request: Request, switch_id: int) -> Response:
-        require_token_scope(request, "kill")
-        switch = KillSwitch.objects.filter(pk=switch_id).first()
-        # Switches are listed to whoever may see incidents; to anyone else they do not exist.
-        if switch is None or not agent_perms.can_see_incidents(request.user):
-            raise ApiError(404, "not_found", "No such kill switch.")
-        if not agent_perms.can_operate_switch(request.user, switch.scope, switch.target):
-            raise ApiError(403, "permission_denied", "You may not release this kill switch.")
-        data = _valid(ReasonSerializer, request)
-        require_step_up(request, "release a kill switch")
-        switch = rollout_actions.release_kill_switch(
-            switch_id=switch_id, reason=data["reason"], actor=Actor.user(request.user)
-        )
-        return Response(_switch_data(switch))

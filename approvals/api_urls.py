@@ -21,10 +21,4 @@ urlpatterns = [
     path(
         "actions/<int:action_id>/decisions", api.DecisionView.as_view(), name="api-action-decisions"
     ),
-    path("kill-switches", api.KillSwitchListView.as_view(), name="api-kill-switches"),
-    path(
-        "kill-switches/<int:switch_id>/release",
-        api.KillSwitchReleaseView.as_view(),
-        name="api-kill-switch-release",
-    ),
 ]

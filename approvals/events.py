@@ -15,7 +15,6 @@ from channels.layers import get_channel_layer
 
 logger = logging.getLogger(__name__)
 
-INCIDENTS_GROUP = "incidents"
 PUBLISH_TIMEOUT_SECONDS = 3
 
 
@@ -34,7 +33,8 @@ async def _bounded_send(layer: Any, group: str, message: dict[str, Any]) -> None
     await asyncio.wait_for(layer.group_send(group, message), PUBLISH_TIMEOUT_SECONDS)
 
 
-def _send(group: str, message: dict[str, Any]) -> None:
+def publish(group: str, message: dict[str, Any]) -> None:
+    """Send ``message`` to ``group``; a failure is logged, never raised."""
     layer = get_channel_layer()
     if layer is None:
         return
@@ -55,34 +55,6 @@ def broadcast_action(action: Any, change: str, *, to_dashboards: bool = True) ->
         "status": action.status,
         "change": change,
     }
-    _send(action_group(action.pk), message)
+    publish(action_group(action.pk), message)
     if to_dashboards:
-        _send(agent_group(action.agent.slug), message)
-
-
-def broadcast_switch(switch: Any, change: str) -> None:
-    message = {
-        "type": "switch.changed",
-        "switch_id": switch.pk,
-        "scope": switch.scope,
-        "target": switch.target,
-        "change": change,
-        "drill": switch.is_drill,
-    }
-    _send(INCIDENTS_GROUP, message)
-    if switch.is_drill:
-        # Dashboards of the drilled agent hear it (that is what a drill measures); nothing
-        # else changes for them.
-        _send(agent_group(switch.target), message)
-        return
-    from rollout.models import Agent
-
-    # Every affected agent's dashboards: one event each, which makes them re-read their
-    # queue (the swept actions are not announced one by one to them).
-    slugs = (
-        [switch.target]
-        if switch.scope == "agent"
-        else list(Agent.objects.values_list("slug", flat=True))
-    )
-    for slug in slugs:
-        _send(agent_group(slug), message)
+        publish(agent_group(action.agent.slug), message)

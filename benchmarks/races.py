@@ -22,7 +22,7 @@ A round: the main process creates the round's action(s) (committed), hands one o
 each racer — ``--threads`` threads here plus ``--per-process`` threads in each of
 ``--processes`` worker processes, shuffled each round — and they all wait on one
 cross-process barrier, then run their operation through ``approvals.actions`` /
-``rollout.actions``. Reports spin (1 ms) while the action is still pending so they land
+``incidents.actions``. Reports spin (1 ms) while the action is still pending so they land
 right after the decision. Then any switch engaged is released and the next round starts.
 """
 
@@ -195,7 +195,7 @@ def op_revoke_stale(world: World, action_id: int) -> str:
 
 def op_engage(world: World) -> str:
     from audit.chain import Actor
-    from rollout.actions import engage_kill_switch
+    from incidents.actions import engage_kill_switch
 
     switch = engage_kill_switch(
         scope="agent", target=world.agent_slug, reason="race", actor=Actor.system("races")
@@ -258,7 +258,7 @@ def run_operation(world: World, name: str, kwargs: dict) -> str:
     """One operation; a refusal by the rules is an outcome (its code), anything else an
     ``error:`` (a deadlock, an integrity error, a crash — each a finding)."""
     from approvals.actions import ActionRefused
-    from rollout.actions import KillSwitchError
+    from incidents.actions import KillSwitchError
 
     try:
         return OPERATIONS[name](world, **kwargs)
@@ -591,7 +591,7 @@ class RaceRun:
 
 def _release_engaged(world: World) -> None:
     from audit.chain import Actor
-    from rollout.actions import release_kill_switch
+    from incidents.actions import release_kill_switch
     from rollout.models import KillSwitch
 
     for pk in KillSwitch.objects.filter(

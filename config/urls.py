@@ -30,8 +30,9 @@ urlpatterns = [
         name="api-docs",
     ),
     path("api/v1/", include("approvals.api_urls")),
+    path("api/v1/", include("incidents.api_urls")),
     path("", include("rollout.urls")),
     path("", include("audit.console.urls")),
-    path("", include("rollout.incident_urls")),
+    path("", include("incidents.urls")),
     path("", include("approvals.urls")),
 ]

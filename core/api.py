@@ -15,6 +15,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
 
+from core.api_errors import ApiError
 from core.cache import redis_client
 from core.people import is_agent
 
@@ -109,3 +110,13 @@ class AirlockAPIView(APIView):
     tokens; the session) and both flood limits."""
 
     throttle_classes = [AgentRateThrottle, PersonRateThrottle]
+
+
+def valid_body(serializer_class: type, request: Request) -> dict:
+    """The request's JSON object body validated by ``serializer_class``: ``400 invalid`` for
+    a body that is not an object, the serializer's field errors otherwise."""
+    if not isinstance(request.data, dict):
+        raise ApiError(400, "invalid", "The body must be a JSON object.")
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data

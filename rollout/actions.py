@@ -1,4 +1,5 @@
-"""Every change to agents, their policy, tokens and kill switches.
+"""Every change to agents, their policy and tokens (kill switches are engaged and released by
+``incidents.actions``).
 
 Each action runs in one transaction, writes its audit event there, and queues broadcasts
 with ``transaction.on_commit``."""
@@ -8,29 +9,23 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
 from audit import verbs
 from audit.chain import Actor, append_event
 from core.digests import token_digest
-from core.errors import Refused
 from rollout.models import Agent, AgentToken, KillSwitch, PolicyVersion, Release, Tier, ToolRule
 from rollout.snapshots import build_snapshot
 from rollout.tokens import new_token
 
 # Gate transactions hold this lock shared (the first statement of
-# approvals.actions._read_gate_inputs); engaging a switch holds it exclusively, so a gate
-# call either finished before the engage (and its action is swept by it) or starts after it
-# (and sees the switch). SQLite serialises writers anyway.
+# approvals.actions._read_gate_inputs); engaging a switch holds it exclusively
+# (incidents.actions.engage_kill_switch), so a gate call either finished before the engage
+# (and its action is swept by it) or starts after it (and sees the switch). SQLite
+# serialises writers anyway.
 KILL_SWITCH_LOCK_KEY = 0x41495231  # "AIR1"
-
-
-def _hold_gate_lock_exclusive() -> None:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [KILL_SWITCH_LOCK_KEY])
 
 
 def record_policy_version(*, agent: Agent, actor: Actor, reason: str) -> PolicyVersion:
@@ -196,113 +191,6 @@ def engaged_switches_for(agent_slug: str, tool: str) -> list[KillSwitch]:
             | Q(scope=KillSwitch.Scope.TOOL, target=tool)
         )
     )
-
-
-class KillSwitchError(Refused):
-    """A kill-switch request the rules refuse: engaging with bad input (``400``), releasing
-    what is already released (``409``)."""
-
-
-def engage_kill_switch(
-    *,
-    scope: str,
-    target: str,
-    reason: str,
-    actor: Actor,
-    is_drill: bool = False,
-    trip: dict | None = None,
-) -> KillSwitch:
-    """Stop everything in scope, in one transaction: new gate calls are denied, pending
-    actions are cancelled, approved or allowed actions not yet reported are revoked, waiting
-    agents are answered. Audits ``kill_switch.engaged`` and each cancelled/revoked action;
-    broadcasts to dashboards and waiting long-polls on commit."""
-    from approvals.actions import stop_actions_in_scope
-
-    reason = (reason or "").strip()
-    if not reason:
-        raise KillSwitchError("reason_required", "Engaging a kill switch needs a reason.", 400)
-    if scope not in KillSwitch.Scope.values:
-        raise KillSwitchError(
-            "invalid_scope", f"Scope must be one of {', '.join(KillSwitch.Scope.values)}.", 400
-        )
-    target = "" if scope == KillSwitch.Scope.GLOBAL else (target or "").strip()
-    if scope != KillSwitch.Scope.GLOBAL and not target:
-        raise KillSwitchError("target_required", f"A {scope} switch needs a target.", 400)
-    if scope == KillSwitch.Scope.AGENT and not Agent.objects.filter(slug=target).exists():
-        raise KillSwitchError("unknown_agent", f"No agent {target!r}.", 400)
-    with transaction.atomic():
-        _hold_gate_lock_exclusive()
-        switch = KillSwitch.objects.create(
-            scope=scope,
-            target=target,
-            reason=reason,
-            engaged_by=str(actor),
-            is_drill=is_drill,
-            trip=trip or {},
-        )
-        # Lock order everywhere is action rows, then audit chain heads: the sweep locks the
-        # actions in scope before anything is audited (a racing approval does the same).
-        switch.stopped_counts = {}  # for the caller's response; not stored
-        # Registered before the sweep's own on-commit work, so dashboards hear it first.
-        transaction.on_commit(lambda: _broadcast_switch(switch, "engaged"))
-        if not is_drill:
-            switch.stopped_counts = stop_actions_in_scope(switch=switch, actor=actor)
-        append_event(
-            verb=verbs.KILL_SWITCH_ENGAGED,
-            actor=actor,
-            target_type="kill_switch",
-            target_id=switch.pk,
-            agent_slug=target if scope == KillSwitch.Scope.AGENT else "",
-            data={
-                "scope": scope,
-                "target": target,
-                "reason": reason,
-                "drill": is_drill,
-                "trip": trip or {},
-                "stopped": switch.stopped_counts,
-            },
-        )
-        if not is_drill:
-            from approvals.notifications import owe_kill_switch
-
-            owe_kill_switch(switch, "engaged")
-    return switch
-
-
-def release_kill_switch(*, switch_id: int, reason: str, actor: Actor) -> KillSwitch:
-    """Lift a switch. Needs a reason; the switch stays in history. Audits
-    ``kill_switch.released``; broadcasts on commit."""
-    reason = (reason or "").strip()
-    if not reason:
-        raise KillSwitchError("reason_required", "Releasing a kill switch needs a reason.")
-    with transaction.atomic():
-        switch = KillSwitch.objects.select_for_update().get(pk=switch_id)
-        if switch.released_at is not None:
-            raise KillSwitchError("already_released", "This kill switch is already released.")
-        switch.released_at = timezone.now()
-        switch.released_by = str(actor)
-        switch.release_reason = reason
-        switch.save(update_fields=["released_at", "released_by", "release_reason"])
-        append_event(
-            verb=verbs.KILL_SWITCH_RELEASED,
-            actor=actor,
-            target_type="kill_switch",
-            target_id=switch.pk,
-            agent_slug=switch.target if switch.scope == KillSwitch.Scope.AGENT else "",
-            data={"scope": switch.scope, "target": switch.target, "reason": reason},
-        )
-        if not switch.is_drill:
-            from approvals.notifications import owe_kill_switch
-
-            owe_kill_switch(switch, "released")
-        transaction.on_commit(lambda: _broadcast_switch(switch, "released"))
-    return switch
-
-
-def _broadcast_switch(switch: KillSwitch, change: str) -> None:
-    from approvals import events
-
-    events.broadcast_switch(switch, change)
 
 
 @transaction.atomic

@@ -27,7 +27,6 @@ from rollout.models import (
     AgentToken,
     ChangeApproval,
     ChangeRequest,
-    Drill,
     KillSwitch,
     PolicyVersion,
     Release,
@@ -188,8 +187,3 @@ class ReleaseAdmin(ReadOnlyAdmin):
 @admin.register(KillSwitch)
 class KillSwitchAdmin(ReadOnlyAdmin):
     list_display = ["scope", "target", "engaged_by", "engaged_at", "released_at", "is_drill"]
-
-
-@admin.register(Drill)
-class DrillAdmin(ReadOnlyAdmin):
-    list_display = ["agent", "started_by", "started_at", "succeeded", "stop_ms", "notify_ms"]

@@ -66,7 +66,7 @@ RADIUS_PATH_MAX = 200
 @dataclass(frozen=True)
 class GateRequest:
     """One tool call. ``drill_probe`` is a fact the write path established before asking
-    (``rollout.drills.probe_call``): the call came with a running drill's own probe token,
+    (``incidents.drills.probe_call``): the call came with a running drill's own probe token,
     names ``PROBE_TOOL`` and carries no arguments. Only then does ``PROBE_TOOL`` have a rule
     (``PROBE_RULE``) and only then does a drill switch apply; the engine stays pure."""
 

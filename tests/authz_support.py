@@ -32,8 +32,8 @@ from approvals.models import Action
 from audit.chain import Actor
 from audit.models import AuditEvent
 from core.digests import token_digest
+from incidents.actions import engage_kill_switch
 from rollout import governance
-from rollout.actions import engage_kill_switch
 from rollout.models import Agent
 from rollout.reference import ensure_reference_data
 from tests import factories

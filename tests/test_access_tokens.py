@@ -19,7 +19,7 @@ from audit import verbs
 from audit.chain import Actor
 from audit.models import AuditEvent
 from core.digests import token_digest
-from rollout.actions import engage_kill_switch
+from incidents.actions import engage_kill_switch
 from rollout.models import KillSwitch
 from tests import factories
 from tests.access_support import give_second_factor, next_code

@@ -19,7 +19,7 @@ from approvals.models import Action
 from audit import verbs
 from audit.chain import Actor
 from audit.models import AuditEvent
-from rollout.actions import engage_kill_switch
+from incidents.actions import engage_kill_switch
 from tests import factories
 from tests.access_support import (
     current_counter,

@@ -276,7 +276,7 @@ def test_replay__same_policy__same_answer(db, support_agent):
 
 
 def test_replay__recorded_under_a_kill_switch__flagged_as_momentary(db, support_agent):
-    from rollout.actions import engage_kill_switch
+    from incidents.actions import engage_kill_switch
 
     engage_kill_switch(
         scope="agent", target=support_agent.slug, reason="drill", actor=Actor.system("t")

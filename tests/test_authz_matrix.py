@@ -284,7 +284,7 @@ def world(django_db_setup: None, django_db_blocker: Any) -> Iterator[World]:
 def drills(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     """Drills started from the page, as queued for a worker (the drill itself — a probe
     through the gate in another process — is proved in tests/test_kill_switch.py)."""
-    from rollout import tasks
+    from incidents import tasks
 
     queued: list[tuple] = []
     monkeypatch.setattr(tasks.run_drill_task, "delay", lambda *args: queued.append(args))

@@ -144,7 +144,7 @@ def test_notifications__kill_switch__reaches_reviewers_and_chat(
     db, support_agent, settings, allow_loopback_webhooks
 ):
     from audit.chain import Actor
-    from rollout.actions import engage_kill_switch
+    from incidents.actions import engage_kill_switch
 
     user = factories.make_user("cara", groups=("reviewer",))
     user.email = "cara@example.com"

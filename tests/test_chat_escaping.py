@@ -9,7 +9,7 @@ from approvals import tasks
 from approvals.models import NotificationRoute
 from approvals.notifications import slack_escape
 from audit.chain import Actor
-from rollout.actions import engage_kill_switch
+from incidents.actions import engage_kill_switch
 from tests import factories
 from tests.webhook_receiver import Receiver
 

@@ -10,9 +10,10 @@ from django.utils import timezone
 
 from approvals.models import Action
 from audit.chain import Actor
-from rollout.actions import engage_kill_switch, revoke_agent_token
-from rollout.drills import issue_probe_token
-from rollout.models import Drill
+from incidents.actions import engage_kill_switch
+from incidents.drills import issue_probe_token
+from incidents.models import Drill
+from rollout.actions import revoke_agent_token
 from rollout.policy import PROBE_TOOL
 from tests import factories
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from approvals.models import Action
 from audit.chain import Actor
-from rollout.actions import engage_kill_switch
+from incidents.actions import engage_kill_switch
 from rollout.backtest import backtest, backtest_change
 from rollout.models import ShadowLabel, Tier
 from rollout.readiness import compute_readiness

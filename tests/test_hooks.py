@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from approvals import hooks
 from approvals.notifications import owe_installation_notice
 from core.hooks import Hook
 from core.notices import owe_notice
+from incidents.breakers import check_circuit_breaker
+from incidents.drills import probe_call
 
 
 def test_hook_without_handler__raises_naming_the_hook():
@@ -32,3 +35,9 @@ def test_hook_refuses_a_second_different_handler_but_accepts_the_same_again():
 
 def test_installed_approvals_answers_the_notice_hook():
     assert owe_notice._handler is owe_installation_notice
+
+
+def test_installed_incidents_answers_the_breaker_and_drill_probe_hooks():
+    # approvals sits below incidents: it reaches the breaker and the probe only this way
+    assert hooks.after_counted_outcome._handler is check_circuit_breaker
+    assert hooks.drill_probe_call._handler is probe_call

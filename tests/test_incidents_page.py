@@ -134,7 +134,7 @@ def test_breaker_trip__shown_with_its_cause_before_release(client, incident_owne
 
 
 def test_drill__queued_from_the_page(client, incident_owner, support_agent, monkeypatch):
-    from rollout import tasks
+    from incidents import tasks
 
     queued = []
     monkeypatch.setattr(tasks.run_drill_task, "delay", lambda *args: queued.append(args))

@@ -12,13 +12,13 @@ from django.core.management.base import CommandError
 from django.db import connection
 from guardian.shortcuts import assign_perm
 
-from approvals import actions
+from approvals import actions, hooks
 from approvals.actions import ActionRefused
 from approvals.models import Action
 from audit.chain import Actor
 from audit.models import AuditEvent
-from rollout.actions import KillSwitchError, engage_kill_switch, release_kill_switch
-from rollout.breakers import check_circuit_breaker, tripped
+from incidents.actions import KillSwitchError, engage_kill_switch, release_kill_switch
+from incidents.breakers import check_circuit_breaker, tripped
 from rollout.models import Agent, KillSwitch
 from tests import factories
 from tests.test_api_gate import REFUND, auth, session_client
@@ -361,6 +361,62 @@ def test_circuit_breaker__demote_response__lowers_tier_with_new_policy_version(
     )
 
 
+def _count_one(agent: Agent, path: str, reviewer) -> Action:
+    """One outcome the breaker counts, through approvals' write path."""
+    if path == "gate call":
+        return factories.submit(agent, "approve_refund", {"order_id": "x"})  # forbidden
+    if path == "rejection":
+        pending = factories.submit(agent, "send_email")
+        return actions.reject(action_id=pending.pk, user=reviewer, comment="no")
+    allowed = factories.submit(agent, "get_order_status", {"order_id": "1"})
+    return actions.report_execution(
+        action_id=allowed.pk,
+        agent=agent,
+        outcome="failed",
+        reported_hash=allowed.payload_hash,
+        error="upstream 500",
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "metric", "status"),
+    [
+        ("gate call", "forbidden", "denied"),
+        ("rejection", "rejections", "rejected"),
+        ("failed report", "failures", "failed"),
+    ],
+)
+def test_circuit_breaker__counted_outcome__trips_through_the_hook_after_its_commit(
+    transactional_db, support_agent, reviewer, monkeypatch, path, metric, status
+):
+    # Given a breaker that stops the agent at its first such outcome, and a spy on the hook
+    # approvals calls (incidents connected the real breaker to it)
+    Agent.objects.filter(pk=support_agent.pk).update(circuit_breaker={f"max_{metric}": 1})
+    support_agent.refresh_from_db()
+    breaker = hooks.after_counted_outcome._handler
+    calls = []
+
+    def spy(agent_id):
+        calls.append((agent_id, connection.in_atomic_block))
+        return breaker(agent_id)
+
+    monkeypatch.setattr(hooks.after_counted_outcome, "_handler", spy)
+    # When approvals records the outcome
+    action = _count_one(support_agent, path, reviewer)
+    # Then the breaker was asked once, outside the outcome's transaction (it had committed),
+    # the outcome stands, and the breaker's own switch stops the agent
+    assert calls[-1] == (support_agent.pk, False)
+    assert Action.objects.get(pk=action.pk).status == status
+    switch = KillSwitch.objects.get()
+    assert (switch.scope, switch.target, switch.engaged_by) == (
+        "agent",
+        support_agent.slug,
+        "system:circuit-breaker",
+    )
+    assert [t["metric"] for t in switch.trip["tripped"]] == [metric]
+    assert factories.submit(support_agent, "send_email").reason_code == "kill_switch"
+
+
 # --- drills --------------------------------------------------------------------------------
 
 
@@ -368,7 +424,7 @@ def test_circuit_breaker__demote_response__lowers_tier_with_new_policy_version(
 def test_drill__probe_in_another_process_is_stopped_and_real_work_untouched(
     live_api, asgi_server, support_agent, reviewer
 ):
-    from rollout.drills import run_drill
+    from incidents.drills import run_drill
 
     pending = factories.submit(support_agent, "send_email")
     approved = factories.submit(support_agent, "send_email")

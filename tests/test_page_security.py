@@ -19,8 +19,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts.personal_tokens import create_personal_token
 from approvals.models import Action, Decision
 from audit.chain import Actor
+from incidents.actions import engage_kill_switch
 from rollout import governance
-from rollout.actions import engage_kill_switch
 from rollout.models import ChangeRequest, KillSwitch
 from tests import factories
 

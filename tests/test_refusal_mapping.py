@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from accounts.stepup import StepUpRequired
 from core.errors import NOTED_REFUSAL, Refused, answer_refusal, answering_refusals
-from rollout.drills import DrillTokenMisused
+from incidents.drills import DrillTokenMisused
 
 
 class _SomeRefusal(Refused):

@@ -19,7 +19,7 @@ from approvals import actions
 from approvals.models import Action, Report
 from audit.canonical import payload_hash
 from audit.chain import Actor
-from rollout.actions import engage_kill_switch
+from incidents.actions import engage_kill_switch
 from tests import factories
 from tests.sdk_support import Decider, FlakyProxy, approve_with, closed_port, later, reject_with
 

@@ -16,7 +16,7 @@ from approvals import actions
 from approvals.models import Action
 from audit.chain import Actor
 from config.asgi import application
-from rollout.actions import engage_kill_switch
+from incidents.actions import engage_kill_switch
 from tests import factories, sockets
 
 pytestmark = pytest.mark.django_db(transaction=True)

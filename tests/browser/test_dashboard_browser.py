@@ -16,7 +16,7 @@ from django.db import connection
 from playwright.sync_api import Browser, Page, expect
 
 from audit.chain import Actor
-from rollout.actions import engage_kill_switch
+from incidents.actions import engage_kill_switch
 from tests import factories
 
 pytestmark = [pytest.mark.browser]

@@ -1,9 +1,9 @@
-"""Celery tasks of rollout. They take ids and call rollout's actions."""
+"""Celery tasks of the incident workflow. They take ids and call its actions."""
 
 from celery import shared_task
 
 from audit.chain import Actor
-from rollout.drills import run_drill
+from incidents.drills import run_drill
 from rollout.models import Agent
 
 

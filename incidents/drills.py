@@ -29,13 +29,10 @@ from audit import verbs
 from audit.chain import Actor, append_event
 from core.digests import token_digest
 from core.errors import Refused
-from rollout.actions import (
-    engage_kill_switch,
-    issue_agent_token,
-    release_kill_switch,
-    revoke_agent_token,
-)
-from rollout.models import Agent, AgentToken, Drill, KillSwitch
+from incidents.actions import engage_kill_switch, release_kill_switch
+from incidents.models import Drill
+from rollout.actions import issue_agent_token, revoke_agent_token
+from rollout.models import Agent, AgentToken, KillSwitch
 from rollout.policy import PROBE_TOOL
 
 PROBE_TIMEOUT_SECONDS = 20

@@ -13,7 +13,7 @@ from rollout.policy import PROBE_TOOL
 
 
 class Command(BaseCommand):
-    help = "Probe the gate for a kill-switch drill (used by rollout.drills)."
+    help = "Probe the gate for a kill-switch drill (used by incidents.drills)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--url", required=True)

@@ -19,9 +19,14 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from approvals.models import Action
+from approvals.states import Status
 from audit import verbs
 from audit.chain import Actor, append_event
+from incidents.actions import engage_kill_switch
+from rollout.actions import record_policy_version
 from rollout.models import Agent, KillSwitch, Tier
+from rollout.policy import PROBE_TOOL
 
 logger = logging.getLogger(__name__)
 BREAKER_ACTOR = Actor.system("circuit-breaker")
@@ -47,10 +52,6 @@ def tripped(config: dict, counts: dict[str, int]) -> list[Trip]:
 
 
 def window_counts(agent: Agent, window_seconds: int) -> dict[str, int]:
-    from approvals.models import Action
-    from approvals.states import Status
-    from rollout.policy import PROBE_TOOL
-
     since = timezone.now() - timedelta(seconds=window_seconds)
     recent = Action.objects.filter(agent=agent).exclude(tool=PROBE_TOOL)
     created = recent.filter(created_at__gte=since).aggregate(
@@ -78,8 +79,6 @@ def check_circuit_breaker(agent_id: int) -> KillSwitch | Tier | None:
 
 
 def _check(agent_id: int) -> KillSwitch | Tier | None:
-    from rollout.actions import engage_kill_switch, record_policy_version
-
     with transaction.atomic():
         agent = (
             Agent.objects.select_for_update(of=("self",), no_key=True)

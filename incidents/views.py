@@ -1,5 +1,5 @@
 """The incidents page: kill switches (engage, release, history) and drills. Thin views over
-``rollout.actions``, ``rollout.drills`` and ``rollout.permissions``."""
+``incidents.actions``, ``incidents.tasks`` and ``rollout.permissions``."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from accounts.stepup import require_recent_second_factor
 from audit.chain import Actor
 from core.errors import answering_refusals
 from core.redirects import next_target
+from incidents.actions import engage_kill_switch, release_kill_switch
+from incidents.models import Drill
+from incidents.tasks import run_drill_task
 from rollout import permissions as perms
-from rollout.actions import engage_kill_switch, release_kill_switch
-from rollout.models import Drill, KillSwitch
+from rollout.models import KillSwitch
 from rollout.selectors import agent_visible_to
 
 SCOPES = (KillSwitch.Scope.GLOBAL, KillSwitch.Scope.AGENT, KillSwitch.Scope.TOOL)
@@ -108,8 +110,6 @@ def release(request: HttpRequest, switch_id: int) -> HttpResponse:
 @require_POST
 def run_drill(request: HttpRequest, slug: str) -> HttpResponse:
     """Queue a drill of one agent on a worker (it takes a few seconds)."""
-    from rollout.tasks import run_drill_task
-
     # An agent the person may not see answers as if it did not exist.
     agent = agent_visible_to(request.user, slug)
     if agent is None:

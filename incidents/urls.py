@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rollout import incidents
+from incidents import views as incidents
 
 urlpatterns = [
     path("incidents", incidents.incidents, name="incidents"),

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.chain import Actor
-from rollout.actions import KillSwitchError, release_kill_switch
+from incidents.actions import KillSwitchError, release_kill_switch
 from rollout.models import KillSwitch
 
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.chain import Actor
-from rollout.actions import KillSwitchError, engage_kill_switch
+from incidents.actions import KillSwitchError, engage_kill_switch
 
 
 class Command(BaseCommand):

@@ -1,0 +1,28 @@
+"""The kill-switch API's shapes (``incidents.api``)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from core.serializers import StrictSerializer
+
+
+class KillSwitchInSerializer(StrictSerializer):
+    scope = serializers.ChoiceField(choices=["global", "agent", "tool"])
+    target = serializers.CharField(max_length=120, required=False, allow_blank=True)
+    reason = serializers.CharField(max_length=2000)
+
+
+class KillSwitchSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    scope = serializers.CharField()
+    target = serializers.CharField()
+    reason = serializers.CharField()
+    engaged = serializers.BooleanField()
+    engaged_by = serializers.CharField()
+    engaged_at = serializers.DateTimeField()
+    released_by = serializers.CharField()
+    released_at = serializers.DateTimeField(allow_null=True)
+    release_reason = serializers.CharField()
+    is_drill = serializers.BooleanField()
+    trip = serializers.JSONField()
