@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airlock_sdk._core import RetryPolicy, jsonable
 from airlock_sdk.errors import (
+    ActionNotPermitted,
     AirlockAPIError,
     AirlockError,
     DecisionTimeout,
@@ -21,12 +22,12 @@ from airlock_sdk.errors import (
 if TYPE_CHECKING:
     from airlock_sdk.aio import AsyncAirlock
     from airlock_sdk.client import Airlock
-    from airlock_sdk.decision import AsyncDecision, Decision
+    from airlock_sdk.decision import AsyncDecision, Decision, DecisionBase
 
 logger = logging.getLogger("airlock_sdk")
 
 # Fields of a submission that ``gated`` accepts as a value or as a function of the
-# call's arguments.
+# call's arguments (``idempotency_key`` is the submission's header, not a body field).
 DYNAMIC_FIELDS = (
     "summary",
     "rationale",
@@ -37,6 +38,7 @@ DYNAMIC_FIELDS = (
     "callback_url",
     "compensation",
     "correlation_id",
+    "idempotency_key",
 )
 QUIET_RETRY = RetryPolicy(attempts=3, backoff=0.2, max_backoff=1.0, give_up_after=5.0)
 
@@ -129,6 +131,15 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def recorded_result(decision: DecisionBase) -> Any:
+    """For a submission that found its action already run (a replay with the same
+    idempotency key): the recorded result, never a second run. A failed run raises."""
+    if decision.status == "failed":
+        error = (decision.execution or {}).get("error") or "no error was recorded"
+        raise ActionNotPermitted(decision, reason=f"it already ran and failed: {error}")
+    return decision.result
+
+
 # --- synchronous -----------------------------------------------------------------------------
 
 
@@ -182,15 +193,20 @@ def execute(
     tool_args: dict[str, Any],
     run: Callable[[dict[str, Any]], Any],
     report_result: Callable[[Any], Any] | None = None,
+    replayed: Callable[[DecisionBase], Any] = recorded_result,
     **extra: Any,
 ) -> Any:
     """Ask the gate about ``tool_args``; when allowed or approved, ``run(approved_args)``
     and report its result (passed through ``report_result`` if given) or its exception
     (re-raised). Raises :class:`~airlock_sdk.ActionNotPermitted` or
     :class:`~airlock_sdk.GateUnavailable` without running anything otherwise. ``extra``
-    are submission fields (e.g. ``correlation_id``) the spec does not set."""
+    are submission fields (e.g. ``correlation_id``, ``idempotency_key``) the spec does not
+    set. When the submission finds its action already run (the same idempotency key
+    replayed), nothing runs: ``replayed(decision)`` answers (default: the recorded result)."""
     fields = {**extra, **spec.request_fields(tool_args)}
     decision = client.request(spec.tool, tool_args, **fields)
+    if decision.already_ran or decision.status == "failed":
+        return replayed(decision)
     wait_for_permission(client, decision, spec.timeout)
     try:
         result = run(decision.arguments)
@@ -276,11 +292,14 @@ async def aexecute(
     tool_args: dict[str, Any],
     run: Callable[[dict[str, Any]], Awaitable[Any]],
     report_result: Callable[[Any], Any] | None = None,
+    replayed: Callable[[DecisionBase], Any] = recorded_result,
     **extra: Any,
 ) -> Any:
     """See :func:`execute`; ``run`` returns an awaitable."""
     fields = {**extra, **spec.request_fields(tool_args)}
     decision = await client.request(spec.tool, tool_args, **fields)
+    if decision.already_ran or decision.status == "failed":
+        return replayed(decision)
     await await_permission(client, decision, spec.timeout)
     try:
         result = await run(decision.arguments)

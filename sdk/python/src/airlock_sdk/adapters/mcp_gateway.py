@@ -27,6 +27,7 @@ import asyncio
 import logging
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -37,7 +38,13 @@ from mcp.server import Server
 from mcp.server.stdio import stdio_server
 
 from airlock_sdk import gating
-from airlock_sdk.adapters._common import async_client, message_for_model
+from airlock_sdk.adapters._common import (
+    async_client,
+    correlation_for,
+    message_for_model,
+    recorded_text,
+    replay_key,
+)
 from airlock_sdk.aio import AsyncAirlock
 from airlock_sdk.client import Airlock
 from airlock_sdk.errors import AirlockError
@@ -55,6 +62,12 @@ class UpstreamToolError(Exception):
         super().__init__(_text_of(result) or "the upstream tool reported an error")
 
 
+def _session_id(ctx: Any) -> str | None:
+    """The transport's session id of the request's connection (Streamable HTTP), if any."""
+    connection = getattr(getattr(ctx, "session", None), "_connection", None)
+    return getattr(connection, "session_id", None)
+
+
 def _text_of(result: types.CallToolResult) -> str:
     return "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))
 
@@ -64,6 +77,23 @@ def _for_report(result: types.CallToolResult) -> dict[str, Any]:
     if result.structured_content is not None:
         out["structured"] = result.structured_content
     return out
+
+
+def _replayed(decision: Any) -> types.CallToolResult:
+    """A call that already ran (the same session and request id again): the recorded
+    result, never a second upstream call."""
+    if decision.status == "failed":
+        error = (decision.execution or {}).get("error") or "the upstream tool failed"
+        return _refusal(f"Airlock: this call already ran and failed: {error}")
+    recorded = decision.result
+    if not isinstance(recorded, dict):
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=recorded_text(decision))]
+        )
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=str(recorded.get("text") or ""))],
+        structured_content=recorded.get("structured"),
+    )
 
 
 def _refusal(text: str) -> types.CallToolResult:
@@ -108,6 +138,8 @@ class AirlockGateway:
     def build_server(self, upstream: Client) -> Server[Any]:
         """A low-level MCP server answering from the connected ``upstream`` client."""
         airlock = async_client(self.client)
+        # This server's connection, when the transport names none (stdio, in-process).
+        local_session = uuid.uuid4().hex
 
         async def on_list_tools(
             ctx: Any, params: types.PaginatedRequestParams | None
@@ -126,9 +158,17 @@ class AirlockGateway:
                     raise UpstreamToolError(result)
                 return result
 
+            session = _session_id(ctx) or local_session
             try:
                 return await gating.aexecute(
-                    airlock, spec, arguments, run, report_result=_for_report
+                    airlock,
+                    spec,
+                    arguments,
+                    run,
+                    report_result=_for_report,
+                    replayed=_replayed,
+                    idempotency_key=replay_key("mcp", session, getattr(ctx, "request_id", None)),
+                    correlation_id=correlation_for(session),
                 )
             except AirlockError as exc:
                 logger.info("airlock refused %s: %s", spec.tool, exc)

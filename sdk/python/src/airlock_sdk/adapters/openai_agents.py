@@ -34,10 +34,36 @@ from agents.tool import default_tool_error_function
 from agents.tool_context import ToolContext
 
 from airlock_sdk import gating
-from airlock_sdk.adapters._common import async_client, message_for_model
+from airlock_sdk.adapters._common import (
+    async_client,
+    correlation_for,
+    message_for_model,
+    recorded_text,
+    replay_key,
+)
 from airlock_sdk.aio import AsyncAirlock
 from airlock_sdk.client import Airlock
 from airlock_sdk.errors import AirlockError
+
+RUN_ID_KEY = "airlock_run_id"
+
+
+def run_id_of(ctx: Any) -> str | None:
+    """The run's id that survives a serialized ``RunState``: ``airlock_run_id`` in the run
+    context (a dict key or an attribute), e.g. ``Runner.run(agent, input,
+    context={"airlock_run_id": ticket_id})``. Without it each submission gets a fresh
+    idempotency key (a call id alone is not unique across runs)."""
+    context = getattr(ctx, "context", None)
+    value = (
+        context.get(RUN_ID_KEY) if isinstance(context, dict) else getattr(context, RUN_ID_KEY, None)
+    )
+    return str(value) if value not in (None, "") else None
+
+
+def _replayed(decision: Any) -> Any:
+    if decision.status == "failed":
+        return gating.recorded_result(decision)  # raises: it ran and failed
+    return recorded_text(decision)
 
 
 def gate_function_tool(
@@ -71,13 +97,20 @@ def gate_function_tool(
                 f"Airlock: the call to {spec.tool!r} did not run: arguments are not a JSON object."
             )
 
-        async def run(approved: dict[str, Any]) -> Any:
+        async def invoke(approved: dict[str, Any]) -> Any:
             return await inner(ctx, json.dumps(approved))
 
-        call_id = str(getattr(ctx, "tool_call_id", "") or "")[:80] or None
+        call_id = str(getattr(ctx, "tool_call_id", "") or "") or None
+        run = run_id_of(ctx)
         try:
             return await gating.aexecute(
-                async_client(client), spec, arguments, run, correlation_id=call_id
+                async_client(client),
+                spec,
+                arguments,
+                invoke,
+                replayed=_replayed,
+                idempotency_key=replay_key("openai-agents", run, call_id),
+                correlation_id=correlation_for(run) or correlation_for(call_id),
             )
         except AirlockError as exc:
             return message_for_model(spec.tool, exc)
