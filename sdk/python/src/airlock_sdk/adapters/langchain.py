@@ -259,6 +259,7 @@ def gate_tools(
 class _Gated:
     """One tool call of the node's turn and Airlock's answer about it."""
 
+    call_id: str
     spec: gating.GateSpec
     fields: dict[str, Any]
     decision: Any = None
@@ -322,7 +323,7 @@ class AirlockToolNode(ToolNode):
                 continue  # an unknown tool: ToolNode answers it
             arguments = json_arguments(dict(call.get("args") or {}))
             fields = {**_replay_fields(config, call["id"]), **spec.request_fields(arguments)}
-            calls[call["id"]] = _Gated(spec, {"arguments": arguments, **fields})
+            calls[call["id"]] = _Gated(call["id"], spec, {"arguments": arguments, **fields})
         if not self.block and calls and thread_id_of(config) is None:
             raise ValueError(
                 "AirlockToolNode pauses with interrupt(): compile the graph with a "
@@ -391,7 +392,7 @@ class AirlockToolNode(ToolNode):
                 {
                     "action_id": g.decision.id,
                     "tool": g.decision.tool,
-                    "tool_call_id": call_id,
+                    "tool_call_id": g.call_id,
                     "card": base_url + str(g.decision.links.get("card") or ""),
                     "summary": g.fields.get("summary") or "",
                     "risk": g.decision.risk,
@@ -399,7 +400,7 @@ class AirlockToolNode(ToolNode):
                         g.decision.expires_at.isoformat() if g.decision.expires_at else None
                     ),
                 }
-                for call_id, g in _by_call_id(pending)
+                for g in pending
             ]
         }
 
@@ -463,12 +464,6 @@ class AirlockToolNode(ToolNode):
         outcome, result, error = _outcome(output)
         await gating.areport_quietly(client, decision, outcome, result, error)
         return _tell_edits(output, decision)
-
-
-def _by_call_id(pending: list[_Gated]) -> list[tuple[str, _Gated]]:
-    calls = _GATED.get() or {}
-    ids = {id(g): call_id for call_id, g in calls.items()}
-    return [(ids.get(id(g), ""), g) for g in pending]
 
 
 def _error(call: Any, text: str) -> ToolMessage:
