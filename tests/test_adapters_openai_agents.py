@@ -8,17 +8,18 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from agents import Agent, RunConfig, Runner
+from agents import Agent, RunConfig, Runner, RunState
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 
 import tests.sdk_path  # noqa: F401
+from approvals import actions
 from approvals.models import Action, Report
 from tests import factories
 from tests.sdk_support import Decider, approve_with, reject_with
 
 # isort: split
 from airlock_sdk import AsyncAirlock, RetryPolicy
-from airlock_sdk.adapters.openai_agents import airlock_function_tool
+from airlock_sdk.adapters.openai_agents import airlock_function_tool, apply_verdicts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -107,3 +108,115 @@ def test_agents_runner__approved_runs_edited__rejected_reason_reaches_model(
     assert Action.objects.get(tool="send_email").correlation_id == "c1"
     failed = Report.objects.get(action__tool="get_order_status")
     assert "LookupError: no order X" in failed.error
+
+
+def test_agents_interrupt__paused_state_serialized_and_resumed_by_fresh_objects__ran_once(
+    asgi_server, support_agent, reviewer
+):
+    # Given tools that pause the run with the SDK's own approval interruption
+    token = factories.make_token(support_agent)
+    ran: list[tuple] = []
+    email = {"to": "dana@example.com", "subject": "Your refund", "body": "Refunded 42.18 EUR"}
+    refund = {"order_id": "ORD-7711", "amount": 4200.0}
+    context = {"airlock_run_id": "ticket-4711"}
+    run_config = RunConfig(tracing_disabled=True)
+
+    def build(model: ScriptedModel) -> Agent:
+        """A fresh agent process: new client, new tools, new model."""
+        client = AsyncAirlock(
+            asgi_server.url, token, retry=RetryPolicy(attempts=3, backoff=0.05), poll_seconds=5
+        )
+
+        @airlock_function_tool(
+            client=client, effect="write", interrupt=True, summary=lambda a: f"Email {a['to']}"
+        )
+        def send_email(to: str, subject: str, body: str) -> str:
+            """Send an email to a customer."""
+            ran.append(("send_email", to, body))
+            return f"Email sent to {to}"
+
+        @airlock_function_tool(client=client, effect="write", interrupt=True)
+        def create_refund_request(order_id: str, amount: float) -> str:
+            """Open a refund request for an order."""
+            ran.append(("create_refund_request", order_id, amount))
+            return "refund opened"
+
+        @airlock_function_tool(client=client, effect="write", interrupt=True)
+        def approve_refund(order_id: str) -> str:
+            """Approve a refund."""
+            ran.append(("approve_refund", order_id))
+            return "approved"
+
+        tools = [send_email, create_refund_request, approve_refund]
+        return Agent(name="Support", instructions="Help.", model=model, tools=tools)
+
+    first_model = ScriptedModel(
+        [
+            ModelStep(
+                output=[
+                    function_call("send_email", email, call_id="c1"),
+                    function_call("create_refund_request", refund, call_id="c2"),
+                    function_call("approve_refund", {"order_id": "ORD-7711"}, call_id="c3"),
+                ]
+            ),
+        ]
+    )
+    agent = build(first_model)
+
+    # When the run reaches the gated calls
+    async def first_run() -> tuple[list, str]:
+        result = await Runner.run(agent, "Dana's order.", context=context, run_config=run_config)
+        return result.interruptions, result.to_state().to_string()
+
+    interruptions, saved = asyncio.run(first_run())
+
+    # Then the run paused on the two pending calls; the forbidden one is no interruption
+    assert sorted(item.tool_name for item in interruptions) == [
+        "create_refund_request",
+        "send_email",
+    ]
+    assert ran == []
+    pending = dict(Action.objects.filter(status="pending").values_list("tool", "pk"))
+    assert set(pending) == {"send_email", "create_refund_request"}
+
+    # When people decide and a fresh agent restores the saved state and resumes
+    edited = {**email, "body": "We refunded 42.18 EUR to your card."}
+    actions.approve(action_id=pending["send_email"], user=reviewer, arguments=edited)
+    actions.reject(
+        action_id=pending["create_refund_request"],
+        user=reviewer,
+        comment="Refund exceeds the order total",
+    )
+    second_model = ScriptedModel([ModelStep(output=[assistant_message("Emailed Dana.")])])
+    agent = build(second_model)
+
+    async def resume() -> tuple[list, object]:
+        state = await RunState.from_string(agent, saved)
+        still_pending = await apply_verdicts(state)
+        result = await Runner.run(agent, state, run_config=run_config)
+        return still_pending, result
+
+    still_pending, result = asyncio.run(resume())
+
+    # Then the approved call ran once with the reviewer's arguments and was reported; the
+    # rejected and the denied ones never ran, and the model read why
+    assert still_pending == []
+    assert result.final_output == "Emailed Dana."
+    assert ran == [("send_email", "dana@example.com", edited["body"])]
+    outputs = {
+        item["call_id"]: item["output"]
+        for item in second_model.calls[-1].input
+        if isinstance(item, dict) and item.get("type") == "function_call_output"
+    }
+    assert outputs["c1"] == "Email sent to dana@example.com"
+    assert "rejected by a human reviewer: Refund exceeds the order total" in outputs["c2"]
+    assert "denied" in outputs["c3"]
+    statuses = dict(Action.objects.values_list("tool", "status"))
+    assert statuses == {
+        "send_email": "executed",
+        "create_refund_request": "rejected",
+        "approve_refund": "denied",
+    }
+    email_action = Action.objects.get(tool="send_email")
+    assert email_action.correlation_id == "ticket-4711"
+    assert Report.objects.get(action=email_action).result == "Email sent to dana@example.com"

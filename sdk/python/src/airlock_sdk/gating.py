@@ -40,6 +40,7 @@ DYNAMIC_FIELDS = (
     "correlation_id",
     "idempotency_key",
 )
+STILL_PENDING = "it is still waiting for a human decision, so it did not run"
 QUIET_RETRY = RetryPolicy(attempts=3, backoff=0.2, max_backoff=1.0, give_up_after=5.0)
 
 
@@ -194,6 +195,7 @@ def execute(
     run: Callable[[dict[str, Any]], Any],
     report_result: Callable[[Any], Any] | None = None,
     replayed: Callable[[DecisionBase], Any] = recorded_result,
+    wait: bool = True,
     **extra: Any,
 ) -> Any:
     """Ask the gate about ``tool_args``; when allowed or approved, ``run(approved_args)``
@@ -202,12 +204,19 @@ def execute(
     :class:`~airlock_sdk.GateUnavailable` without running anything otherwise. ``extra``
     are submission fields (e.g. ``correlation_id``, ``idempotency_key``) the spec does not
     set. When the submission finds its action already run (the same idempotency key
-    replayed), nothing runs: ``replayed(decision)`` answers (default: the recorded result)."""
+    replayed), nothing runs: ``replayed(decision)`` answers (default: the recorded result).
+    ``wait=False`` (interrupt-mode adapters: people decided before this call) refuses a
+    still-pending action instead of waiting for it."""
     fields = {**extra, **spec.request_fields(tool_args)}
     decision = client.request(spec.tool, tool_args, **fields)
     if decision.already_ran or decision.status == "failed":
         return replayed(decision)
-    wait_for_permission(client, decision, spec.timeout)
+    if wait:
+        wait_for_permission(client, decision, spec.timeout)
+    else:
+        decision.raise_for_status()
+        if decision.pending:
+            raise ActionNotPermitted(decision, reason=STILL_PENDING)
     try:
         result = run(decision.arguments)
     except Exception as exc:
@@ -293,6 +302,7 @@ async def aexecute(
     run: Callable[[dict[str, Any]], Awaitable[Any]],
     report_result: Callable[[Any], Any] | None = None,
     replayed: Callable[[DecisionBase], Any] = recorded_result,
+    wait: bool = True,
     **extra: Any,
 ) -> Any:
     """See :func:`execute`; ``run`` returns an awaitable."""
@@ -300,7 +310,12 @@ async def aexecute(
     decision = await client.request(spec.tool, tool_args, **fields)
     if decision.already_ran or decision.status == "failed":
         return replayed(decision)
-    await await_permission(client, decision, spec.timeout)
+    if wait:
+        await await_permission(client, decision, spec.timeout)
+    else:
+        decision.raise_for_status()
+        if decision.pending:
+            raise ActionNotPermitted(decision, reason=STILL_PENDING)
     try:
         result = await run(decision.arguments)
     except Exception as exc:
