@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from airlock_sdk._core import RetryPolicy, jsonable
 from airlock_sdk.errors import (
     ActionNotPermitted,
@@ -41,6 +43,8 @@ DYNAMIC_FIELDS = (
     "idempotency_key",
 )
 STILL_PENDING = "it is still waiting for a human decision, so it did not run"
+# Longest a cancelled call spends withdrawing its action (shielded from the cancellation).
+WITHDRAW_SECONDS = 15.0
 QUIET_RETRY = RetryPolicy(attempts=3, backoff=0.2, max_backoff=1.0, give_up_after=5.0)
 
 
@@ -278,8 +282,46 @@ async def await_permission(
         raise
     except BaseException:  # cancelled, interrupted: do not leave people deciding for nothing
         if decision.pending:
-            await _awithdraw_quietly(client, decision)
+            # Shielded: under anyio a cancelled scope cancels every await inside it, so an
+            # unshielded withdraw would never be sent (the card stays, gets approved and
+            # never runs). Bounded, so a dead server cannot hold the cancellation.
+            with anyio.move_on_after(WITHDRAW_SECONDS, shield=True):
+                await _awithdraw_quietly(client, decision)
         raise
+
+
+async def await_informing(
+    client: AsyncAirlock,
+    decision: AsyncDecision,
+    timeout: float | None,
+    while_pending: Callable[[AsyncDecision], Awaitable[None]] | None,
+) -> AsyncDecision:
+    """:func:`await_permission`, running ``while_pending(decision)`` beside the wait (say,
+    progress notifications to a client) and cancelling it when the wait ends."""
+    if while_pending is None or not decision.pending:
+        return await await_permission(client, decision, timeout)
+    outcome: dict[str, Any] = {}
+    async with anyio.create_task_group() as group:
+
+        async def wait() -> None:
+            try:
+                outcome["decision"] = await await_permission(client, decision, timeout)
+            except Exception as exc:  # re-raised below, not wrapped in an exception group
+                outcome["error"] = exc
+            finally:
+                group.cancel_scope.cancel()
+
+        async def inform() -> None:
+            try:
+                await while_pending(decision)
+            except Exception as exc:
+                logger.warning("airlock: while waiting for action %s: %s", decision.id, exc)
+
+        group.start_soon(inform)
+        group.start_soon(wait)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["decision"]
 
 
 async def areport_quietly(
@@ -303,15 +345,17 @@ async def aexecute(
     report_result: Callable[[Any], Any] | None = None,
     replayed: Callable[[DecisionBase], Any] = recorded_result,
     wait: bool = True,
+    while_pending: Callable[[AsyncDecision], Awaitable[None]] | None = None,
     **extra: Any,
 ) -> Any:
-    """See :func:`execute`; ``run`` returns an awaitable."""
+    """See :func:`execute`; ``run`` returns an awaitable. ``while_pending(decision)`` runs
+    beside a wait for people (cancelled when it ends)."""
     fields = {**extra, **spec.request_fields(tool_args)}
     decision = await client.request(spec.tool, tool_args, **fields)
     if decision.already_ran or decision.status == "failed":
         return replayed(decision)
     if wait:
-        await await_permission(client, decision, spec.timeout)
+        await await_informing(client, decision, spec.timeout, while_pending)
     else:
         decision.raise_for_status()
         if decision.pending:
