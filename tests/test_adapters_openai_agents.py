@@ -6,20 +6,25 @@ raises (reported as failed)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 
 import pytest
-from agents import Agent, RunConfig, Runner, RunState
+from agents import Agent, RunConfig, Runner
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 
 import tests.sdk_path  # noqa: F401
 from approvals import actions
 from approvals.models import Action, Report
 from tests import factories
+from tests.openai_agents_agent import RUN_CONFIG, build_agent, client_for, ledger_entries
 from tests.sdk_support import Decider, approve_with, reject_with
+from tests.servers import ROOT
 
 # isort: split
 from airlock_sdk import AsyncAirlock, RetryPolicy
-from airlock_sdk.adapters.openai_agents import airlock_function_tool, apply_verdicts
+from airlock_sdk.adapters.openai_agents import airlock_function_tool
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -110,47 +115,16 @@ def test_agents_runner__approved_runs_edited__rejected_reason_reaches_model(
     assert "LookupError: no order X" in failed.error
 
 
-def test_agents_interrupt__paused_state_serialized_and_resumed_by_fresh_objects__ran_once(
-    asgi_server, support_agent, reviewer
+@pytest.mark.multiprocess
+def test_agents_interrupt__paused_run_serialized__resumed_in_a_new_process__ran_once(
+    asgi_server, support_agent, reviewer, tmp_path
 ):
     # Given tools that pause the run with the SDK's own approval interruption
     token = factories.make_token(support_agent)
-    ran: list[tuple] = []
+    ledger, saved = tmp_path / "ledger.jsonl", tmp_path / "state.json"
     email = {"to": "dana@example.com", "subject": "Your refund", "body": "Refunded 42.18 EUR"}
     refund = {"order_id": "ORD-7711", "amount": 4200.0}
-    context = {"airlock_run_id": "ticket-4711"}
-    run_config = RunConfig(tracing_disabled=True)
-
-    def build(model: ScriptedModel) -> Agent:
-        """A fresh agent process: new client, new tools, new model."""
-        client = AsyncAirlock(
-            asgi_server.url, token, retry=RetryPolicy(attempts=3, backoff=0.05), poll_seconds=5
-        )
-
-        @airlock_function_tool(
-            client=client, effect="write", interrupt=True, summary=lambda a: f"Email {a['to']}"
-        )
-        def send_email(to: str, subject: str, body: str) -> str:
-            """Send an email to a customer."""
-            ran.append(("send_email", to, body))
-            return f"Email sent to {to}"
-
-        @airlock_function_tool(client=client, effect="write", interrupt=True)
-        def create_refund_request(order_id: str, amount: float) -> str:
-            """Open a refund request for an order."""
-            ran.append(("create_refund_request", order_id, amount))
-            return "refund opened"
-
-        @airlock_function_tool(client=client, effect="write", interrupt=True)
-        def approve_refund(order_id: str) -> str:
-            """Approve a refund."""
-            ran.append(("approve_refund", order_id))
-            return "approved"
-
-        tools = [send_email, create_refund_request, approve_refund]
-        return Agent(name="Support", instructions="Help.", model=model, tools=tools)
-
-    first_model = ScriptedModel(
+    model = ScriptedModel(
         [
             ModelStep(
                 output=[
@@ -161,25 +135,31 @@ def test_agents_interrupt__paused_state_serialized_and_resumed_by_fresh_objects_
             ),
         ]
     )
-    agent = build(first_model)
+    agent = build_agent(client_for(asgi_server.url, token), ledger, model)
 
-    # When the run reaches the gated calls
-    async def first_run() -> tuple[list, str]:
-        result = await Runner.run(agent, "Dana's order.", context=context, run_config=run_config)
-        return result.interruptions, result.to_state().to_string()
+    # When the run reaches the gated calls and the paused state is saved as JSON
+    async def first_run() -> list:
+        result = await Runner.run(
+            agent,
+            "Dana's order.",
+            context={"airlock_run_id": "ticket-4711"},
+            run_config=RUN_CONFIG,
+        )
+        saved.write_text(result.to_state().to_string())
+        return result.interruptions
 
-    interruptions, saved = asyncio.run(first_run())
+    interruptions = asyncio.run(first_run())
 
     # Then the run paused on the two pending calls; the forbidden one is no interruption
     assert sorted(item.tool_name for item in interruptions) == [
         "create_refund_request",
         "send_email",
     ]
-    assert ran == []
+    assert ledger_entries(ledger) == []
     pending = dict(Action.objects.filter(status="pending").values_list("tool", "pk"))
     assert set(pending) == {"send_email", "create_refund_request"}
 
-    # When people decide and a fresh agent restores the saved state and resumes
+    # When people decide and a new agent process restores the state and resumes
     edited = {**email, "body": "We refunded 42.18 EUR to your card."}
     actions.approve(action_id=pending["send_email"], user=reviewer, arguments=edited)
     actions.reject(
@@ -187,27 +167,27 @@ def test_agents_interrupt__paused_state_serialized_and_resumed_by_fresh_objects_
         user=reviewer,
         comment="Refund exceeds the order total",
     )
-    second_model = ScriptedModel([ModelStep(output=[assistant_message("Emailed Dana.")])])
-    agent = build(second_model)
-
-    async def resume() -> tuple[list, object]:
-        state = await RunState.from_string(agent, saved)
-        still_pending = await apply_verdicts(state)
-        result = await Runner.run(agent, state, run_config=run_config)
-        return still_pending, result
-
-    still_pending, result = asyncio.run(resume())
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.openai_agents_agent",
+            *("--state", str(saved), "--ledger", str(ledger), "--url", asgi_server.url),
+            *("--token", token, "--final", "Emailed Dana."),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    outcome = json.loads(resumed.stdout)
 
     # Then the approved call ran once with the reviewer's arguments and was reported; the
     # rejected and the denied ones never ran, and the model read why
-    assert still_pending == []
-    assert result.final_output == "Emailed Dana."
-    assert ran == [("send_email", "dana@example.com", edited["body"])]
-    outputs = {
-        item["call_id"]: item["output"]
-        for item in second_model.calls[-1].input
-        if isinstance(item, dict) and item.get("type") == "function_call_output"
-    }
+    assert outcome["still_pending"] == [] and outcome["final_output"] == "Emailed Dana."
+    assert ledger_entries(ledger) == [["send_email", "dana@example.com", edited["body"]]]
+    outputs = outcome["outputs"]
     assert outputs["c1"] == "Email sent to dana@example.com"
     assert "rejected by a human reviewer: Refund exceeds the order total" in outputs["c2"]
     assert "denied" in outputs["c3"]
