@@ -60,7 +60,7 @@ from airlock_sdk.adapters._common import (
 from airlock_sdk.aio import AsyncAirlock
 from airlock_sdk.client import Airlock
 from airlock_sdk.decision import DecisionBase
-from airlock_sdk.errors import ActionNotPermitted, AirlockError, not_permitted_for
+from airlock_sdk.errors import AirlockError, not_permitted_for
 
 # The tool call a gated tool is running (its id survives a resume; a run id would not).
 _TOOL_CALL_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -262,8 +262,35 @@ class _Gated:
     call_id: str
     spec: gating.GateSpec
     fields: dict[str, Any]
+    block: bool
     decision: Any = None
-    refusal: ActionNotPermitted | None = None
+    # Why it must not run when Airlock's answer is not enough to say so: a wait that ended
+    # (timeout, then withdrawn) or a gate that could not be reached (fail closed).
+    refusal: AirlockError | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.refusal is None and self.decision is not None and self.decision.pending
+
+    def ask(self, client: Airlock) -> None:
+        fields = dict(self.fields)
+        arguments = fields.pop("arguments")
+        try:
+            self.decision = client.request(self.spec.tool, arguments, **fields)
+            if self.block and self.decision.pending:
+                gating.wait_for_permission(client, self.decision, self.spec.timeout)
+        except AirlockError as exc:
+            self.refusal = exc
+
+    async def aask(self, client: AsyncAirlock) -> None:
+        fields = dict(self.fields)
+        arguments = fields.pop("arguments")
+        try:
+            self.decision = await client.request(self.spec.tool, arguments, **fields)
+            if self.block and self.decision.pending:
+                await gating.await_permission(client, self.decision, self.spec.timeout)
+        except AirlockError as exc:
+            self.refusal = exc
 
 
 # The node's gated calls of the current run, by tool call id (a context variable: the
@@ -323,7 +350,9 @@ class AirlockToolNode(ToolNode):
                 continue  # an unknown tool: ToolNode answers it
             arguments = json_arguments(dict(call.get("args") or {}))
             fields = {**_replay_fields(config, call["id"]), **spec.request_fields(arguments)}
-            calls[call["id"]] = _Gated(call["id"], spec, {"arguments": arguments, **fields})
+            calls[call["id"]] = _Gated(
+                call["id"], spec, {"arguments": arguments, **fields}, self.block
+            )
         if not self.block and calls and thread_id_of(config) is None:
             raise ValueError(
                 "AirlockToolNode pauses with interrupt(): compile the graph with a "
@@ -335,23 +364,13 @@ class AirlockToolNode(ToolNode):
         calls = self._gated_calls(input, config)
         client = sync_client(self.airlock_client)
         for gated in calls.values():
-            fields = dict(gated.fields)
-            arguments = fields.pop("arguments")
-            gated.decision = client.request(gated.spec.tool, arguments, **fields)
-        if self.block:
-            for gated in calls.values():
-                if gated.decision.pending:
-                    try:
-                        gating.wait_for_permission(client, gated.decision, gated.spec.timeout)
-                    except ActionNotPermitted as exc:
-                        gated.refusal = exc
-        else:
-            pending = [g for g in calls.values() if g.decision.pending]
-            while pending:
-                interrupt(self._interrupt_value(client.config.url, pending))
-                for gated in pending:
-                    gated.decision.refresh()
-                pending = [g for g in pending if g.decision.pending]
+            gated.ask(client)
+        pending = [g for g in calls.values() if g.pending]
+        while pending:
+            interrupt(self._interrupt_value(client.config.url, pending))
+            for gated in pending:
+                gated.decision.refresh()
+            pending = [g for g in pending if g.pending]
         token = _GATED.set(calls)
         try:
             return super()._func(input, config, runtime)
@@ -361,23 +380,12 @@ class AirlockToolNode(ToolNode):
     async def _afunc(self, input: Any, config: RunnableConfig, runtime: Any) -> Any:
         calls = self._gated_calls(input, config)
         client = async_client(self.airlock_client)
-
-        async def ask(gated: _Gated) -> None:
-            fields = dict(gated.fields)
-            arguments = fields.pop("arguments")
-            gated.decision = await client.request(gated.spec.tool, arguments, **fields)
-            if self.block and gated.decision.pending:
-                try:
-                    await gating.await_permission(client, gated.decision, gated.spec.timeout)
-                except ActionNotPermitted as exc:
-                    gated.refusal = exc
-
-        await asyncio.gather(*(ask(g) for g in calls.values()))
-        pending = [g for g in calls.values() if g.decision.pending]
+        await asyncio.gather(*(g.aask(client) for g in calls.values()))
+        pending = [g for g in calls.values() if g.pending]
         while pending:
             interrupt(self._interrupt_value(client.config.url, pending))
             await asyncio.gather(*(g.decision.refresh() for g in pending))
-            pending = [g for g in pending if g.decision.pending]
+            pending = [g for g in pending if g.pending]
         token = _GATED.set(calls)
         try:
             return await super()._afunc(input, config, runtime)
