@@ -4,20 +4,26 @@ never be written by a client."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from drf_spectacular.extensions import (
     OpenApiSerializerFieldExtension,
 )
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from approvals.actions import current_approvals
 from approvals.masking import masked_arguments
-from approvals.models import Action
+from approvals.models import Action, Report
 from approvals.validators import callback_url_problem
+from audit.redaction import is_redacted
 from core.serializers import StrictSerializer
 
 MAX_EVIDENCE_ITEMS = 50
+# The longest execution result (canonical JSON, bytes) returned with the action: enough
+# for what an agent keeps to answer a replay without running the tool again.
+MAX_RETURNED_RESULT_BYTES = 8 * 1024
 
 
 class RationaleSerializer(StrictSerializer):
@@ -160,6 +166,43 @@ class DecisionOutSerializer(serializers.Serializer):
 _DATETIME_FIELD = serializers.DateTimeField()
 
 
+class ExecutionOutSerializer(serializers.Serializer):
+    """The agent's execution report, as returned with the action."""
+
+    outcome = serializers.CharField(help_text="succeeded or failed")
+    result = serializers.JSONField(
+        allow_null=True,
+        help_text="The result the agent reported, when its JSON is at most 8 KiB (else null, "
+        "with `result_omitted`): what a replay of the same call returns instead of running "
+        "the tool again.",
+    )
+    result_omitted = serializers.BooleanField(
+        help_text="True when a longer result was stored but is not returned here."
+    )
+    error = serializers.CharField()
+    reported_at = serializers.DateTimeField()
+
+
+def execution_report(action: Action) -> dict | None:
+    """The action's execution report as the API returns it (None before one is accepted)."""
+    report = next(
+        (r for r in action.reports.all() if r.kind == Report.Kind.EXECUTION),
+        None,
+    )
+    if report is None:
+        return None
+    result = None if is_redacted(report.result) else report.result
+    size = len(json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode())
+    omitted = size > MAX_RETURNED_RESULT_BYTES
+    return {
+        "outcome": report.outcome,
+        "result": None if omitted else result,
+        "result_omitted": omitted,
+        "error": report.error,
+        "reported_at": _datetime(report.created_at),
+    }
+
+
 def _datetime(value: Any) -> str | None:
     """A datetime as DRF's ``DateTimeField`` writes it (``None`` stays ``None``)."""
     return None if value is None else _DATETIME_FIELD.to_representation(value)
@@ -199,6 +242,9 @@ class ActionSerializer(serializers.ModelSerializer):
     decisions = serializers.SerializerMethodField()
     policy_version = serializers.IntegerField(source="policy_version.number", allow_null=True)
     links = serializers.SerializerMethodField()
+    execution = serializers.SerializerMethodField(
+        help_text="The agent's execution report once accepted (else null)."
+    )
 
     class Meta:
         model = Action
@@ -222,6 +268,7 @@ class ActionSerializer(serializers.ModelSerializer):
             "created_at",
             "decided_at",
             "links",
+            "execution",
         ]
         read_only_fields = fields
 
@@ -252,6 +299,7 @@ class ActionSerializer(serializers.ModelSerializer):
             "created_at": _datetime(action.created_at),
             "decided_at": _datetime(action.decided_at),
             "links": self.get_links(action),
+            "execution": self.get_execution(action),
         }
 
     def get_approvals(self, action: Action) -> int:
@@ -266,6 +314,12 @@ class ActionSerializer(serializers.ModelSerializer):
             action.decisions.select_related("reviewer").all(), many=True
         ).data
 
+    @extend_schema_field(ExecutionOutSerializer(allow_null=True))
+    def get_execution(self, action: Action) -> dict | None:
+        if self.context.get("just_created"):
+            return None  # the gate's answer: nothing can have run yet
+        return execution_report(action)
+
     def get_links(self, action: Action) -> dict:
         base = f"/api/v1/actions/{action.pk}"
         return {
@@ -279,7 +333,13 @@ class ActionSerializer(serializers.ModelSerializer):
 class ExecutionReportSerializer(StrictSerializer):
     outcome = serializers.ChoiceField(choices=["succeeded", "failed"])
     payload_hash = serializers.RegexField(r"^[0-9a-f]{64}$")
-    result = serializers.JSONField(required=False, allow_null=True)
+    result = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="What the tool returned, as the agent chooses to keep it. Returned with the "
+        "action (`execution.result`) when its JSON is at most 8 KiB, so a replayed "
+        "submission can answer with it instead of running the tool again.",
+    )
     error = serializers.CharField(max_length=10000, required=False, allow_blank=True)
 
 

@@ -5,45 +5,23 @@ runs with the reviewer's edit), one is rejected (and the model reads the reason)
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
-from langgraph.graph import START, MessagesState, StateGraph
-from langgraph.prebuilt import ToolNode, tools_condition
-from pydantic import Field
+from langgraph.prebuilt import ToolNode
 
 import tests.sdk_path  # noqa: F401
 from approvals.models import Action
 from tests import factories
+from tests.langgraph_agent import ScriptedChatModel, build_graph
 from tests.sdk_support import Decider, approve_with, reject_with
 
 # isort: split
 from airlock_sdk import Airlock, AsyncAirlock, RetryPolicy
-from airlock_sdk.adapters.langchain import gate_tools
+from airlock_sdk.adapters.langchain import AirlockToolNode, gate_tools
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class ScriptedChatModel(BaseChatModel):
-    """Answers with the scripted messages in order; remembers what it was shown."""
-
-    script: list[AIMessage]
-    seen: list[list[BaseMessage]] = Field(default_factory=list)
-
-    @property
-    def _llm_type(self) -> str:
-        return "scripted"
-
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, **kwargs: Any) -> ChatResult:
-        self.seen.append(list(messages))
-        return ChatResult(generations=[ChatGeneration(message=self.script[len(self.seen) - 1])])
-
-    def bind_tools(self, tools: Any, **kwargs: Any) -> ScriptedChatModel:
-        return self
 
 
 def call(name: str, args: dict, call_id: str) -> AIMessage:
@@ -66,23 +44,7 @@ def create_refund_request(order_id: str, amount: float) -> str:
     raise AssertionError("a rejected refund must never run")
 
 
-def build_graph(model: ScriptedChatModel, tools: list) -> Any:
-    def agent(state: MessagesState) -> dict:
-        return {"messages": [model.invoke(state["messages"])]}
-
-    async def aagent(state: MessagesState) -> dict:
-        return {"messages": [await model.ainvoke(state["messages"])]}
-
-    graph = StateGraph(MessagesState)
-    graph.add_node("agent", agent)
-    graph.add_node("tools", ToolNode(tools))
-    graph.add_edge(START, "agent")
-    graph.add_conditional_edges("agent", tools_condition)
-    graph.add_edge("tools", "agent")
-    return graph.compile()
-
-
-@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("mode", ["sync", "async", "node_block"])
 def test_langgraph_agent__approved_call_runs_edited__rejected_call_reason_reaches_model(
     asgi_server, support_agent, reviewer, mode
 ):
@@ -97,21 +59,22 @@ def test_langgraph_agent__approved_call_runs_edited__rejected_call_reason_reache
     )
     token = factories.make_token(support_agent)
     retry = RetryPolicy(attempts=3, backoff=0.05, give_up_after=5)
-    client = (Airlock if mode == "sync" else AsyncAirlock)(
+    client = (AsyncAirlock if mode == "async" else Airlock)(
         asgi_server.url, token, retry=retry, poll_seconds=5
     )
-    tools = gate_tools(
-        [send_email, create_refund_request],
-        client,
-        per_tool={
-            "send_email": {"effect": "write", "summary": lambda a: f"Email {a['to']}"},
-            "create_refund_request": {
-                "effect": "write",
-                "blast_radius": lambda a: {"amount": {"value": a["amount"], "currency": "EUR"}},
-            },
+    per_tool = {
+        "send_email": {"effect": "write", "summary": lambda a: f"Email {a['to']}"},
+        "create_refund_request": {
+            "effect": "write",
+            "blast_radius": lambda a: {"amount": {"value": a["amount"], "currency": "EUR"}},
         },
-    )
-    graph = build_graph(model, tools)
+    }
+    inner = [send_email, create_refund_request]
+    if mode == "node_block":  # the interrupting node, told to wait inside instead
+        node = AirlockToolNode(inner, client, block=True, per_tool=per_tool)
+    else:
+        node = ToolNode(gate_tools(inner, client, per_tool=per_tool))
+    graph = build_graph(model, node)
     edited = {**email, "body": "We refunded 42.18 EUR to your card."}
     decisions = [
         ("send_email", approve_with(reviewer, edited)),
@@ -119,12 +82,12 @@ def test_langgraph_agent__approved_call_runs_edited__rejected_call_reason_reache
     ]
     start = {"messages": [HumanMessage("Dana's order ORD-7711 arrived late.")]}
     with Decider(decisions):
-        final = graph.invoke(start) if mode == "sync" else asyncio.run(graph.ainvoke(start))
+        final = asyncio.run(graph.ainvoke(start)) if mode == "async" else graph.invoke(start)
 
     assert [edited] == SENT
     tool_messages = [m for m in final["messages"] if isinstance(m, ToolMessage)]
     assert [m.status for m in tool_messages] == ["success", "error"]
-    assert tool_messages[0].content == "Email sent to dana@example.com"
+    assert tool_messages[0].content.startswith("Email sent to dana@example.com")
     # The model's last turn saw the rejection and the reviewer's reason.
     last_seen = model.seen[-1][-1]
     assert isinstance(last_seen, ToolMessage) and last_seen.tool_call_id == "call-2"

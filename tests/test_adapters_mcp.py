@@ -10,11 +10,15 @@ import sys
 import textwrap
 import time
 
+import anyio
+import mcp_types as types
 import pytest
+from django.db import connection
 from mcp import Client, StdioServerParameters
 from mcp.server.mcpserver import MCPServer
 
 import tests.sdk_path  # noqa: F401
+from approvals import actions
 from approvals.models import Action, Report
 from tests import factories
 from tests.sdk_path import SDK_SRC
@@ -114,36 +118,89 @@ UPSTREAM = textwrap.dedent(
 )
 
 
+def _in_thread(fn):
+    """Run ``fn`` (Django ORM) in a worker thread of the event loop, closing its connection."""
+
+    def run():
+        try:
+            return fn()
+        finally:
+            connection.close()
+
+    return anyio.to_thread.run_sync(run)
+
+
 @pytest.mark.multiprocess
-def test_gateway_command_line_over_stdio__gated_call_waits_for_approval(
+def test_gateway_command_line_over_stdio__progress_and_card_while_waiting__cancel_withdraws(
     asgi_server, support_agent, reviewer, tmp_path
 ):
+    # Given a client that accepts URL elicitations, talking over stdio to the command-line
+    # gateway in front of a stdio upstream server
     upstream = tmp_path / "crm_server.py"
     upstream.write_text(UPSTREAM)
     token = factories.make_token(support_agent)
     params = StdioServerParameters(
         command=sys.executable,
         args=[
-            "-m",
-            "airlock_sdk.adapters.mcp_gateway",
-            "--url",
-            asgi_server.url,
-            "--",
-            sys.executable,
-            str(upstream),
+            *("-m", "airlock_sdk.adapters.mcp_gateway", "--url", asgi_server.url),
+            *("--progress-every", "0.2", "--", sys.executable, str(upstream)),
         ],
         env={"PYTHONPATH": str(SDK_SRC), "AIRLOCK_TOKEN": token},
     )
+    elicited: list[str] = []
+    progress: list[list[str]] = [[], []]
+
+    async def on_elicitation(context, params):
+        elicited.append(params.url)
+        return types.ElicitResult(action="accept")
+
+    def approve_pending() -> None:
+        actions.approve(action_id=Action.objects.get(status="pending").pk, user=reviewer)
 
     async def scenario() -> tuple:
-        async with Client(params) as session:
+        async with Client(params, elicitation_callback=on_elicitation) as session:
             listing = await session.list_tools()
-            result = await session.call_tool("send_email", EMAIL)
-            return listing, result
+            results: dict = {}
+            for index in (0, 1):
+                heard = anyio.Event()
 
-    with Decider([("send_email", approve_with(reviewer))]):
-        listing, result = asyncio.run(scenario())
+                async def on_progress(value, total, message, index=index, heard=heard):
+                    progress[index].append(message)
+                    heard.set()
+
+                async def call(index=index, on_progress=on_progress):
+                    with anyio.CancelScope() as scope:
+                        results[f"scope{index}"] = scope
+                        results[index] = await session.call_tool(
+                            "send_email", EMAIL, progress_callback=on_progress
+                        )
+
+                async with anyio.create_task_group() as group:
+                    group.start_soon(call)
+                    # When the call is waiting: progress arrives (then people approve the
+                    # first call; the client cancels the second)
+                    with anyio.fail_after(120):
+                        await heard.wait()
+                    if index == 0:
+                        await _in_thread(approve_pending)
+                    else:
+                        results["scope1"].cancel()
+            # Then the cancelled call's action is withdrawn
+            with anyio.fail_after(60):
+                while await _in_thread(lambda: Action.objects.order_by("id").last().status) != (
+                    "cancelled"
+                ):
+                    await anyio.sleep(0.1)
+            return listing, results.get(0), results.get(1)
+
+    listing, approved, cancelled = asyncio.run(scenario())
+
+    first, second = Action.objects.order_by("id")
+    card = f"{asgi_server.url}/actions/{first.pk}"
     assert [tool.name for tool in listing.tools] == ["send_email"]
-    assert not result.is_error
-    assert texts(result) == "Email sent to dana@example.com: Refunded 42.18 EUR"
-    assert Action.objects.get().status == "executed"
+    assert card in progress[0][0] and f"/actions/{second.pk}" in progress[1][0]
+    assert not approved.is_error
+    assert texts(approved) == "Email sent to dana@example.com: Refunded 42.18 EUR"
+    assert cancelled is None
+    assert (first.status, second.status) == ("executed", "cancelled")
+    assert elicited[0] == card

@@ -78,6 +78,62 @@ def test_request__allowed_read__wait_returns_at_once_and_report_executes(airlock
     assert action.release.model == "scripted-1" and action.summary == "Look up ORD-1"
 
 
+def test_report__short_result__returned_with_the_action__long_one_omitted(airlock):
+    # Given two allowed calls, one reported with a short result, one with a long one
+    short = airlock.request("get_order_status", {"order_id": "ORD-1"})
+    long = airlock.request("get_order_status", {"order_id": "ORD-2"})
+    airlock.report(short, "succeeded", {"status": "shipped"})
+    airlock.report(long, "succeeded", "x" * 9000)
+    # When the agent reads them back
+    short_read, long_read = airlock.get(short.id), airlock.get(long.id)
+    # Then the short result comes back with the report; the long one is stored, not returned
+    assert short_read.execution["outcome"] == "succeeded"
+    assert short_read.result == {"status": "shipped"}
+    assert long_read.result is None and long_read.execution["result_omitted"] is True
+    assert Report.objects.get(action_id=long.id).result == "x" * 9000
+    assert airlock.request("get_order_status", {"order_id": "ORD-3"}).execution is None
+
+
+def test_gated__stable_idempotency_key__replay_returns_recorded_result_without_running(
+    airlock,
+):
+    # Given a gated tool whose key and correlation id come from the conversation
+    calls = []
+
+    @airlock.gated(
+        tool="get_order_status",
+        idempotency_key=lambda a: f"ticket-9:{a['order_id']}",
+        correlation_id="ticket-9",
+    )
+    def get_order_status(order_id: str) -> dict:
+        calls.append(order_id)
+        return {"order_id": order_id, "status": "shipped"}
+
+    # When the same call is made again (a replay after a restart)
+    first = get_order_status("ORD-1")
+    replayed = get_order_status("ORD-1")
+    # Then the tool ran once, one action exists, and the replay got the recorded result
+    assert calls == ["ORD-1"]
+    assert first == replayed == {"order_id": "ORD-1", "status": "shipped"}
+    action = Action.objects.get()
+    assert (action.status, action.correlation_id) == ("executed", "ticket-9")
+
+
+def test_gated__replay_of_a_failed_call__raises_without_running_again(airlock):
+    calls = []
+
+    @airlock.gated(tool="get_order_status", idempotency_key="ticket-10:lookup")
+    def get_order_status(order_id: str) -> dict:
+        calls.append(order_id)
+        raise LookupError("no such order")
+
+    with pytest.raises(LookupError):
+        get_order_status("ORD-404")
+    with pytest.raises(airlock_sdk.ActionNotPermitted, match="already ran and failed"):
+        get_order_status("ORD-404")
+    assert calls == ["ORD-404"] and Action.objects.get().status == "failed"
+
+
 def test_request__forbidden_tool__denied_answer_and_wait_raises_with_reason(airlock):
     decision = airlock.request("approve_refund", {"order_id": "ORD-1"})
     assert (decision.status, decision.reason_code) == ("denied", "tool_forbidden")

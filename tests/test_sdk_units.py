@@ -8,10 +8,14 @@ import time
 
 import httpx
 import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import tool
 
 import tests.sdk_path  # noqa: F401
 from approvals.webhooks import sign
 from audit.canonical import payload_hash as server_payload_hash
+from tests.langgraph_agent import ScriptedChatModel, build_graph
+from tests.sdk_support import closed_port
 
 # isort: split
 from airlock_sdk import (
@@ -24,6 +28,8 @@ from airlock_sdk import (
     payload_hash,
     verify_signature,
 )
+from airlock_sdk.adapters._common import correlation_for, replay_key
+from airlock_sdk.adapters.langchain import AirlockToolNode, edit_note
 from airlock_sdk.decision import Decision
 from airlock_sdk.errors import ActionRejected, not_permitted_for
 from airlock_sdk.gating import Binder
@@ -155,3 +161,52 @@ def test_verify_signature__matches_the_servers_signer():
             verify_signature("whsec_test", bad_body, bad_header)
     rotated = f"{sign('whsec_old', body)},v1={sign('whsec_test', body).split('v1=')[1]}"
     assert verify_signature("whsec_test", body, rotated)
+
+
+def test_replay_key__stable_plain_and_bounded__none_without_a_conversation():
+    assert replay_key("langgraph", "ticket-1", "call-1") == "langgraph:ticket-1:call-1"
+    assert replay_key("langgraph", None, "call-1") is None  # a call id alone is not unique
+    assert replay_key("langgraph", "ticket-1", None) is None
+    odd = replay_key("mcp", "sëssion with spaces", 3)
+    assert odd == replay_key("mcp", "sëssion with spaces", 3) and odd.isascii() and " " not in odd
+    assert len(replay_key("x", "t" * 500, "c")) <= 200
+    assert correlation_for("ticket-1") == "ticket-1" and len(correlation_for("t" * 90)) <= 80
+
+
+def test_edit_note__names_changed_arguments_and_the_approvers_comment():
+    decision = Decision(
+        None,
+        action(
+            status="approved",
+            arguments={"to": "a@example.com", "body": "Kind regards"},
+            original_arguments={"to": "a@example.com", "body": "Regards"},
+            decisions=[
+                {"verdict": "approve", "comment": "Be kinder", "voided": False},
+                {"verdict": "approve", "comment": "old", "voided": True},
+            ],
+        ),
+    )
+    assert edit_note(decision) == (
+        '(Airlock: arguments edited by a reviewer: body: "Regards" -> "Kind regards"; '
+        "approver's comment: Be kinder.)"
+    )
+    assert edit_note(Decision(None, action(status="approved"))) == ""
+
+
+def test_tool_node__gate_unreachable__error_tool_message_and_nothing_runs():
+    ran = []
+
+    @tool
+    def send_email(to: str) -> str:
+        """Send an email."""
+        ran.append(to)
+        return "sent"
+
+    client = Airlock(f"http://127.0.0.1:{closed_port()}", "alk_test", retry=FAST)
+    call = {"name": "send_email", "args": {"to": "a@example.com"}, "id": "call-1"}
+    model = ScriptedChatModel(script=[AIMessage("", tool_calls=[call]), AIMessage("Sorry.")])
+    graph = build_graph(model, AirlockToolNode([send_email], client, block=True))
+    final = graph.invoke({"messages": [HumanMessage("Email a@example.com")]})
+    message = final["messages"][-2]
+    assert ran == [] and message.status == "error"
+    assert "could not be reached" in message.content

@@ -147,9 +147,12 @@ class Airlock:
         The call's arguments (by parameter name, defaults filled in; ``exclude`` names are
         passed through unsent) are the tool's arguments. ``summary``, ``rationale``,
         ``evidence``, ``blast_radius``, ``release``, ``on_behalf_of``, ``callback_url``,
-        ``compensation`` and ``correlation_id`` are values or functions of the arguments
-        dict. The function runs only when allowed or approved, with the approved (possibly
-        edited) arguments; its result or exception is reported. Otherwise it raises
+        ``compensation``, ``correlation_id`` and ``idempotency_key`` are values or functions
+        of the arguments dict. The function runs only when allowed or approved, with the
+        approved (possibly edited) arguments; its result or exception is reported. A key
+        that survives a restart (say, a conversation id plus the tool call's id) makes the
+        call replay-safe: a replay finds the same action (no second card) and, once it ran,
+        returns the recorded result instead of running the function again. Otherwise it raises
         :class:`~airlock_sdk.ActionDenied`, :class:`~airlock_sdk.ActionRejected`,
         :class:`~airlock_sdk.ActionExpired`, ... (``str(exc)`` is for the model) or
         :class:`~airlock_sdk.GateUnavailable`. ``effect`` (read/draft/write) documents the

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from airlock_sdk.client import Airlock
 
 EXECUTABLE = frozenset({"allowed", "approved"})
+# The tool ran and its success was reported (a rollback may have been asked for since).
+RAN = frozenset({"executed", "rollback_requested", "rolled_back", "rollback_failed"})
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -73,6 +75,8 @@ class DecisionBase:
         self.decisions = list(data.get("decisions") or [])
         self.policy_version = data.get("policy_version")
         self.links = dict(data.get("links") or {})
+        self.correlation_id = str(data.get("correlation_id") or "")
+        self.execution = data.get("execution") if isinstance(data.get("execution"), dict) else None
 
     @property
     def pending(self) -> bool:
@@ -83,6 +87,18 @@ class DecisionBase:
         """Allowed at once or approved by people: the tool may run, once, with
         ``arguments``."""
         return self.status in EXECUTABLE
+
+    @property
+    def already_ran(self) -> bool:
+        """The tool already ran for this action and its success was reported (e.g. a replay
+        of the same submission found it): do not run it again; use :attr:`result`."""
+        return self.status in RAN
+
+    @property
+    def result(self) -> Any:
+        """The result recorded with the execution report (when short enough to be
+        returned; else ``None``)."""
+        return (self.execution or {}).get("result")
 
     @property
     def edited(self) -> bool:

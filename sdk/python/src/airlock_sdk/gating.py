@@ -10,8 +10,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from airlock_sdk._core import RetryPolicy, jsonable
 from airlock_sdk.errors import (
+    ActionNotPermitted,
     AirlockAPIError,
     AirlockError,
     DecisionTimeout,
@@ -21,12 +24,12 @@ from airlock_sdk.errors import (
 if TYPE_CHECKING:
     from airlock_sdk.aio import AsyncAirlock
     from airlock_sdk.client import Airlock
-    from airlock_sdk.decision import AsyncDecision, Decision
+    from airlock_sdk.decision import AsyncDecision, Decision, DecisionBase
 
 logger = logging.getLogger("airlock_sdk")
 
 # Fields of a submission that ``gated`` accepts as a value or as a function of the
-# call's arguments.
+# call's arguments (``idempotency_key`` is the submission's header, not a body field).
 DYNAMIC_FIELDS = (
     "summary",
     "rationale",
@@ -37,7 +40,11 @@ DYNAMIC_FIELDS = (
     "callback_url",
     "compensation",
     "correlation_id",
+    "idempotency_key",
 )
+STILL_PENDING = "it is still waiting for a human decision, so it did not run"
+# Longest a cancelled call spends withdrawing its action (shielded from the cancellation).
+WITHDRAW_SECONDS = 15.0
 QUIET_RETRY = RetryPolicy(attempts=3, backoff=0.2, max_backoff=1.0, give_up_after=5.0)
 
 
@@ -129,6 +136,15 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def recorded_result(decision: DecisionBase) -> Any:
+    """For a submission that found its action already run (a replay with the same
+    idempotency key): the recorded result, never a second run. A failed run raises."""
+    if decision.status == "failed":
+        error = (decision.execution or {}).get("error") or "no error was recorded"
+        raise ActionNotPermitted(decision, reason=f"it already ran and failed: {error}")
+    return decision.result
+
+
 # --- synchronous -----------------------------------------------------------------------------
 
 
@@ -182,16 +198,29 @@ def execute(
     tool_args: dict[str, Any],
     run: Callable[[dict[str, Any]], Any],
     report_result: Callable[[Any], Any] | None = None,
+    replayed: Callable[[DecisionBase], Any] = recorded_result,
+    wait: bool = True,
     **extra: Any,
 ) -> Any:
     """Ask the gate about ``tool_args``; when allowed or approved, ``run(approved_args)``
     and report its result (passed through ``report_result`` if given) or its exception
     (re-raised). Raises :class:`~airlock_sdk.ActionNotPermitted` or
     :class:`~airlock_sdk.GateUnavailable` without running anything otherwise. ``extra``
-    are submission fields (e.g. ``correlation_id``) the spec does not set."""
+    are submission fields (e.g. ``correlation_id``, ``idempotency_key``) the spec does not
+    set. When the submission finds its action already run (the same idempotency key
+    replayed), nothing runs: ``replayed(decision)`` answers (default: the recorded result).
+    ``wait=False`` (interrupt-mode adapters: people decided before this call) refuses a
+    still-pending action instead of waiting for it."""
     fields = {**extra, **spec.request_fields(tool_args)}
     decision = client.request(spec.tool, tool_args, **fields)
-    wait_for_permission(client, decision, spec.timeout)
+    if decision.already_ran or decision.status == "failed":
+        return replayed(decision)
+    if wait:
+        wait_for_permission(client, decision, spec.timeout)
+    else:
+        decision.raise_for_status()
+        if decision.pending:
+            raise ActionNotPermitted(decision, reason=STILL_PENDING)
     try:
         result = run(decision.arguments)
     except Exception as exc:
@@ -253,8 +282,46 @@ async def await_permission(
         raise
     except BaseException:  # cancelled, interrupted: do not leave people deciding for nothing
         if decision.pending:
-            await _awithdraw_quietly(client, decision)
+            # Shielded: under anyio a cancelled scope cancels every await inside it, so an
+            # unshielded withdraw would never be sent (the card stays, gets approved and
+            # never runs). Bounded, so a dead server cannot hold the cancellation.
+            with anyio.move_on_after(WITHDRAW_SECONDS, shield=True):
+                await _awithdraw_quietly(client, decision)
         raise
+
+
+async def await_informing(
+    client: AsyncAirlock,
+    decision: AsyncDecision,
+    timeout: float | None,
+    while_pending: Callable[[AsyncDecision], Awaitable[None]] | None,
+) -> AsyncDecision:
+    """:func:`await_permission`, running ``while_pending(decision)`` beside the wait (say,
+    progress notifications to a client) and cancelling it when the wait ends."""
+    if while_pending is None or not decision.pending:
+        return await await_permission(client, decision, timeout)
+    outcome: dict[str, Any] = {}
+    async with anyio.create_task_group() as group:
+
+        async def wait() -> None:
+            try:
+                outcome["decision"] = await await_permission(client, decision, timeout)
+            except Exception as exc:  # re-raised below, not wrapped in an exception group
+                outcome["error"] = exc
+            finally:
+                group.cancel_scope.cancel()
+
+        async def inform() -> None:
+            try:
+                await while_pending(decision)
+            except Exception as exc:
+                logger.warning("airlock: while waiting for action %s: %s", decision.id, exc)
+
+        group.start_soon(inform)
+        group.start_soon(wait)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["decision"]
 
 
 async def areport_quietly(
@@ -276,12 +343,23 @@ async def aexecute(
     tool_args: dict[str, Any],
     run: Callable[[dict[str, Any]], Awaitable[Any]],
     report_result: Callable[[Any], Any] | None = None,
+    replayed: Callable[[DecisionBase], Any] = recorded_result,
+    wait: bool = True,
+    while_pending: Callable[[AsyncDecision], Awaitable[None]] | None = None,
     **extra: Any,
 ) -> Any:
-    """See :func:`execute`; ``run`` returns an awaitable."""
+    """See :func:`execute`; ``run`` returns an awaitable. ``while_pending(decision)`` runs
+    beside a wait for people (cancelled when it ends)."""
     fields = {**extra, **spec.request_fields(tool_args)}
     decision = await client.request(spec.tool, tool_args, **fields)
-    await await_permission(client, decision, spec.timeout)
+    if decision.already_ran or decision.status == "failed":
+        return replayed(decision)
+    if wait:
+        await await_informing(client, decision, spec.timeout, while_pending)
+    else:
+        decision.raise_for_status()
+        if decision.pending:
+            raise ActionNotPermitted(decision, reason=STILL_PENDING)
     try:
         result = await run(decision.arguments)
     except Exception as exc:

@@ -18,26 +18,44 @@ In code (e.g. in-process, for tests)::
 (with ``prefix``) and arguments to Airlock and waits; when allowed or approved, it calls
 the upstream tool with the approved (possibly edited) arguments and reports the result
 (an upstream ``isError`` result is reported as ``failed``). Otherwise it answers with an
-``isError`` result whose text says why (a reviewer's reason for a rejection)."""
+``isError`` result whose text says why (a reviewer's reason for a rejection).
+
+While a call waits it sends progress notifications (``--progress-every`` seconds; clients
+whose request timeout resets on progress keep waiting) and, to a client that supports
+URL-mode elicitation, the card's link (an ``input_required`` round on 2026-07-28
+connections, an ``elicitation/create`` request on older ones). A client that cancels the
+call or disconnects withdraws the action (the withdraw is shielded from the cancelled
+scope), so no card is left for people to approve in vain."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
+import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import mcp_types as types
 from mcp import Client, StdioServerParameters
 from mcp.server import Server
+from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.stdio import stdio_server
 
 from airlock_sdk import gating
-from airlock_sdk.adapters._common import async_client, message_for_model
+from airlock_sdk.adapters._common import (
+    async_client,
+    correlation_for,
+    message_for_model,
+    recorded_text,
+    replay_key,
+)
 from airlock_sdk.aio import AsyncAirlock
 from airlock_sdk.client import Airlock
 from airlock_sdk.errors import AirlockError
@@ -55,6 +73,56 @@ class UpstreamToolError(Exception):
         super().__init__(_text_of(result) or "the upstream tool reported an error")
 
 
+def _session_id(ctx: Any) -> str | None:
+    """The transport's session id of the request's connection (Streamable HTTP), if any."""
+    connection = getattr(getattr(ctx, "session", None), "_connection", None)
+    return getattr(connection, "session_id", None)
+
+
+STATE_PREFIX = "airlock-key:"
+
+
+def _supports_url_elicitation(session: Any) -> bool:
+    capabilities = getattr(session, "client_capabilities", None)
+    elicitation = getattr(capabilities, "elicitation", None)
+    return getattr(elicitation, "url", None) is not None
+
+
+def _elicits_by_input_round(session: Any) -> bool:
+    """A client that takes URL elicitations on a connection where the server cannot send
+    it requests mid-call (2026-07-28): the card goes out as an ``input_required`` round."""
+    return _supports_url_elicitation(session) and not getattr(session, "can_send_request", True)
+
+
+def _waiting_message(airlock: AsyncAirlock, decision: Any) -> tuple[str, str]:
+    card = airlock.config.url + str(decision.links.get("card") or "")
+    return card, f"Waiting for a human decision on Airlock (action {decision.id}): {card}"
+
+
+def _card_round(airlock: AsyncAirlock, decision: Any, key: str) -> types.InputRequiredResult:
+    """Ask the client to show the card's URL; its retry (with this state) waits for the
+    decision, sending progress."""
+    card, message = _waiting_message(airlock, decision)
+    return types.InputRequiredResult(
+        input_requests={
+            "airlock_card": types.ElicitRequest(
+                params=types.ElicitRequestURLParams(message=message, url=card)
+            )
+        },
+        request_state=STATE_PREFIX + key,
+    )
+
+
+async def _elicit(session: Any, message: str, url: str, elicitation_id: str, ctx: Any) -> None:
+    """Point the person at the card (the answer does not decide anything: the card does)."""
+    try:
+        await session.elicit_url(
+            message, url, elicitation_id, related_request_id=getattr(ctx, "request_id", None)
+        )
+    except Exception as exc:
+        logger.info("airlock: the client did not take the card's link: %s", exc)
+
+
 def _text_of(result: types.CallToolResult) -> str:
     return "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))
 
@@ -64,6 +132,23 @@ def _for_report(result: types.CallToolResult) -> dict[str, Any]:
     if result.structured_content is not None:
         out["structured"] = result.structured_content
     return out
+
+
+def _replayed(decision: Any) -> types.CallToolResult:
+    """A call that already ran (the same session and request id again): the recorded
+    result, never a second upstream call."""
+    if decision.status == "failed":
+        error = (decision.execution or {}).get("error") or "the upstream tool failed"
+        return _refusal(f"Airlock: this call already ran and failed: {error}")
+    recorded = decision.result
+    if not isinstance(recorded, dict):
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=recorded_text(decision))]
+        )
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=str(recorded.get("text") or ""))],
+        structured_content=recorded.get("structured"),
+    )
 
 
 def _refusal(text: str) -> types.CallToolResult:
@@ -77,7 +162,13 @@ class AirlockGateway:
 
     ``prefix`` is put before tool names sent to Airlock (e.g. ``"crm."``), so rules can tell
     gateways apart; ``per_tool`` maps an upstream tool name to gate options for it
-    (``effect``, ``summary``, ``blast_radius``, ...); other keyword options apply to all."""
+    (``effect``, ``summary``, ``blast_radius``, ...); other keyword options apply to all.
+
+    While a call waits for people, the gateway sends the client a progress notification
+    every ``progress_every`` seconds (when the client asked for progress), so clients with
+    request timeouts that reset on progress keep waiting, and, where the client supports
+    URL-mode elicitation, one elicitation pointing at the card. A client that cancels the
+    call (or disconnects) withdraws the action."""
 
     def __init__(
         self,
@@ -88,9 +179,11 @@ class AirlockGateway:
         prefix: str = "",
         timeout: float | None = None,
         per_tool: dict[str, dict[str, Any]] | None = None,
+        progress_every: float = 15.0,
         **options: Any,
     ) -> None:
         self.upstream = upstream
+        self.progress_every = max(0.05, progress_every)
         self.client = client
         self.name = name
         self.prefix = prefix
@@ -108,6 +201,8 @@ class AirlockGateway:
     def build_server(self, upstream: Client) -> Server[Any]:
         """A low-level MCP server answering from the connected ``upstream`` client."""
         airlock = async_client(self.client)
+        # This server's connection, when the transport names none (stdio, in-process).
+        local_session = uuid.uuid4().hex
 
         async def on_list_tools(
             ctx: Any, params: types.PaginatedRequestParams | None
@@ -126,9 +221,32 @@ class AirlockGateway:
                     raise UpstreamToolError(result)
                 return result
 
+            session = _session_id(ctx) or local_session
+            # A retry after the card's URL elicitation carries the first round's key (in
+            # request state the server sealed), so it finds the same action.
+            state = params.request_state or ""
+            key = state.removeprefix(STATE_PREFIX) if state.startswith(STATE_PREFIX) else None
+            fields = {
+                "idempotency_key": key
+                or replay_key("mcp", session, getattr(ctx, "request_id", None)),
+                "correlation_id": correlation_for(session),
+            }
             try:
+                if not state and _elicits_by_input_round(ctx.session):
+                    decision = await airlock.request(
+                        spec.tool, arguments, **fields, **spec.request_fields(arguments)
+                    )
+                    if decision.pending:
+                        return _card_round(airlock, decision, fields["idempotency_key"])
                 return await gating.aexecute(
-                    airlock, spec, arguments, run, report_result=_for_report
+                    airlock,
+                    spec,
+                    arguments,
+                    run,
+                    report_result=_for_report,
+                    replayed=_replayed,
+                    while_pending=lambda decision: self.keep_informed(ctx, decision, airlock),
+                    **fields,
                 )
             except AirlockError as exc:
                 logger.info("airlock refused %s: %s", spec.tool, exc)
@@ -136,7 +254,39 @@ class AirlockGateway:
             except UpstreamToolError as exc:
                 return exc.result
 
-        return Server(self.name, on_list_tools=on_list_tools, on_call_tool=on_call_tool)
+        server: Server[Any] = Server(
+            self.name, on_list_tools=on_list_tools, on_call_tool=on_call_tool
+        )
+        # Seals the request state of the card's elicitation round (2026-07-28 clients).
+        server.middleware.append(
+            RequestStateBoundary(RequestStateSecurity.ephemeral(), default_audience=self.name)
+        )
+        return server
+
+    async def keep_informed(self, ctx: Any, decision: Any, airlock: AsyncAirlock) -> None:
+        """While ``decision`` is pending: progress notifications every ``progress_every``
+        seconds and, where the client supports it, a URL-mode elicitation of the card."""
+        session = ctx.session
+        card, message = _waiting_message(airlock, decision)
+        elicitation_id = f"airlock-action-{decision.id}"
+        elicited = False
+        try:
+            async with anyio.create_task_group() as group:
+                if _supports_url_elicitation(session) and session.can_send_request:
+                    elicited = True
+                    group.start_soon(_elicit, session, message, card, elicitation_id, ctx)
+                started = time.monotonic()
+                while True:
+                    await session.report_progress(
+                        round(time.monotonic() - started, 1), None, message
+                    )
+                    await anyio.sleep(self.progress_every)
+        finally:
+            if elicited:
+                with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
+                    await session.send_elicit_complete(
+                        elicitation_id, related_request_id=getattr(ctx, "request_id", None)
+                    )
 
     @asynccontextmanager
     async def serve(self) -> AsyncIterator[Server[Any]]:
@@ -165,6 +315,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--timeout", type=float, default=None, help="seconds to wait for a decision"
     )
+    parser.add_argument(
+        "--progress-every",
+        type=float,
+        default=15.0,
+        help="seconds between progress notifications while a call waits for people",
+    )
     parser.add_argument("--name", default="airlock-gateway", help="this server's MCP name")
     parser.add_argument("--upstream-url", help="a Streamable HTTP MCP server to proxy")
     parser.add_argument(
@@ -182,7 +338,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     client = AsyncAirlock(args.url, args.token)
     gateway = AirlockGateway(
-        upstream, client, name=args.name, prefix=args.prefix, timeout=args.timeout
+        upstream,
+        client,
+        name=args.name,
+        prefix=args.prefix,
+        timeout=args.timeout,
+        progress_every=args.progress_every,
     )
     asyncio.run(gateway.run_stdio())
 
