@@ -27,7 +27,7 @@ from accounts.stepup import (
     approval_step_up_check,
     verify_offered_code,
 )
-from approvals import actions
+from approvals import actions, rules
 from approvals.events import action_group
 from approvals.models import Action, Channel
 from approvals.permissions import can_view_action, visible_actions
@@ -44,6 +44,7 @@ from audit.chain import Actor
 from core.api import AirlockAPIView
 from core.api_errors import ApiError
 from core.parsers import InvalidText, identifier_problem
+from core.people import is_agent
 from core.permissions import IsAgent, IsPerson
 from core.serializers import NoFieldsSerializer, ReasonSerializer
 from rollout import actions as rollout_actions
@@ -173,10 +174,14 @@ class ActionDetailView(AirlockAPIView):
     )
     def get(self, request: Request, action_id: int) -> Response:
         action = _visible_action_or_404(request, action_id)
-        if action.status == "pending" and action.expires_at and action.expires_at <= timezone.now():
-            # Expiry never waits for the background task: the reader sees it (audited).
-            actions.expire(action_id=action.pk)
+        if action.status == "pending" and rules.overdue(action, timezone.now()):
+            # Expiry and a lapsed lease never wait for the background task: the reader sees
+            # them (audited).
+            actions.settle_overdue(action_id=action.pk)
             action = _visible_action_or_404(request, action_id)
+        elif is_agent(request.user):
+            # The agent's own read is a sign of life: it renews the action's lease.
+            actions.renew_lease_while_waiting(action=action)
         return Response(ActionSerializer(action, context={"viewer": request.user}).data)
 
 
@@ -190,9 +195,11 @@ def _wait_seconds(request: HttpRequest) -> float:
     return max(0.0, min(wait, settings.LONG_POLL_MAX_SECONDS))
 
 
-def _status_if_visible(request: HttpRequest, action_id: int) -> str | None:
+def _status_to_wait_on(request: HttpRequest, action_id: int, wait: float) -> str | None:
     """The action's status when the request's credentials may see it, else None (then the
-    DRF view answers 401/404 as usual, without waiting)."""
+    DRF view answers 401/404 as usual, without waiting). The action's own agent renews its
+    lease for the wait and after it; an action whose deadline already passed is not waited
+    on either (the DRF view records the lapse)."""
     try:
         auth = AgentTokenAuthentication().authenticate(Request(request))
     except Exception:
@@ -206,6 +213,11 @@ def _status_if_visible(request: HttpRequest, action_id: int) -> str | None:
         or not can_view_action(user, action)
     ):
         return None
+    if action.status == "pending":
+        if rules.overdue(action, timezone.now()):
+            return None
+        if is_agent(user):
+            actions.renew_lease_while_waiting(action=action, wait_seconds=wait)
     return action.status
 
 
@@ -252,7 +264,7 @@ async def _wait_for_change(request: HttpRequest, action_id: int, wait: float) ->
             )
             layer = None
     try:
-        initial = await sync_to_async(_status_if_visible)(request, action_id)
+        initial = await sync_to_async(_status_to_wait_on)(request, action_id, wait)
         if initial is None or initial not in WAITING_STATUSES:
             return  # nothing to wait for: a decided action answers at once
         known = request.GET.get("status")
@@ -328,6 +340,30 @@ class WithdrawView(AirlockAPIView):
         # ignored.
         _valid(NoFieldsSerializer, request)
         action = actions.withdraw(action_id=action_id, agent=request.user.agent)
+        return Response(ActionSerializer(action, context={"viewer": request.user}).data)
+
+
+class HeartbeatView(AirlockAPIView):
+    permission_classes = [IsAgent]
+
+    @extend_schema(
+        operation_id="heartbeat_action",
+        summary="Renew the lease of a pending action the agent still waits for",
+        request=NoFieldsSerializer,
+        responses={200: ActionSerializer},
+        description=(
+            "For an action submitted with `lease_seconds`: renews the lease by that many "
+            "seconds and answers the action (its current status). Reads of the action by the "
+            "agent (`GET …?wait=N`) renew it too, so an agent that long-polls needs no "
+            "heartbeat. `409` `not_pending` (already decided or ended), `no_lease` (submitted "
+            "without `lease_seconds`), `agent_gone` (the lease had lapsed: the action is now "
+            "cancelled) or `expired`."
+        ),
+    )
+    def post(self, request: Request, action_id: int) -> Response:
+        _own_action_or_404(request, action_id)
+        _valid(NoFieldsSerializer, request)
+        action = actions.heartbeat(action_id=action_id, agent=request.user.agent)
         return Response(ActionSerializer(action, context={"viewer": request.user}).data)
 
 

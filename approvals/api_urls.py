@@ -14,6 +14,11 @@ urlpatterns = [
         "actions/<int:action_id>/withdraw", api.WithdrawView.as_view(), name="api-action-withdraw"
     ),
     path(
+        "actions/<int:action_id>/heartbeat",
+        api.HeartbeatView.as_view(),
+        name="api-action-heartbeat",
+    ),
+    path(
         "actions/<int:action_id>/rollback",
         api.RollbackReportView.as_view(),
         name="api-action-rollback",

@@ -18,6 +18,8 @@ from audit.retention import masked_arguments
 from core.serializers import StrictSerializer
 
 MAX_EVIDENCE_ITEMS = 50
+MIN_LEASE_SECONDS = 5
+MAX_LEASE_SECONDS = 3600
 
 
 class RationaleSerializer(StrictSerializer):
@@ -121,6 +123,20 @@ class ActionSubmitSerializer(StrictSerializer):
         help_text="Groups related calls (filter `correlation_id` on the list)." + NAME_RULE,
     )
 
+    lease_seconds = serializers.IntegerField(
+        min_value=MIN_LEASE_SECONDS,
+        max_value=MAX_LEASE_SECONDS,
+        required=False,
+        help_text=(
+            "Opt-in, for an agent that waits while people decide (the blocking SDK client "
+            "sets it): the agent's reads of the action (`GET …?wait=N`, which covers the "
+            "wait) and `POST /api/v1/actions/{id}/heartbeat` renew the lease; when it lapses "
+            "the pending action is cancelled with feedback `agent_gone` and no decision on it "
+            "is accepted. Leave it out when nothing stays alive to renew it (an agent that "
+            "pauses and resumes later)."
+        ),
+    )
+
     def validate_callback_url(self, value: str) -> str:
         if value:
             problem = callback_url_problem(value)
@@ -215,6 +231,8 @@ class ActionSerializer(serializers.ModelSerializer):
             "decisions",
             "feedback",
             "expires_at",
+            "lease_seconds",
+            "lease_expires_at",
             "payload_hash",
             "arguments",
             "original_arguments",
@@ -245,6 +263,8 @@ class ActionSerializer(serializers.ModelSerializer):
             "decisions": self.get_decisions(action),
             "feedback": action.feedback,
             "expires_at": _datetime(action.expires_at),
+            "lease_seconds": action.lease_seconds,
+            "lease_expires_at": _datetime(action.lease_expires_at),
             "payload_hash": action.payload_hash,
             "arguments": masked_arguments(action, viewer),
             "original_arguments": masked_arguments(action, viewer, original=True),

@@ -73,6 +73,7 @@ class DecisionBase:
         self.decisions = list(data.get("decisions") or [])
         self.policy_version = data.get("policy_version")
         self.links = dict(data.get("links") or {})
+        self.lease_expires_at = _parse_time(data.get("lease_expires_at"))
 
     @property
     def pending(self) -> bool:
@@ -180,6 +181,10 @@ class Decision(DecisionBase):
         """The agent no longer needs this pending action: it is cancelled."""
         return self._client.withdraw(self)
 
+    def heartbeat(self) -> Decision:
+        """Renew this pending action's lease (see :meth:`Airlock.heartbeat`)."""
+        return self._client.heartbeat(self)
+
 
 class AsyncDecision(DecisionBase):
     """An asynchronous client's view of one action (same API, awaitable)."""
@@ -224,3 +229,6 @@ class AsyncDecision(DecisionBase):
 
     async def withdraw(self) -> AsyncDecision:
         return await self._client.withdraw(self)
+
+    async def heartbeat(self) -> AsyncDecision:
+        return await self._client.heartbeat(self)

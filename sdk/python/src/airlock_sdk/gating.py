@@ -3,10 +3,13 @@ report the outcome."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -129,6 +132,37 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _leased(fields: dict[str, Any], lease_seconds: int | None) -> dict[str, Any]:
+    """Submission fields of a call that will wait for people: with the client's lease, so
+    an agent that dies while it waits leaves no live card (its polls renew the lease)."""
+    if lease_seconds is not None:
+        fields.setdefault("lease_seconds", lease_seconds)
+    return fields
+
+
+def _raise_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def sigterm_ends_the_wait() -> Iterator[None]:
+    """While the main thread blocks waiting for people, SIGTERM (a container stop, a
+    deploy) ends the wait as Ctrl-C does: the pending action is withdrawn, then the process
+    exits (``SystemExit``, status 143). Left alone when SIGTERM already has a handler, or
+    outside the main thread (where Python cannot take signals)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 # --- synchronous -----------------------------------------------------------------------------
 
 
@@ -141,9 +175,11 @@ def _withdraw_quietly(client: Airlock, decision: Decision) -> None:
 
 def wait_for_permission(client: Airlock, decision: Decision, timeout: float | None) -> Decision:
     """``decision.wait(timeout)``; on a timeout, withdraw the action (unless people decided
-    in the meantime, in which case their decision stands)."""
+    in the meantime, in which case their decision stands); when interrupted (Ctrl-C,
+    SIGTERM), withdraw it and re-raise."""
     try:
-        return decision.wait(timeout)
+        with sigterm_ends_the_wait():
+            return decision.wait(timeout)
     except DecisionTimeout as timed_out:
         try:
             client.withdraw(decision, retry=QUIET_RETRY)
@@ -189,7 +225,7 @@ def execute(
     (re-raised). Raises :class:`~airlock_sdk.ActionNotPermitted` or
     :class:`~airlock_sdk.GateUnavailable` without running anything otherwise. ``extra``
     are submission fields (e.g. ``correlation_id``) the spec does not set."""
-    fields = {**extra, **spec.request_fields(tool_args)}
+    fields = _leased({**extra, **spec.request_fields(tool_args)}, client.config.lease_seconds)
     decision = client.request(spec.tool, tool_args, **fields)
     wait_for_permission(client, decision, spec.timeout)
     try:
@@ -279,7 +315,7 @@ async def aexecute(
     **extra: Any,
 ) -> Any:
     """See :func:`execute`; ``run`` returns an awaitable."""
-    fields = {**extra, **spec.request_fields(tool_args)}
+    fields = _leased({**extra, **spec.request_fields(tool_args)}, client.config.lease_seconds)
     decision = await client.request(spec.tool, tool_args, **fields)
     await await_permission(client, decision, spec.timeout)
     try:
