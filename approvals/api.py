@@ -22,16 +22,20 @@ from accounts.authentication import (
     require_step_up,
     require_token_scope,
 )
+from accounts.permissions import token_scope_allows
 from accounts.stepup import (
     approval_purpose,
     approval_step_up_check,
     verify_offered_code,
 )
-from approvals import actions, rules
+from approvals import actions, rules, selectors
 from approvals.events import action_group
 from approvals.models import Action, Channel
 from approvals.permissions import can_view_action, visible_actions
 from approvals.serializers import (
+    DEFAULT_PAGE_SIZE,
+    ActionListQuerySerializer,
+    ActionPageSerializer,
     ActionSerializer,
     ActionSubmitSerializer,
     DecisionInSerializer,
@@ -39,6 +43,7 @@ from approvals.serializers import (
     KillSwitchInSerializer,
     KillSwitchSerializer,
     RollbackReportSerializer,
+    encode_cursor,
 )
 from audit.chain import Actor
 from core.api import AirlockAPIView
@@ -90,11 +95,55 @@ def _header_text(value: str) -> str:
         return value
 
 
-class ActionSubmitView(AirlockAPIView):
-    permission_classes = [IsAgent]
+class ActionsView(AirlockAPIView):
+    """``/api/v1/actions``: agents submit to the gate (POST); people list the actions they
+    may see (GET)."""
+
     # Names, not prose: held to core.parsers' rule for names and keys (no invisible or
     # control character), like every key of the body.
     identifier_fields = ("tool", "on_behalf_of", "correlation_id")
+
+    def get_permissions(self) -> list:
+        # One path, two audiences: an agent reads its actions one by one (it knows their
+        # ids); a list is for people.
+        return [IsPerson()] if self.request.method in ("GET", "HEAD") else [IsAgent()]
+
+    @extend_schema(
+        operation_id="list_actions",
+        summary="List the actions you may see (people)",
+        parameters=[ActionListQuerySerializer],
+        responses={200: ActionPageSerializer},
+        description=(
+            "For people (session, or a personal token with the `decide` or `read_audit` "
+            "scope): the actions of the agents they review or audit, newest first, filtered "
+            "by `status`, `agent`, `tool`, `risk` and `correlation_id`, in pages of `limit` "
+            "(keyset: pass `next_cursor` back as `cursor`; null on the last page). Arguments "
+            "are masked as on the card. An unknown filter or a bad cursor is `400` with the "
+            "field named; agent tokens get `403`."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        if not (token_scope_allows(request, "decide") or token_scope_allows(request, "read_audit")):
+            raise ApiError(
+                403, "token_scope", "This token's scopes include neither decide nor read_audit."
+            )
+        query = ActionListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        page, more = selectors.action_list_page(
+            request.user,
+            statuses=data.get("status", ()),
+            agent=data.get("agent", ""),
+            tool=data.get("tool", ""),
+            risk=data.get("risk", ""),
+            correlation_id=data.get("correlation_id", ""),
+            after=data.get("cursor"),
+            limit=data.get("limit", DEFAULT_PAGE_SIZE),
+        )
+        results = ActionSerializer(page, many=True, context={"viewer": request.user}).data
+        return Response(
+            {"results": results, "next_cursor": encode_cursor(page[-1]) if more else None}
+        )
 
     @extend_schema(
         operation_id="submit_action",

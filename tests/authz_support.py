@@ -629,7 +629,8 @@ OPS: list[Op] = [
         targeted=True,
     ),
     Op("incident-drill", "POST", "page", kwargs=_slug, targeted=True),
-    # --- the agent API
+    # --- the agent API (and the people's list of actions)
+    Op("api-action-submit", "GET", "api"),
     Op(
         "api-action-submit",
         "POST",

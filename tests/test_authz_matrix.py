@@ -176,6 +176,7 @@ incident-engage                  POST   login     login   403      403        40
 incident-release                 POST   login     login   404      404        404      404      404        302      302/403    403     404       login    302       login   login      login
 incident-drill                   POST   login     login   403      403/404    403      403      403/404    302      302/404    403     403/404   login    302       login   login      login
 # --- the agent API: an agent token reaches its own actions only; people decide
+api-action-submit                GET    401       403     200      200        200      200      200        200      200        200     200       401      200       200     200        200
 api-action-submit                POST   401       201     403      403        403      403      403        403      403        403     403       401      403       403     403        403
 api-action-detail                GET    401       200/404 200      200/404    200      404      404        404      404        200     200/404   401      200       200     200        200
 api-action-execution             POST   401       200/404 403      403        403      403      403        403      403        403     403       401      403       403     403        403
