@@ -119,6 +119,38 @@ def _expire_locked(action: Action, actor: Actor) -> None:
     _on_commit_broadcast(action, "expired")
 
 
+AGENT_GONE_FEEDBACK = "Cancelled: the agent stopped renewing its lease (agent_gone)."
+
+
+def _cancel_gone_locked(action: Action) -> None:
+    """The agent's lease lapsed: nobody is waiting for this decision any more."""
+    transition(action, Status.CANCELLED)
+    action.decided_at = timezone.now()
+    action.feedback = AGENT_GONE_FEEDBACK
+    action.save(update_fields=["status", "decided_at", "feedback", "updated_at"])
+    _audit(
+        action,
+        verbs.ACTION_CANCELLED,
+        Actor.system("lease"),
+        {"reason": "agent_gone", "lease_expires_at": action.lease_expires_at.isoformat()},
+    )
+    _owe_webhook(action, "action.cancelled")
+    _on_commit_broadcast(action, "agent_gone")
+
+
+def _settle_overdue_locked(action: Action) -> rules.Refusal | None:
+    """End a pending action whose deadline passed (``rules.overdue``: expiry or a lapsed
+    lease, whichever came first), in the caller's transaction; None when none has."""
+    if action.status != Status.PENDING:
+        return None
+    lapsed = rules.overdue(action, timezone.now())
+    if lapsed is rules.EXPIRED:
+        _expire_locked(action, Actor.system("expiry"))
+    elif lapsed is rules.AGENT_GONE:
+        _cancel_gone_locked(action)
+    return lapsed
+
+
 # --- the gate -----------------------------------------------------------------------------
 
 
@@ -320,6 +352,12 @@ def _decide_and_record(
         request_hash=fingerprint,
         correlation_id=str(body.get("correlation_id") or ""),
         expires_at=now + timedelta(seconds=decision.ttl_seconds) if decision.ttl_seconds else None,
+        lease_seconds=body.get("lease_seconds"),
+        lease_expires_at=(
+            now + timedelta(seconds=body["lease_seconds"])
+            if body.get("lease_seconds") and decision.outcome == Status.PENDING
+            else None
+        ),
         grant_expires_at=_grant_deadline(now) if decision.outcome == Status.ALLOWED else None,
     )
     if decision.outcome == Status.DENIED and decision.reason_code == "kill_switch":
@@ -401,9 +439,10 @@ def _refuse_or_expire(
     refusal = decision_refusal(action, user, verdict, seen_hash=seen_hash)
     if refusal is None:
         return None
-    if refusal.code == rules.EXPIRED.code:
-        # Expiry is a denial: record it now, in this transaction, then refuse.
-        _expire_locked(action, Actor.system("expiry"))
+    if refusal in (rules.EXPIRED, rules.AGENT_GONE):
+        # Expiry and a lapsed lease are denials: record them now, in this transaction, then
+        # refuse — correctness never waits for the sweep.
+        _settle_overdue_locked(action)
     return ActionRefused(refusal.code, refusal.detail, refusal.status)
 
 
@@ -664,6 +703,48 @@ def withdraw(*, action_id: int, agent: Agent) -> Action:
     return action
 
 
+def heartbeat(*, action_id: int, agent: Agent) -> Action:
+    """The agent is still waiting for a pending action: renew its lease by its
+    ``lease_seconds``. Refused (409) when the action is no longer pending (``not_pending``),
+    has no lease (``no_lease``), or its lease or time already ran out (``agent_gone`` /
+    ``expired``: the lapse is recorded now, audited, and not undone). A renewal changes no
+    status: not audited, not broadcast."""
+    with transaction.atomic():
+        action = _lock(action_id)
+        refusal = None
+        if action.status != Status.PENDING:
+            refusal = ActionRefused("not_pending", f"This action is {action.status}, not pending.")
+        elif (lapsed := _settle_overdue_locked(action)) is not None:
+            refusal = ActionRefused(lapsed.code, lapsed.detail, lapsed.status)
+        elif action.lease_expires_at is None:
+            refusal = ActionRefused(
+                "no_lease", "This action was submitted without lease_seconds: nothing to renew."
+            )
+        else:
+            action.lease_expires_at = timezone.now() + timedelta(seconds=action.lease_seconds)
+            action.save(update_fields=["lease_expires_at", "updated_at"])
+    if refusal is not None:
+        raise refusal
+    return action
+
+
+def renew_lease_while_waiting(*, action: Action, wait_seconds: float = 0) -> bool:
+    """A wait by the action's own agent is a heartbeat: push the lease of a pending action
+    to ``lease_seconds`` after the wait ends. One conditional UPDATE, no row lock held: a
+    lease that already lapsed is not revived (the read that follows records the lapse), and
+    a concurrent decision or lapse wins. Not audited, not broadcast (no status changes)."""
+    if action.lease_seconds is None or action.status != Status.PENDING:
+        return False
+    now = timezone.now()
+    until = now + timedelta(seconds=action.lease_seconds + wait_seconds)
+    renewed = Action.objects.filter(
+        pk=action.pk, status=Status.PENDING, lease_expires_at__gt=now
+    ).update(lease_expires_at=until)
+    if renewed:
+        action.lease_expires_at = until
+    return bool(renewed)
+
+
 def report_execution(
     *,
     action_id: int,
@@ -871,6 +952,16 @@ def expire(*, action_id: int) -> bool:
             return False
         _expire_locked(action, Actor.system("expiry"))
         return True
+
+
+def settle_overdue(*, action_id: int) -> bool:
+    """End one pending action whose deadline passed: expire it, or — when the agent's lease
+    lapsed first — cancel it as ``agent_gone`` (no-op otherwise, so running twice changes
+    nothing more). Audits ``action.expired`` or ``action.cancelled`` (reason
+    ``agent_gone``); owes a webhook; broadcasts. Readers and the sweep call it; decisions
+    and heartbeats do the same inside their own transaction."""
+    with transaction.atomic():
+        return _settle_overdue_locked(_lock(action_id)) is not None
 
 
 def stop_actions_in_scope(*, switch: KillSwitch, actor: Actor) -> dict[str, int]:

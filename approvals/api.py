@@ -19,25 +19,31 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.authentication import require_token_scope
+from accounts.permissions import token_scope_allows
 from accounts.stepup import (
     approval_purpose,
     approval_step_up_check,
     verify_offered_code,
 )
-from approvals import actions, hooks
+from approvals import actions, hooks, rules, selectors
 from approvals.events import action_group
 from approvals.models import Action, Channel
 from approvals.permissions import can_view_action, visible_actions
 from approvals.serializers import (
+    DEFAULT_PAGE_SIZE,
+    ActionListQuerySerializer,
+    ActionPageSerializer,
     ActionSerializer,
     ActionSubmitSerializer,
     DecisionInSerializer,
     ExecutionReportSerializer,
     RollbackReportSerializer,
+    encode_cursor,
 )
 from core.api import AirlockAPIView, valid_body
 from core.api_errors import ApiError
 from core.parsers import InvalidText, identifier_problem
+from core.people import is_agent
 from core.permissions import IsAgent, IsPerson
 from core.serializers import NoFieldsSerializer
 from rollout.authentication import AgentTokenAuthentication
@@ -79,11 +85,55 @@ def _header_text(value: str) -> str:
         return value
 
 
-class ActionSubmitView(AirlockAPIView):
-    permission_classes = [IsAgent]
+class ActionsView(AirlockAPIView):
+    """``/api/v1/actions``: agents submit to the gate (POST); people list the actions they
+    may see (GET)."""
+
     # Names, not prose: held to core.parsers' rule for names and keys (no invisible or
     # control character), like every key of the body.
     identifier_fields = ("tool", "on_behalf_of", "correlation_id")
+
+    def get_permissions(self) -> list:
+        # One path, two audiences: an agent reads its actions one by one (it knows their
+        # ids); a list is for people.
+        return [IsPerson()] if self.request.method in ("GET", "HEAD") else [IsAgent()]
+
+    @extend_schema(
+        operation_id="list_actions",
+        summary="List the actions you may see (people)",
+        parameters=[ActionListQuerySerializer],
+        responses={200: ActionPageSerializer},
+        description=(
+            "For people (session, or a personal token with the `decide` or `read_audit` "
+            "scope): the actions of the agents they review or audit, newest first, filtered "
+            "by `status`, `agent`, `tool`, `risk` and `correlation_id`, in pages of `limit` "
+            "(keyset: pass `next_cursor` back as `cursor`; null on the last page). Arguments "
+            "are masked as on the card. An unknown filter or a bad cursor is `400` with the "
+            "field named; agent tokens get `403`."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        if not (token_scope_allows(request, "decide") or token_scope_allows(request, "read_audit")):
+            raise ApiError(
+                403, "token_scope", "This token's scopes include neither decide nor read_audit."
+            )
+        query = ActionListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        page, more = selectors.action_list_page(
+            request.user,
+            statuses=data.get("status", ()),
+            agent=data.get("agent", ""),
+            tool=data.get("tool", ""),
+            risk=data.get("risk", ""),
+            correlation_id=data.get("correlation_id", ""),
+            after=data.get("cursor"),
+            limit=data.get("limit", DEFAULT_PAGE_SIZE),
+        )
+        results = ActionSerializer(page, many=True, context={"viewer": request.user}).data
+        return Response(
+            {"results": results, "next_cursor": encode_cursor(page[-1]) if more else None}
+        )
 
     @extend_schema(
         operation_id="submit_action",
@@ -163,10 +213,14 @@ class ActionDetailView(AirlockAPIView):
     )
     def get(self, request: Request, action_id: int) -> Response:
         action = _visible_action_or_404(request, action_id)
-        if action.status == "pending" and action.expires_at and action.expires_at <= timezone.now():
-            # Expiry never waits for the background task: the reader sees it (audited).
-            actions.expire(action_id=action.pk)
+        if action.status == "pending" and rules.overdue(action, timezone.now()):
+            # Expiry and a lapsed lease never wait for the background task: the reader sees
+            # them (audited).
+            actions.settle_overdue(action_id=action.pk)
             action = _visible_action_or_404(request, action_id)
+        elif is_agent(request.user):
+            # The agent's own read is a sign of life: it renews the action's lease.
+            actions.renew_lease_while_waiting(action=action)
         return Response(ActionSerializer(action, context={"viewer": request.user}).data)
 
 
@@ -180,9 +234,11 @@ def _wait_seconds(request: HttpRequest) -> float:
     return max(0.0, min(wait, settings.LONG_POLL_MAX_SECONDS))
 
 
-def _status_if_visible(request: HttpRequest, action_id: int) -> str | None:
+def _status_to_wait_on(request: HttpRequest, action_id: int, wait: float) -> str | None:
     """The action's status when the request's credentials may see it, else None (then the
-    DRF view answers 401/404 as usual, without waiting)."""
+    DRF view answers 401/404 as usual, without waiting). The action's own agent renews its
+    lease for the wait and after it; an action whose deadline already passed is not waited
+    on either (the DRF view records the lapse)."""
     try:
         auth = AgentTokenAuthentication().authenticate(Request(request))
     except Exception:
@@ -196,6 +252,11 @@ def _status_if_visible(request: HttpRequest, action_id: int) -> str | None:
         or not can_view_action(user, action)
     ):
         return None
+    if action.status == "pending":
+        if rules.overdue(action, timezone.now()):
+            return None
+        if is_agent(user):
+            actions.renew_lease_while_waiting(action=action, wait_seconds=wait)
     return action.status
 
 
@@ -242,7 +303,7 @@ async def _wait_for_change(request: HttpRequest, action_id: int, wait: float) ->
             )
             layer = None
     try:
-        initial = await sync_to_async(_status_if_visible)(request, action_id)
+        initial = await sync_to_async(_status_to_wait_on)(request, action_id, wait)
         if initial is None or initial not in WAITING_STATUSES:
             return  # nothing to wait for: a decided action answers at once
         known = request.GET.get("status")
@@ -318,6 +379,30 @@ class WithdrawView(AirlockAPIView):
         # ignored.
         valid_body(NoFieldsSerializer, request)
         action = actions.withdraw(action_id=action_id, agent=request.user.agent)
+        return Response(ActionSerializer(action, context={"viewer": request.user}).data)
+
+
+class HeartbeatView(AirlockAPIView):
+    permission_classes = [IsAgent]
+
+    @extend_schema(
+        operation_id="heartbeat_action",
+        summary="Renew the lease of a pending action the agent still waits for",
+        request=NoFieldsSerializer,
+        responses={200: ActionSerializer},
+        description=(
+            "For an action submitted with `lease_seconds`: renews the lease by that many "
+            "seconds and answers the action (its current status). Reads of the action by the "
+            "agent (`GET …?wait=N`) renew it too, so an agent that long-polls needs no "
+            "heartbeat. `409` `not_pending` (already decided or ended), `no_lease` (submitted "
+            "without `lease_seconds`), `agent_gone` (the lease had lapsed: the action is now "
+            "cancelled) or `expired`."
+        ),
+    )
+    def post(self, request: Request, action_id: int) -> Response:
+        _own_action_or_404(request, action_id)
+        valid_body(NoFieldsSerializer, request)
+        action = actions.heartbeat(action_id=action_id, agent=request.user.agent)
         return Response(ActionSerializer(action, context={"viewer": request.user}).data)
 
 

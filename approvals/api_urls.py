@@ -3,7 +3,7 @@ from django.urls import path
 from approvals import api
 
 urlpatterns = [
-    path("actions", api.ActionSubmitView.as_view(), name="api-action-submit"),
+    path("actions", api.ActionsView.as_view(), name="api-action-submit"),
     path("actions/<int:action_id>", api.action_detail, name="api-action-detail"),
     path(
         "actions/<int:action_id>/execution",
@@ -12,6 +12,11 @@ urlpatterns = [
     ),
     path(
         "actions/<int:action_id>/withdraw", api.WithdrawView.as_view(), name="api-action-withdraw"
+    ),
+    path(
+        "actions/<int:action_id>/heartbeat",
+        api.HeartbeatView.as_view(),
+        name="api-action-heartbeat",
     ),
     path(
         "actions/<int:action_id>/rollback",

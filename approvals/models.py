@@ -51,6 +51,11 @@ class Action(models.Model):
     # An approved or allowed action must be executed (reported) before this, or it is revoked.
     grant_expires_at = models.DateTimeField(null=True, blank=True)
     reversible_until = models.DateTimeField(null=True, blank=True)
+    # Opt-in proof of life of the agent waiting on a pending action: waits and heartbeats
+    # renew ``lease_expires_at``; once it passes the action is cancelled (``agent_gone``).
+    # None: no lease (interrupt-style agents, which sleep while a human decides).
+    lease_seconds = models.PositiveIntegerField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -62,6 +67,11 @@ class Action(models.Model):
             models.Index(fields=["agent", "tool", "created_at"], name="action_agent_tool_time"),
             models.Index(
                 fields=["expires_at"], condition=Q(status="pending"), name="action_pending_expiry"
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(status="pending", lease_expires_at__isnull=False),
+                name="action_pending_lease",
             ),
         ]
 

@@ -34,6 +34,11 @@ class Refusal:
 
 NOT_REVIEWER = Refusal("not_reviewer", "You may not review this agent's actions.", 403)
 EXPIRED = Refusal("expired", "This action expired before a decision.", 409)
+AGENT_GONE = Refusal(
+    "agent_gone",
+    "The agent stopped waiting for this action (its lease lapsed); it was cancelled.",
+    409,
+)
 PAYLOAD_CHANGED = Refusal(
     "payload_changed",
     "The arguments changed since you looked (someone edited them): read the card again "
@@ -82,8 +87,8 @@ def decision_refusal(
         return NOT_REVIEWER
     if action.status != Status.PENDING:
         return Refusal("not_pending", f"This action is {action.status}, not pending.", 409)
-    if action.expires_at is not None and now >= action.expires_at:
-        return EXPIRED
+    if lapsed := overdue(action, now):
+        return lapsed
     if seen_hash is not None and seen_hash != action.payload_hash:
         return PAYLOAD_CHANGED
     if verdict == Decision.Verdict.REJECT:
@@ -98,6 +103,21 @@ def decision_refusal(
         if not has_critical and slots_left <= 1 and not is_critical_approver(user):
             return CRITICAL_APPROVER_REQUIRED
     return None
+
+
+def overdue(action: Action, now: datetime) -> Refusal | None:
+    """Which deadline of a pending ``action`` has passed — ``EXPIRED`` (no human decided in
+    time) or ``AGENT_GONE`` (the agent's lease lapsed) — the earlier one when both have;
+    None while neither has. Either ends the action as a denial."""
+    passed = [
+        (deadline, refusal)
+        for deadline, refusal in (
+            (action.expires_at, EXPIRED),
+            (action.lease_expires_at, AGENT_GONE),
+        )
+        if deadline is not None and now >= deadline
+    ]
+    return min(passed, key=lambda item: item[0])[1] if passed else None
 
 
 def quorum_met(

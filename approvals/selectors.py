@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.db.models import Case, IntegerField, Prefetch, QuerySet, Value, When
+from django.db.models import Case, IntegerField, Prefetch, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from approvals import actions as write_path
@@ -52,6 +52,7 @@ DECIDED_STATUSES = [
     Status.ROLLBACK_FAILED,
 ]
 
+
 # A live page names the cards it shows so the server can say what became of those that
 # left the queue; more than this many ids is not a real page.
 MAX_SHOWN_IDS = 200
@@ -76,6 +77,40 @@ class ActionFilters:
         if self.status:
             queryset = queryset.filter(status=self.status)
         return queryset
+
+
+def action_list_page(
+    user: Any,
+    *,
+    statuses: Sequence[str] = (),
+    agent: str = "",
+    tool: str = "",
+    risk: str = "",
+    correlation_id: str = "",
+    after: tuple[datetime, int] | None = None,
+    limit: int = 50,
+) -> tuple[list[Action], bool]:
+    """A page of the actions ``user`` may see (``visible_actions``), filtered, newest first
+    by (created_at, id), starting after the keyset position ``after``; and whether more
+    follow. Decisions (with reviewers) and reports come prefetched, so a page costs the
+    same few queries whatever its size."""
+    queryset = ActionFilters(agent=agent, risk=risk, tool=tool).apply(visible_actions(user))
+    if statuses:
+        queryset = queryset.filter(status__in=statuses)
+    if correlation_id:
+        queryset = queryset.filter(correlation_id=correlation_id)
+    if after is not None:
+        created_at, pk = after
+        queryset = queryset.filter(
+            Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk)
+        )
+    rows = list(
+        queryset.select_related("agent", "policy_version")
+        .defer("policy_version__snapshot")
+        .prefetch_related("decisions__reviewer", "reports")
+        .order_by("-created_at", "-id")[: limit + 1]
+    )
+    return rows[:limit], len(rows) > limit
 
 
 def with_card_data(queryset: QuerySet[Action]) -> QuerySet[Action]:

@@ -4,7 +4,10 @@ never be written by a client."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+from datetime import datetime
 from typing import Any
 
 from drf_spectacular.extensions import (
@@ -13,17 +16,22 @@ from drf_spectacular.extensions import (
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from approvals.actions import current_approvals
+from approvals import rules
 from approvals.masking import masked_arguments
-from approvals.models import Action, Report
+from approvals.models import Action, Decision, Report
+from approvals.states import Status
 from approvals.validators import callback_url_problem
 from audit.redaction import is_redacted
+from core.parsers import identifier_problem
 from core.serializers import StrictSerializer
+from rollout.models import Risk
 
 MAX_EVIDENCE_ITEMS = 50
 # The longest execution result (canonical JSON, bytes) returned with the action: enough
 # for what an agent keeps to answer a replay without running the tool again.
 MAX_RETURNED_RESULT_BYTES = 8 * 1024
+MIN_LEASE_SECONDS = 5
+MAX_LEASE_SECONDS = 3600
 
 
 class RationaleSerializer(StrictSerializer):
@@ -127,6 +135,20 @@ class ActionSubmitSerializer(StrictSerializer):
         help_text="Groups related calls (filter `correlation_id` on the list)." + NAME_RULE,
     )
 
+    lease_seconds = serializers.IntegerField(
+        min_value=MIN_LEASE_SECONDS,
+        max_value=MAX_LEASE_SECONDS,
+        required=False,
+        help_text=(
+            "Opt-in, for an agent that waits while people decide (the blocking SDK client "
+            "sets it): the agent's reads of the action (`GET …?wait=N`, which covers the "
+            "wait) and `POST /api/v1/actions/{id}/heartbeat` renew the lease; when it lapses "
+            "the pending action is cancelled with feedback `agent_gone` and no decision on it "
+            "is accepted. Leave it out when nothing stays alive to renew it (an agent that "
+            "pauses and resumes later)."
+        ),
+    )
+
     def validate_callback_url(self, value: str) -> str:
         if value:
             problem = callback_url_problem(value)
@@ -170,6 +192,7 @@ class ExecutionOutSerializer(serializers.Serializer):
     """The agent's execution report, as returned with the action."""
 
     outcome = serializers.CharField(help_text="succeeded or failed")
+    payload_hash = serializers.CharField(help_text="The payload the agent says it executed.")
     result = serializers.JSONField(
         allow_null=True,
         help_text="The result the agent reported, when its JSON is at most 8 KiB (else null, "
@@ -184,11 +207,11 @@ class ExecutionOutSerializer(serializers.Serializer):
 
 
 def execution_report(action: Action) -> dict | None:
-    """The action's execution report as the API returns it (None before one is accepted)."""
-    report = next(
-        (r for r in action.reports.all() if r.kind == Report.Kind.EXECUTION),
-        None,
-    )
+    """The action's execution report as the API returns it (None before one is accepted).
+    Reads a list's prefetch when there is one; spares the query where nothing can have run."""
+    if action.status in _NEVER_REPORTED:
+        return None
+    report = next((r for r in _reports(action) if r.kind == Report.Kind.EXECUTION), None)
     if report is None:
         return None
     result = None if is_redacted(report.result) else report.result
@@ -196,6 +219,7 @@ def execution_report(action: Action) -> dict | None:
     omitted = size > MAX_RETURNED_RESULT_BYTES
     return {
         "outcome": report.outcome,
+        "payload_hash": report.payload_hash,
         "result": None if omitted else result,
         "result_omitted": omitted,
         "error": report.error,
@@ -241,10 +265,10 @@ class ActionSerializer(serializers.ModelSerializer):
     approvals = serializers.SerializerMethodField()
     decisions = serializers.SerializerMethodField()
     policy_version = serializers.IntegerField(source="policy_version.number", allow_null=True)
-    links = serializers.SerializerMethodField()
     execution = serializers.SerializerMethodField(
         help_text="The agent's execution report once accepted (else null)."
     )
+    links = serializers.SerializerMethodField()
 
     class Meta:
         model = Action
@@ -261,14 +285,18 @@ class ActionSerializer(serializers.ModelSerializer):
             "decisions",
             "feedback",
             "expires_at",
+            "lease_seconds",
+            "lease_expires_at",
             "payload_hash",
             "arguments",
             "original_arguments",
+            "summary",
+            "correlation_id",
             "policy_version",
             "created_at",
             "decided_at",
-            "links",
             "execution",
+            "links",
         ]
         read_only_fields = fields
 
@@ -292,27 +320,29 @@ class ActionSerializer(serializers.ModelSerializer):
             "decisions": self.get_decisions(action),
             "feedback": action.feedback,
             "expires_at": _datetime(action.expires_at),
+            "lease_seconds": action.lease_seconds,
+            "lease_expires_at": _datetime(action.lease_expires_at),
             "payload_hash": action.payload_hash,
             "arguments": masked_arguments(action, viewer),
             "original_arguments": masked_arguments(action, viewer, original=True),
+            "summary": action.summary,
+            "correlation_id": action.correlation_id,
             "policy_version": None if policy is None else policy.number,
             "created_at": _datetime(action.created_at),
             "decided_at": _datetime(action.decided_at),
-            "links": self.get_links(action),
             "execution": self.get_execution(action),
+            "links": self.get_links(action),
         }
 
     def get_approvals(self, action: Action) -> int:
         if self.context.get("just_created"):
             return 0  # the gate's answer: nobody can have decided yet
-        return len(current_approvals(action))
+        return len(rules.current_approvals(action, _decisions(action)))
 
     def get_decisions(self, action: Action) -> list[dict]:
         if self.context.get("just_created"):
             return []
-        return DecisionOutSerializer(
-            action.decisions.select_related("reviewer").all(), many=True
-        ).data
+        return DecisionOutSerializer(_decisions(action), many=True).data
 
     @extend_schema_field(ExecutionOutSerializer(allow_null=True))
     def get_execution(self, action: Action) -> dict | None:
@@ -328,6 +358,36 @@ class ActionSerializer(serializers.ModelSerializer):
             "execution": f"{base}/execution",
             "card": f"/actions/{action.pk}",
         }
+
+
+# Statuses in which an action cannot carry an execution report (nothing ran).
+_NEVER_REPORTED = frozenset(
+    {
+        Status.PENDING,
+        Status.DENIED,
+        Status.SHADOWED,
+        Status.REJECTED,
+        Status.EXPIRED,
+        Status.CANCELLED,
+        Status.REVOKED,
+    }
+)
+
+
+def _decisions(action: Action) -> list[Decision]:
+    """The action's decisions in order, with their reviewers: from a list's prefetch
+    (``approvals.selectors.action_list_page``) when there is one, else one query."""
+    cache = getattr(action, "_prefetched_objects_cache", {})
+    if "decisions" in cache:
+        return sorted(cache["decisions"], key=lambda d: (d.created_at, d.pk))
+    return list(action.decisions.select_related("reviewer").order_by("created_at", "id"))
+
+
+def _reports(action: Action) -> list[Report]:
+    cache = getattr(action, "_prefetched_objects_cache", {})
+    if "reports" in cache:
+        return list(cache["reports"])
+    return list(action.reports.all())
 
 
 class ExecutionReportSerializer(StrictSerializer):
@@ -371,6 +431,78 @@ class DecisionInSerializer(StrictSerializer):
             "payload_changed and nothing is recorded. The SDK always sends it."
         ),
     )
+
+
+MAX_PAGE_SIZE = 200
+DEFAULT_PAGE_SIZE = 50
+
+
+def encode_cursor(action: Action) -> str:
+    """An opaque position after ``action`` in the list's order (newest first)."""
+    raw = json.dumps([action.created_at.isoformat(), action.pk], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        created, pk = json.loads(raw)
+        position = datetime.fromisoformat(created), int(pk)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise serializers.ValidationError(
+            "Not a cursor this list gave out: pass next_cursor back as it came."
+        ) from None
+    if position[0].tzinfo is None:
+        raise serializers.ValidationError("Not a cursor this list gave out.")
+    return position
+
+
+class ActionListQuerySerializer(StrictSerializer):
+    """Filters and paging of the people's list (query parameters; unknown ones are
+    refused)."""
+
+    status = serializers.CharField(
+        max_length=300,
+        required=False,
+        help_text="One status or several, comma-separated (e.g. `pending` or `approved,executed`).",
+    )
+    agent = serializers.SlugField(max_length=80, required=False, help_text="An agent's slug.")
+    tool = serializers.RegexField(r"^[A-Za-z0-9_.:/\-]{1,120}$", max_length=120, required=False)
+    risk = serializers.ChoiceField(choices=Risk.choices, required=False)
+    correlation_id = serializers.CharField(max_length=80, required=False)
+    cursor = serializers.CharField(
+        max_length=200, required=False, help_text="`next_cursor` of the previous page."
+    )
+    limit = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_PAGE_SIZE,
+        required=False,
+        help_text=f"Page size (default {DEFAULT_PAGE_SIZE}, at most {MAX_PAGE_SIZE}).",
+    )
+
+    def validate_status(self, value: str) -> list[str]:
+        statuses = [item.strip() for item in value.split(",") if item.strip()]
+        unknown = [item for item in statuses if item not in Status.values]
+        if not statuses or unknown:
+            raise serializers.ValidationError(
+                f"Unknown status {', '.join(unknown) or value!r}; one of {', '.join(Status.values)}."
+            )
+        return statuses
+
+    def validate_correlation_id(self, value: str) -> str:
+        if problem := identifier_problem(value):
+            raise serializers.ValidationError(problem)
+        return value
+
+    def validate_cursor(self, value: str) -> tuple[datetime, int]:
+        return decode_cursor(value)
+
+
+class ActionPageSerializer(serializers.Serializer):
+    """One page of the people's list: newest first; ``next_cursor`` is null on the last."""
+
+    results = ActionSerializer(many=True)
+    next_cursor = serializers.CharField(allow_null=True)
 
 
 class BoundedJSONFieldSchema(OpenApiSerializerFieldExtension):

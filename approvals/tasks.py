@@ -179,16 +179,18 @@ def _send_batch(kind: str, destination: str, items: list[Outbox]) -> None:
 
 @shared_task
 def expire_stale_actions() -> int:
-    """Expire pending actions past their time and revoke grants past their window, each in
-    its own transaction through the same action functions as everything else."""
+    """Expire pending actions past their time, cancel those whose agent's lease lapsed
+    (``agent_gone``) and revoke grants past their window, each in its own transaction
+    through the same action functions as everything else. Only tidying up: a decision on
+    such an action is refused, and the lapse recorded, inside the decision's transaction."""
     now = timezone.now()
-    pending = Action.objects.filter(status=Status.PENDING, expires_at__lte=now).values_list(
-        "id", flat=True
-    )[:1000]
+    pending = Action.objects.filter(
+        Q(expires_at__lte=now) | Q(lease_expires_at__lte=now), status=Status.PENDING
+    ).values_list("id", flat=True)[:1000]
     grants = Action.objects.filter(status__in=EXECUTABLE, grant_expires_at__lte=now).values_list(
         "id", flat=True
     )[:1000]
-    changed = sum(1 for action_id in list(pending) if actions.expire(action_id=action_id))
+    changed = sum(1 for action_id in list(pending) if actions.settle_overdue(action_id=action_id))
     changed += sum(
         1 for action_id in list(grants) if actions.revoke_stale_grant(action_id=action_id)
     )

@@ -58,7 +58,8 @@ class Side:
 
     agent: Agent
     slug: str
-    pending: int = 0  # a pending action (send_email, medium risk, one approval needed)
+    # A pending action (send_email, medium risk, one approval needed, an hour's lease).
+    pending: int = 0
     allowed: int = 0  # an allowed action not yet reported
     allowed_hash: str = ""
     executed: int = 0  # executed, with a compensation, inside its reversible window
@@ -158,7 +159,11 @@ def _populate(side: Side, *, marker: str, admin: Any, author: Any) -> None:
     """One object of every kind for ``side.agent``, through the write paths."""
     agent = side.agent
     side.pending = _submit(
-        agent, "send_email", {"to": "a@example.com"}, summary=f"{marker} pending"
+        agent,
+        "send_email",
+        {"to": "a@example.com"},
+        summary=f"{marker} pending",
+        lease_seconds=3600,
     ).pk
     allowed = _submit(agent, "get_order_status", {"order": 1}, summary=f"{marker} allowed")
     side.allowed, side.allowed_hash = allowed.pk, allowed.payload_hash
@@ -624,7 +629,8 @@ OPS: list[Op] = [
         targeted=True,
     ),
     Op("incident-drill", "POST", "page", kwargs=_slug, targeted=True),
-    # --- the agent API
+    # --- the agent API (and the people's list of actions)
+    Op("api-action-submit", "GET", "api"),
     Op(
         "api-action-submit",
         "POST",
@@ -642,6 +648,7 @@ OPS: list[Op] = [
         targeted=True,
     ),
     Op("api-action-withdraw", "POST", "api", kwargs=_action("pending"), targeted=True),
+    Op("api-action-heartbeat", "POST", "api", kwargs=_action("pending"), targeted=True),
     Op(
         "api-action-rollback",
         "POST",

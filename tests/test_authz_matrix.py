@@ -96,6 +96,7 @@ GATE = frozenset(
         "api-action-detail",
         "api-action-execution",
         "api-action-withdraw",
+        "api-action-heartbeat",
         "api-action-rollback",
     }
 )
@@ -175,10 +176,12 @@ incident-engage                  POST   login     login   403      403        40
 incident-release                 POST   login     login   404      404        404      404      404        302      302/403    403     404       login    302       login   login      login
 incident-drill                   POST   login     login   403      403/404    403      403      403/404    302      302/404    403     403/404   login    302       login   login      login
 # --- the agent API: an agent token reaches its own actions only; people decide
+api-action-submit                GET    401       403     200      200        200      200      200        200      200        200     200       401      200       200     200        200
 api-action-submit                POST   401       201     403      403        403      403      403        403      403        403     403       401      403       403     403        403
 api-action-detail                GET    401       200/404 200      200/404    200      404      404        404      404        200     200/404   401      200       200     200        200
 api-action-execution             POST   401       200/404 403      403        403      403      403        403      403        403     403       401      403       403     403        403
 api-action-withdraw              POST   401       200/404 403      403        403      403      403        403      403        403     403       401      403       403     403        403
+api-action-heartbeat             POST   401       200/404 403      403        403      403      403        403      403        403     403       401      403       403     403        403
 api-action-rollback              POST   401       200/404 403      403        403      403      403        403      403        403     403       401      403       403     403        403
 api-action-decisions             POST   401       403     201      201/404    201      404      404        404      404        403     403/404   401      201       201     201        403
 api-kill-switches                GET    401       403     403      403        403      403      403        200      200        200     403       401      200       200     403        200

@@ -57,6 +57,7 @@ AGENT_OPERATIONS = {
     "get_action",
     "report_execution",
     "withdraw_action",
+    "heartbeat_action",
     "report_rollback",
 }
 EXAMPLES_PER_MODE = 6  # per operation, positive and negative each

@@ -28,10 +28,20 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
+# The embedded setup (no DATABASE_URL: SQLite in var/) keeps its key in the file scripts/run
+# writes once, so any command run beside it — `manage.py agent_token` in a fresh shell —
+# signs with the same key as the server. With a DATABASE_URL, the key comes from the
+# environment only.
+EMBEDDED_KEY_FILE = VAR_DIR / "secret_key"
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY and not os.environ.get("DATABASE_URL") and EMBEDDED_KEY_FILE.is_file():
+    SECRET_KEY = EMBEDDED_KEY_FILE.read_text().strip()
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off")
+        raise ImproperlyConfigured(
+            "SECRET_KEY is required when DEBUG is off (the embedded setup reads var/secret_key, "
+            "which scripts/run writes on its first run)"
+        )
     SECRET_KEY = "insecure-development-key-set-SECRET_KEY-in-production"
 # Previous secret keys after a rotation (comma-separated): sessions, and audit checkpoints
 # and export chain heads signed with a key derived from them, still verify.

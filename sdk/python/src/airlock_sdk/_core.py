@@ -34,7 +34,12 @@ SUBMIT_FIELDS = (
     "callback_url",
     "compensation",
     "correlation_id",
+    "lease_seconds",
 )
+# The lease a blocking wait keeps on its pending action (``Config.lease_seconds``): long
+# enough to ride out a lost poll or a server restart, short enough that a card whose agent
+# died leaves the queue within a minute or so.
+DEFAULT_LEASE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,9 @@ class Config:
     # How long after ``expires_at`` (on the server's clock) a still-pending action is taken
     # as expired without waiting for the server to mark it.
     expiry_grace: float = 3.0
+    # Lease (seconds, 5..3600) the blocking wait of ``gated`` puts on a pending action; its
+    # polls renew it. None: no lease (the action waits for people even if the agent dies).
+    lease_seconds: int | None = DEFAULT_LEASE_SECONDS
     user_agent: str = f"airlock-sdk-python/{__version__}"
 
     @classmethod
@@ -82,6 +90,7 @@ class Config:
         release: dict[str, Any] | None = None,
         poll_seconds: float = 25.0,
         expiry_grace: float = 3.0,
+        lease_seconds: int | None = DEFAULT_LEASE_SECONDS,
     ) -> Config:
         url = url or os.environ.get("AIRLOCK_URL") or DEFAULT_URL
         token = token or os.environ.get("AIRLOCK_TOKEN") or ""
@@ -95,6 +104,7 @@ class Config:
             release=dict(release) if release else None,
             poll_seconds=max(1.0, min(poll_seconds, 60.0)),
             expiry_grace=expiry_grace,
+            lease_seconds=lease_seconds,
         )
 
     def headers(self) -> dict[str, str]:
@@ -197,6 +207,10 @@ def withdraw_call(action_id: int) -> Call:
         f"{API}/actions/{int(action_id)}/withdraw",
         done_if_retried=frozenset({"not_pending"}),
     )
+
+
+def heartbeat_call(action_id: int) -> Call:
+    return Call("POST", f"{API}/actions/{int(action_id)}/heartbeat")
 
 
 def rollback_call(action_id: int, outcome: str, result: Any) -> Call:

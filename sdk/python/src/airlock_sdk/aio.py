@@ -37,6 +37,7 @@ class AsyncAirlock:
         release: dict[str, Any] | None = None,
         poll_seconds: float = 25.0,
         expiry_grace: float = 3.0,
+        lease_seconds: int | None = _core.DEFAULT_LEASE_SECONDS,
         http_client: httpx.AsyncClient | None = None,
         config: Config | None = None,
     ) -> None:
@@ -48,6 +49,7 @@ class AsyncAirlock:
             release=release,
             poll_seconds=poll_seconds,
             expiry_grace=expiry_grace,
+            lease_seconds=lease_seconds,
         )
         self._given_http = http_client
         if http_client is not None:
@@ -75,6 +77,7 @@ class AsyncAirlock:
         compensation: dict[str, Any] | None = None,
         correlation_id: str | None = None,
         idempotency_key: str | None = None,
+        lease_seconds: int | None = None,
     ) -> AsyncDecision:
         """See :meth:`Airlock.request`."""
         call = _core.submit_call(
@@ -92,6 +95,7 @@ class AsyncAirlock:
                 "callback_url": callback_url,
                 "compensation": compensation,
                 "correlation_id": correlation_id,
+                "lease_seconds": lease_seconds,
             },
         )
         return AsyncDecision(self, await self._send(call))
@@ -122,6 +126,14 @@ class AsyncAirlock:
         self, decision: DecisionBase, *, retry: RetryPolicy | None = None
     ) -> AsyncDecision:
         return await self._send_then_read(_core.withdraw_call(decision.id), decision, retry)
+
+    async def heartbeat(self, decision: DecisionBase) -> AsyncDecision:
+        """See :meth:`Airlock.heartbeat`."""
+        data = await self._send(_core.heartbeat_call(decision.id))
+        if isinstance(decision, AsyncDecision) and decision._client is self:
+            decision._update(data)
+            return decision
+        return AsyncDecision(self, data)
 
     async def report_rollback(
         self, decision: DecisionBase, outcome: str = "rolled_back", result: Any = None

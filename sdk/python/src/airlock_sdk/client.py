@@ -25,7 +25,9 @@ class Airlock:
     ``AIRLOCK_TOKEN``. ``release`` (model, prompt_version, tool_schema_version, ...) is sent
     with every request unless a request names its own. Network failures and 5xx/429
     answers are retried with backoff per ``retry``; after that every method raises
-    :class:`~airlock_sdk.GateUnavailable` (fail closed)."""
+    :class:`~airlock_sdk.GateUnavailable` (fail closed). ``lease_seconds`` is the lease
+    the blocking wait of :meth:`gated` keeps on a pending action (its polls renew it; an
+    agent that dies leaves no live card behind); ``None`` for none."""
 
     def __init__(
         self,
@@ -37,6 +39,7 @@ class Airlock:
         release: dict[str, Any] | None = None,
         poll_seconds: float = 25.0,
         expiry_grace: float = 3.0,
+        lease_seconds: int | None = _core.DEFAULT_LEASE_SECONDS,
         http_client: httpx.Client | None = None,
         config: Config | None = None,
     ) -> None:
@@ -48,6 +51,7 @@ class Airlock:
             release=release,
             poll_seconds=poll_seconds,
             expiry_grace=expiry_grace,
+            lease_seconds=lease_seconds,
         )
         self._http = http_client or httpx.Client(
             base_url=self.config.url, headers=self.config.headers(), timeout=self.config.timeout
@@ -75,11 +79,14 @@ class Airlock:
         compensation: dict[str, Any] | None = None,
         correlation_id: str | None = None,
         idempotency_key: str | None = None,
+        lease_seconds: int | None = None,
     ) -> Decision:
         """Ask the gate about one tool call. Returns the :class:`Decision` whatever the
         outcome (``allowed``, ``denied``, ``shadowed`` or ``pending``); ``decision.wait()``
         turns it into "run it" or an exception. Retries reuse one Idempotency-Key, so a
-        retried call never creates a second action."""
+        retried call never creates a second action. ``lease_seconds`` (5..3600): the
+        action is cancelled (``agent_gone``) unless the agent keeps reading it or calls
+        :meth:`heartbeat` — only for an agent that stays alive while it waits."""
         call = _core.submit_call(
             self.config,
             tool,
@@ -95,6 +102,7 @@ class Airlock:
                 "callback_url": callback_url,
                 "compensation": compensation,
                 "correlation_id": correlation_id,
+                "lease_seconds": lease_seconds,
             },
         )
         return Decision(self, self._send(call))
@@ -126,6 +134,16 @@ class Airlock:
     def withdraw(self, decision: DecisionBase, *, retry: RetryPolicy | None = None) -> Decision:
         """Cancel a pending action the agent no longer needs."""
         return self._send_then_read(_core.withdraw_call(decision.id), decision, retry)
+
+    def heartbeat(self, decision: DecisionBase) -> Decision:
+        """Renew the lease of a pending action submitted with ``lease_seconds`` (reads of the
+        action renew it too). Raises :class:`~airlock_sdk.AirlockAPIError` ``agent_gone``
+        when the lease had already lapsed, ``not_pending`` once it was decided."""
+        data = self._send(_core.heartbeat_call(decision.id))
+        if isinstance(decision, Decision) and decision._client is self:
+            decision._update(data)
+            return decision
+        return Decision(self, data)
 
     def report_rollback(
         self, decision: DecisionBase, outcome: str = "rolled_back", result: Any = None

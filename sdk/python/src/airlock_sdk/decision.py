@@ -77,6 +77,7 @@ class DecisionBase:
         self.links = dict(data.get("links") or {})
         self.correlation_id = str(data.get("correlation_id") or "")
         self.execution = data.get("execution") if isinstance(data.get("execution"), dict) else None
+        self.lease_expires_at = _parse_time(data.get("lease_expires_at"))
 
     @property
     def pending(self) -> bool:
@@ -196,6 +197,10 @@ class Decision(DecisionBase):
         """The agent no longer needs this pending action: it is cancelled."""
         return self._client.withdraw(self)
 
+    def heartbeat(self) -> Decision:
+        """Renew this pending action's lease (see :meth:`Airlock.heartbeat`)."""
+        return self._client.heartbeat(self)
+
 
 class AsyncDecision(DecisionBase):
     """An asynchronous client's view of one action (same API, awaitable)."""
@@ -240,3 +245,6 @@ class AsyncDecision(DecisionBase):
 
     async def withdraw(self) -> AsyncDecision:
         return await self._client.withdraw(self)
+
+    async def heartbeat(self) -> AsyncDecision:
+        return await self._client.heartbeat(self)

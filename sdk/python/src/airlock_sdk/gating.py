@@ -3,10 +3,13 @@ report the outcome."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -145,6 +148,37 @@ def recorded_result(decision: DecisionBase) -> Any:
     return decision.result
 
 
+def _leased(fields: dict[str, Any], lease_seconds: int | None) -> dict[str, Any]:
+    """Submission fields of a call that will wait for people: with the client's lease, so
+    an agent that dies while it waits leaves no live card (its polls renew the lease)."""
+    if lease_seconds is not None:
+        fields.setdefault("lease_seconds", lease_seconds)
+    return fields
+
+
+def _raise_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def sigterm_ends_the_wait() -> Iterator[None]:
+    """While the main thread blocks waiting for people, SIGTERM (a container stop, a
+    deploy) ends the wait as Ctrl-C does: the pending action is withdrawn, then the process
+    exits (``SystemExit``, status 143). Left alone when SIGTERM already has a handler, or
+    outside the main thread (where Python cannot take signals)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 # --- synchronous -----------------------------------------------------------------------------
 
 
@@ -157,9 +191,11 @@ def _withdraw_quietly(client: Airlock, decision: Decision) -> None:
 
 def wait_for_permission(client: Airlock, decision: Decision, timeout: float | None) -> Decision:
     """``decision.wait(timeout)``; on a timeout, withdraw the action (unless people decided
-    in the meantime, in which case their decision stands)."""
+    in the meantime, in which case their decision stands); when interrupted (Ctrl-C,
+    SIGTERM), withdraw it and re-raise."""
     try:
-        return decision.wait(timeout)
+        with sigterm_ends_the_wait():
+            return decision.wait(timeout)
     except DecisionTimeout as timed_out:
         try:
             client.withdraw(decision, retry=QUIET_RETRY)
@@ -211,7 +247,11 @@ def execute(
     replayed), nothing runs: ``replayed(decision)`` answers (default: the recorded result).
     ``wait=False`` (interrupt-mode adapters: people decided before this call) refuses a
     still-pending action instead of waiting for it."""
+    # Only a call that will wait here carries a lease: interrupt-mode adapters (wait=False)
+    # have nothing alive to renew it while paused.
     fields = {**extra, **spec.request_fields(tool_args)}
+    if wait:
+        fields = _leased(fields, client.config.lease_seconds)
     decision = client.request(spec.tool, tool_args, **fields)
     if decision.already_ran or decision.status == "failed":
         return replayed(decision)
@@ -350,7 +390,11 @@ async def aexecute(
 ) -> Any:
     """See :func:`execute`; ``run`` returns an awaitable. ``while_pending(decision)`` runs
     beside a wait for people (cancelled when it ends)."""
+    # Only a call that will wait here carries a lease: interrupt-mode adapters (wait=False)
+    # have nothing alive to renew it while paused.
     fields = {**extra, **spec.request_fields(tool_args)}
+    if wait:
+        fields = _leased(fields, client.config.lease_seconds)
     decision = await client.request(spec.tool, tool_args, **fields)
     if decision.already_ran or decision.status == "failed":
         return replayed(decision)

@@ -60,7 +60,7 @@ from airlock_sdk.aio import AsyncAirlock
 from airlock_sdk.client import Airlock
 from airlock_sdk.errors import AirlockError
 
-__all__ = ["AirlockGateway", "UpstreamToolError", "main"]
+__all__ = ["AirlockGateway", "UpstreamToolError", "configure_logging", "main"]
 
 logger = logging.getLogger("airlock_sdk.mcp_gateway")
 
@@ -231,14 +231,16 @@ class AirlockGateway:
                 or replay_key("mcp", session, getattr(ctx, "request_id", None)),
                 "correlation_id": correlation_for(session),
             }
+            # One log line per tool call, whatever its outcome.
             try:
                 if not state and _elicits_by_input_round(ctx.session):
                     decision = await airlock.request(
                         spec.tool, arguments, **fields, **spec.request_fields(arguments)
                     )
                     if decision.pending:
+                        logger.info("%s: waiting for people (card #%s)", spec.tool, decision.id)
                         return _card_round(airlock, decision, fields["idempotency_key"])
-                return await gating.aexecute(
+                result = await gating.aexecute(
                     airlock,
                     spec,
                     arguments,
@@ -249,10 +251,16 @@ class AirlockGateway:
                     **fields,
                 )
             except AirlockError as exc:
-                logger.info("airlock refused %s: %s", spec.tool, exc)
+                logger.info("%s: not run: %s", spec.tool, exc)
                 return _refusal(message_for_model(spec.tool, exc))
             except UpstreamToolError as exc:
+                logger.info("%s: ran; upstream answered an error (reported failed)", spec.tool)
                 return exc.result
+            except Exception as exc:
+                logger.warning("%s: failed upstream (reported failed): %s", spec.tool, exc)
+                raise
+            logger.info("%s: ran (reported succeeded)", spec.tool)
+            return result
 
         server: Server[Any] = Server(
             self.name, on_list_tools=on_list_tools, on_call_tool=on_call_tool
@@ -300,6 +308,15 @@ class AirlockGateway:
             await server.run(read, write, server.create_initialization_options())
 
 
+def configure_logging(level: int = logging.INFO) -> None:
+    """The command line's log, on stderr (stdout carries MCP): one line per tool call.
+    httpx logs every HTTP request at INFO — each long-poll of a call that waits for people
+    — so it is held to warnings."""
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(name)s: %(message)s")
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="airlock-mcp-gateway",
@@ -335,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     upstream: Any = args.upstream_url or StdioServerParameters(
         command=command[0], args=command[1:], env=env
     )
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
+    configure_logging()
     client = AsyncAirlock(args.url, args.token)
     gateway = AirlockGateway(
         upstream,
