@@ -154,10 +154,19 @@ def _settle_overdue_locked(action: Action) -> rules.Refusal | None:
 # --- the gate -----------------------------------------------------------------------------
 
 
+# Fields of a submission that say how its caller waits, not what it asks: a replay may
+# differ in them (a call first put to people by an MCP card round, then retried by a client
+# that waits with a lease) and is still the same request.
+NOT_FINGERPRINTED = frozenset({"lease_seconds"})
+
+
 def request_fingerprint(body: dict) -> str:
     """Digest of a submission body, to tell an idempotent replay from a conflicting reuse
-    of the same key."""
-    return sha256_hex(canonical_json(body))
+    of the same key. The lease is left out: it is set by the submission that creates the
+    action, and a replay neither sets nor changes it."""
+    return sha256_hex(
+        canonical_json({k: v for k, v in body.items() if k not in NOT_FINGERPRINTED})
+    )
 
 
 def _existing_submission(agent: Agent, key: str, fingerprint: str) -> Submission | None:

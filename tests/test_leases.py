@@ -252,3 +252,19 @@ def test_http_read_by_a_person__does_not_renew(live_api, token, reviewer):
     client.force_login(reviewer)
     assert client.get(f"/api/v1/actions/{body['id']}").status_code == 200
     assert Action.objects.get(pk=body["id"]).lease_expires_at == soon
+
+
+@pytest.mark.django_db(transaction=True)
+def test_http_replay_with_a_lease__same_action__the_first_submissions_lease_stands(live_api, token):
+    """A call first put to people without a lease (the MCP gateway's card round) and retried
+    by a client that waits with one is the same request: no 409 idempotency_conflict."""
+    headers = {**_auth(token), "Idempotency-Key": "thread-7:call-1"}
+    first = live_api.post("/api/v1/actions", json=REFUND, headers=headers)
+    again = live_api.post("/api/v1/actions", json={**REFUND, "lease_seconds": 60}, headers=headers)
+    assert first.status_code == 201 and again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["lease_seconds"] is None
+    changed = live_api.post(
+        "/api/v1/actions", json={**REFUND, "summary": "something else"}, headers=headers
+    )
+    assert changed.status_code == 409 and changed.json()["code"] == "idempotency_conflict"
