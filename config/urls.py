@@ -30,7 +30,7 @@ urlpatterns = [
         name="api-docs",
     ),
     path("api/v1/", include("approvals.api_urls")),
-    path("", include("rollout.urls")),
+    path("", include("governance.urls")),
     path("", include("audit.urls")),
     path("", include("rollout.incident_urls")),
     path("", include("approvals.urls")),

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "accounts",
     "rollout",
     "approvals",
+    "governance",
 ]
 
 MIDDLEWARE = [
