@@ -164,9 +164,7 @@ def request_fingerprint(body: dict) -> str:
     """Digest of a submission body, to tell an idempotent replay from a conflicting reuse
     of the same key. The lease is left out: it is set by the submission that creates the
     action, and a replay neither sets nor changes it."""
-    return sha256_hex(
-        canonical_json({k: v for k, v in body.items() if k not in NOT_FINGERPRINTED})
-    )
+    return sha256_hex(canonical_json({k: v for k, v in body.items() if k not in NOT_FINGERPRINTED}))
 
 
 def _existing_submission(agent: Agent, key: str, fingerprint: str) -> Submission | None:

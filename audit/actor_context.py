@@ -87,7 +87,7 @@ def is_recorded_by_caller() -> bool:
 @contextmanager
 def recorded_by_caller() -> Iterator[None]:
     """The caller writes its own, richer event for the rows changed inside (a write path
-    such as ``rollout.access.apply_access``: ``access.granted`` names the right and the
+    such as ``governance.access.apply_access``: ``access.granted`` names the right and the
     change request): the row-level receivers stay quiet, one fact, one event. Keep it
     around the single change the caller records, nothing more."""
     token = _by_caller.set(True)

@@ -14,7 +14,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from approvals.routing import websocket_urlpatterns  # noqa: E402
 from core.websocket_origin import SameOriginValidator  # noqa: E402
-from rollout.routing import websocket_urlpatterns as governance_websocket_urlpatterns  # noqa: E402
+from governance.routing import websocket_urlpatterns as governance_websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -38,8 +38,10 @@ from approvals.permissions import can_view_action
 from audit.chain import Actor
 from audit.refusals import NOTED_REFUSAL, is_recorded, record_refusal
 from core.people import is_agent
-from rollout.models import Agent, ChangeRequest, KillSwitch
-from rollout.selectors import agent_visible_to, change_request_visible_to
+from governance.models import ChangeRequest
+from governance.selectors import change_request_visible_to
+from rollout.models import Agent, KillSwitch
+from rollout.selectors import agent_visible_to
 
 logger = logging.getLogger(__name__)
 

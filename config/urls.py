@@ -31,7 +31,7 @@ urlpatterns = [
     ),
     path("api/v1/", include("approvals.api_urls")),
     path("api/v1/", include("incidents.api_urls")),
-    path("", include("rollout.urls")),
+    path("", include("governance.urls")),
     path("", include("audit.console.urls")),
     path("", include("incidents.urls")),
     path("", include("approvals.urls")),

@@ -1,7 +1,7 @@
 """Every API error is JSON ``{code, detail, fields?}`` with a stable lower-case code.
 
 A write path's refusal (``core.errors.Refused``: ``approvals.actions.ActionRefused``,
-``rollout.governance.GovernanceRefused``, ``accounts.stepup.StepUpRequired`` …) is answered
+``governance.actions.GovernanceRefused``, ``accounts.stepup.StepUpRequired`` …) is answered
 here for every API view, with its own status: views let it propagate."""
 
 import logging

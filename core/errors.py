@@ -1,5 +1,5 @@
 """The one shape of a refusal raised by the write paths (``approvals.actions``,
-``rollout.actions``, ``rollout.governance`` …) and turned into an HTTP answer in one place
+``rollout.actions``, ``governance.actions`` …) and turned into an HTTP answer in one place
 per interface: the API's exception handler (``core.api_errors``) for every API view, and
 ``answering_refusals`` (around ``answer_refusal``) for the pages that show a refusal
 themselves (a card notice, a form error, a message and a redirect): no view writes its own

@@ -1,10 +1,11 @@
 """Admin for rollout: a read-only window on policy, plus per-agent object permissions.
 
 Policy never changes here: tiers' outcomes, agents' tiers and tool rules, tokens and
-change requests change only through ``rollout.governance`` (the governance pages and API),
-so that every change is classified, versioned, four-eyes where it loosens, and audited.
+change requests change only through ``governance.actions`` (the governance pages and API),
+so that every change is classified, versioned, four-eyes where it loosens, and audited
+(``governance.admin`` shows change requests and shadow labels, read-only too).
 Per-agent access (who may review, govern, kill or audit an agent) is policy too: it
-changes on the agent's page or through the governance API (``rollout.access``), so a grant
+changes on the agent's page or through the governance API (``governance.access``), so a grant
 needs a second governance owner and every change is versioned and audited. The admin
 therefore has no object-permission screen.
 
@@ -25,12 +26,9 @@ from core.identity import check_username_available
 from rollout.models import (
     Agent,
     AgentToken,
-    ChangeApproval,
-    ChangeRequest,
     KillSwitch,
     PolicyVersion,
     Release,
-    ShadowLabel,
     Tier,
     ToolRule,
 )
@@ -155,22 +153,6 @@ class AgentAdmin(admin.ModelAdmin):
 class PolicyVersionAdmin(ReadOnlyAdmin):
     list_display = ["agent", "number", "created_by", "created_at", "reason"]
     list_filter = ["agent"]
-
-
-@admin.register(ChangeRequest)
-class ChangeRequestAdmin(ReadOnlyAdmin):
-    list_display = ["id", "agent", "author", "status", "classification", "created_at"]
-    list_filter = ["status", "agent"]
-
-
-@admin.register(ChangeApproval)
-class ChangeApprovalAdmin(ReadOnlyAdmin):
-    list_display = ["change_request", "approver", "revision", "voided", "created_at"]
-
-
-@admin.register(ShadowLabel)
-class ShadowLabelAdmin(ReadOnlyAdmin):
-    list_display = ["action", "reviewer", "label", "updated_at"]
 
 
 @admin.register(AgentToken)

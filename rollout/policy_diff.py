@@ -8,7 +8,7 @@ A *piece* is the part of a policy that governance changes::
      "active": bool,
      "rate_limit_per_minute": int | None,        # None: no limit
      "tools": {tool: rule | None},               # None: no rule (default deny)
-     "access": {right: {"user:<name>" | "group:<name>": True | None}}}  # rollout.access
+     "access": {right: {"user:<name>" | "group:<name>": True | None}}}  # governance.access
 
 Every key is optional: a piece says nothing about what it leaves out, so a change request
 stores only the parts it touches. A full policy snapshot (``rollout.snapshots``) is

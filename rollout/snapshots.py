@@ -1,8 +1,18 @@
 """Building the immutable policy snapshot the gate evaluates."""
 
-from rollout.access import live_access
+from core.hooks import Hook
 from rollout.models import Agent
 from rollout.policy import DEFAULT_APPROVAL_MATRIX, DEFAULT_RISK_RULES
+
+# Who holds which per-agent right is governed like the rest of the policy and versioned with
+# it, but access grants (and the escalation route, stored by approvals) belong to the
+# governance workflow above: it answers here (``governance.apps``).
+current_access = Hook(
+    "current_access",
+    """current_access(agent) -> {right: {"user:<name>" | "group:<name>": True}}: the
+    agent's per-agent grants right now, every right present (maybe empty); answered by
+    ``governance.access.live_access``.""",
+)
 
 
 def build_snapshot(agent: Agent) -> dict:
@@ -19,5 +29,5 @@ def build_snapshot(agent: Agent) -> dict:
         "tools": {rule.tool: rule.as_policy() for rule in agent.tool_rules.order_by("tool")},
         "risk_rules": dict(DEFAULT_RISK_RULES),
         "approval_matrix": dict(DEFAULT_APPROVAL_MATRIX),
-        "access": live_access(agent),
+        "access": current_access(agent),
     }

@@ -32,8 +32,8 @@ from approvals.models import Action
 from audit.chain import Actor
 from audit.models import AuditEvent
 from core.digests import token_digest
+from governance import actions as governance_actions
 from incidents.actions import engage_kill_switch
-from rollout import governance
 from rollout.models import Agent
 from rollout.reference import ensure_reference_data
 from tests import factories
@@ -184,11 +184,13 @@ def _populate(side: Side, *, marker: str, admin: Any, author: Any) -> None:
         setattr(side, attribute, action.pk)
     approval_actions.request_rollback(action_id=side.rollback_requested, user=admin)
     # A demotion applies at once; then a write is recorded, never run (shadowed).
-    governance.propose_change(agent=agent, user=admin, changes={"tier": "shadow"}, reason="demote")
+    governance_actions.propose_change(
+        agent=agent, user=admin, changes={"tier": "shadow"}, reason="demote"
+    )
     side.shadowed = _submit(
         agent, "send_email", {"to": "s@example.com"}, summary=f"{marker} shadowed"
     ).pk
-    change = governance.propose_change(
+    change = governance_actions.propose_change(
         agent=agent, user=author, changes={"tier": "supervised"}, reason=f"{marker} promote"
     ).change_request
     side.change_request, side.change_revision = change.pk, change.revision

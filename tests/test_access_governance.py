@@ -14,11 +14,12 @@ from guardian.shortcuts import assign_perm
 from approvals.notifications import escalation_people
 from audit import verbs
 from audit.models import AuditEvent
-from rollout import governance
+from governance import actions as governance_actions
+from governance.access import live_access
+from governance.actions import GovernanceRefused
+from governance.models import ChangeRequest
 from rollout import permissions as agent_perms
-from rollout.access import live_access
-from rollout.governance import GovernanceRefused
-from rollout.models import ChangeRequest, KillSwitch
+from rollout.models import KillSwitch
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -40,20 +41,20 @@ def petra(reference_data):
 
 def grant(agent, author, approver, right: str, holder: str) -> ChangeRequest:
     """Grant through the workflow: proposed by ``author``, approved by ``approver``."""
-    result = governance.propose_change(
+    result = governance_actions.propose_change(
         agent=agent,
         user=author,
         changes={"access": {right: {holder: True}}},
         reason=f"{holder} needs {right}",
     )
     assert result.change_request is not None
-    return governance.approve_change_request(
+    return governance_actions.approve_change_request(
         change_request_id=result.change_request.pk, user=approver
     )
 
 
 def remove(agent, user, right: str, holder: str):
-    return governance.propose_change(
+    return governance_actions.propose_change(
         agent=agent, user=user, changes={"access": {right: {holder: None}}}, reason="no longer"
     )
 
@@ -75,7 +76,7 @@ def test_grant__is_a_change_request__applied_by_a_second_owner(owners, petra, su
     gwen, gus = owners
     start = last_event_id()
     # When an owner grants petra review on the agent
-    result = governance.propose_change(
+    result = governance_actions.propose_change(
         agent=support_agent,
         user=gwen,
         changes={"access": {"grant": [{"right": "review", "user": "petra"}]}},
@@ -88,11 +89,11 @@ def test_grant__is_a_change_request__applied_by_a_second_owner(owners, petra, su
     change_request = result.change_request
     # The author cannot approve it
     with pytest.raises(GovernanceRefused) as refused:
-        governance.approve_change_request(change_request_id=change_request.pk, user=gwen)
+        governance_actions.approve_change_request(change_request_id=change_request.pk, user=gwen)
     assert refused.value.code == "own_change_request"
     # A second owner approves: petra may review, at once, in a new policy version
     version_before = support_agent.policy_versions.count()
-    governance.approve_change_request(change_request_id=change_request.pk, user=gus)
+    governance_actions.approve_change_request(change_request_id=change_request.pk, user=gus)
     petra = type(petra).objects.get(pk=petra.pk)  # a fresh request's user
     assert agent_perms.can_review(petra, support_agent)
     support_agent.refresh_from_db()
@@ -140,7 +141,7 @@ def test_removal__applies_at_once__audited__new_version(owners, petra, support_a
 def test_grant_and_removal_together__a_loosening(owners, petra, reviewer, support_agent):
     gwen, gus = owners
     grant(support_agent, gwen, gus, "review", "user:rita")
-    result = governance.propose_change(
+    result = governance_actions.propose_change(
         agent=support_agent,
         user=gwen,
         changes={"access": {"review": {"user:rita": None, "user:petra": True}}},
@@ -184,7 +185,9 @@ def test_invalid_access_changes__refused(owners, support_agent):
     ]
     for changes in cases:
         with pytest.raises(GovernanceRefused) as refused:
-            governance.propose_change(agent=support_agent, user=gwen, changes=changes, reason="x")
+            governance_actions.propose_change(
+                agent=support_agent, user=gwen, changes=changes, reason="x"
+            )
         assert refused.value.code == "invalid", changes
 
 
@@ -197,7 +200,7 @@ def test_not_a_governor__cannot_change_access(petra, support_agent, reviewer):
 def test_stale__a_removal_under_an_open_grant_of_the_same_holder(owners, petra, support_agent):
     gwen, gus = owners
     grant(support_agent, gwen, gus, "kill", "user:petra")
-    opened = governance.propose_change(
+    opened = governance_actions.propose_change(
         agent=support_agent,
         user=gwen,
         changes={"access": {"review": {"user:petra": True}}},
@@ -205,7 +208,7 @@ def test_stale__a_removal_under_an_open_grant_of_the_same_holder(owners, petra, 
     ).change_request
     # An unrelated removal does not make the open grant stale
     remove(support_agent, gus, "kill", "user:petra")
-    assert not governance.is_stale(opened)
+    assert not governance_actions.is_stale(opened)
 
 
 # --- pages ----------------------------------------------------------------------------------

@@ -434,12 +434,12 @@ def test_step_up__kill_switch_release__needs_a_code(step_up_on, incident_owner, 
 
 
 def test_step_up__governance_change_approval__page_asks_inline(step_up_on, support_agent):
-    from rollout import governance
+    from governance import actions as governance_actions
 
     author = factories.make_user("gwen", groups=("governance_owner",))
     approver = factories.make_user("gus", groups=("governance_owner",))
     give_second_factor(approver)
-    result = governance.propose_change(
+    result = governance_actions.propose_change(
         agent=support_agent, user=author, changes={"tier": "autonomous"}, reason="ready"
     )
     change_request = result.change_request
@@ -456,7 +456,7 @@ def test_step_up__governance_change_approval__page_asks_inline(step_up_on, suppo
     change_request.refresh_from_db()
     assert change_request.status == "applied"
     # the window is open now: the next change's page does not ask again
-    following = governance.propose_change(
+    following = governance_actions.propose_change(
         agent=support_agent, user=author, changes={"rate_limit_per_minute": 900}, reason="more"
     ).change_request
     assert b'name="step_up_code"' not in client.get(f"/changes/{following.pk}").content
@@ -491,12 +491,12 @@ def test_step_up__page__step_up_then_go_back(step_up_on, reviewer):
 
 
 def test_step_up__governance_change_approval__api(step_up_on, support_agent):
-    from rollout import governance
+    from governance import actions as governance_actions
 
     author = factories.make_user("gwen", groups=("governance_owner",))
     approver = factories.make_user("gus", groups=("governance_owner",))
     give_second_factor(approver)
-    change_request = governance.propose_change(
+    change_request = governance_actions.propose_change(
         agent=support_agent, user=author, changes={"tier": "autonomous"}, reason="ready"
     ).change_request
     client = Client()

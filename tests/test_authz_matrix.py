@@ -64,7 +64,8 @@ from approvals.models import Action
 from audit import verbs
 from audit.canonical import payload_hash
 from audit.models import AuditEvent
-from rollout.models import Agent, AgentToken, ChangeRequest, KillSwitch, ShadowLabel
+from governance.models import ChangeRequest, ShadowLabel
+from rollout.models import Agent, AgentToken, KillSwitch
 from tests import authz_support as az
 from tests.authz_support import OPS, OTHER, OWN, Op, World
 

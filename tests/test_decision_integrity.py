@@ -14,7 +14,7 @@ from approvals import actions
 from approvals.models import Action, Decision
 from audit.canonical import payload_hash
 from audit.models import AuditEvent
-from rollout import governance
+from governance import actions as governance_actions
 from tests import factories
 from tests.access_support import give_second_factor, next_code
 
@@ -123,7 +123,7 @@ def test_edit__denied_under_the_current_policy__refused_and_nothing_changes(
 ):
     # Given a pending refund, and a governance owner who since tightened the limit
     action = small_refund(payments)
-    governance.propose_change(
+    governance_actions.propose_change(
         agent=payments,
         user=governor,
         changes={
@@ -160,7 +160,7 @@ def test_edit__denied_under_the_current_policy__refused_and_nothing_changes(
 
 def test_edit__of_a_tool_forbidden_since__refused_with_that_code(payments, reviewer, governor):
     action = small_refund(payments)
-    governance.propose_change(
+    governance_actions.propose_change(
         agent=payments,
         user=governor,
         changes={"tools": {"create_refund_request": {"rule": "forbidden"}}},

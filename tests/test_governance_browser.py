@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from rollout.models import ChangeRequest
+from governance.models import ChangeRequest
 from tests import factories
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -12,9 +12,9 @@ from django.conf import settings
 from django.test import Client
 from guardian.shortcuts import remove_perm
 
-from rollout import governance
+from governance import actions as governance_actions
+from governance.routing import websocket_urlpatterns
 from rollout.models import Tier
-from rollout.routing import websocket_urlpatterns
 from tests import factories, sockets
 
 TIMEOUT = 5
@@ -38,8 +38,8 @@ async def open_socket(user=None):
     return await sockets.connect(application, "/ws/governance/", headers)
 
 
-propose = database_sync_to_async(governance.propose_change)
-approve = database_sync_to_async(governance.approve_change_request)
+propose = database_sync_to_async(governance_actions.propose_change)
+approve = database_sync_to_async(governance_actions.approve_change_request)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -128,7 +128,7 @@ def test_admin__read_only_agent_without_object_permissions(support_agent):
     client.force_login(root)
     assert client.get("/admin/rollout/agent/").status_code == 200
     assert client.get(f"/admin/rollout/agent/{support_agent.pk}/change/").status_code == 200
-    # Per-agent access is governed (rollout.access): no admin screen around the workflow.
+    # Per-agent access is governed (governance.access): no admin screen around the workflow.
     permissions = client.get(f"/admin/rollout/agent/{support_agent.pk}/permissions/", follow=True)
     assert b"Object permissions" not in permissions.content
     assert client.get("/admin/rollout/agent/add/").status_code == 403

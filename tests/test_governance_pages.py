@@ -5,8 +5,8 @@ import pytest
 from django import forms
 from django.test import Client
 
-from rollout.forms import format_limits, parse_limits
-from rollout.models import ChangeRequest
+from governance.forms import format_limits, parse_limits
+from governance.models import ChangeRequest
 from tests import factories
 
 

@@ -9,8 +9,9 @@ import pytest
 from django.db import transaction
 from django.test import Client
 
-from rollout import governance
-from rollout.models import Agent, ChangeRequest
+from governance import actions as governance_actions
+from governance.models import ChangeRequest
+from rollout.models import Agent
 from tests import factories
 
 ROLES = ["anonymous", "agent", "reviewer", "auditor", "incident", "governor_a", "governor"]
@@ -29,10 +30,10 @@ def world(reference_data):
         "governor": factories.make_user("gov", groups=("governance_owner",)),
     }
     promote = {"tier": "autonomous"}
-    cr_a = governance.propose_change(
+    cr_a = governance_actions.propose_change(
         agent=agent_a, user=author, changes=promote, reason="a"
     ).change_request
-    cr_b = governance.propose_change(
+    cr_b = governance_actions.propose_change(
         agent=agent_b, user=author, changes=promote, reason="b"
     ).change_request
     return {

@@ -8,7 +8,8 @@ import json
 import pytest
 from django.test import Client
 
-from rollout.models import ChangeRequest, ToolRule
+from governance.models import ChangeRequest
+from rollout.models import ToolRule
 from tests import factories
 
 REFUND = "create_refund_request"

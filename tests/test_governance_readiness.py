@@ -9,10 +9,11 @@ from django.utils import timezone
 
 from approvals.models import Action
 from audit.chain import Actor
+from governance.backtest import backtest, backtest_change
+from governance.models import ShadowLabel
+from governance.readiness import compute_readiness
 from incidents.actions import engage_kill_switch
-from rollout.backtest import backtest, backtest_change
-from rollout.models import ShadowLabel, Tier
-from rollout.readiness import compute_readiness
+from rollout.models import Tier
 from rollout.snapshots import build_snapshot
 from tests import factories
 

@@ -9,9 +9,10 @@ import pytest
 from django.db import connection
 
 from audit.models import AuditEvent
-from rollout import governance
-from rollout.governance import GovernanceRefused
-from rollout.models import AgentToken, ChangeApproval, ChangeRequest, PolicyVersion, ShadowLabel
+from governance import actions as governance_actions
+from governance.actions import GovernanceRefused
+from governance.models import ChangeApproval, ChangeRequest, ShadowLabel
+from rollout.models import AgentToken, PolicyVersion
 from rollout.policy_diff import diff_policies
 from tests import factories
 
@@ -37,8 +38,8 @@ def governor3(reference_data):
 @pytest.fixture
 def sent():
     with (
-        mock.patch("rollout.events.broadcast_policy_version") as versions,
-        mock.patch("rollout.events.broadcast_change_request") as requests,
+        mock.patch("governance.events.broadcast_policy_version") as versions,
+        mock.patch("governance.events.broadcast_change_request") as requests,
     ):
         yield {"versions": versions, "requests": requests}
 
@@ -69,7 +70,7 @@ def test_propose__demotion__applies_at_once_as_new_version_audited_and_broadcast
     assert support_agent.current_policy.number == 1
     # When its governor demotes it
     with django_capture_on_commit_callbacks(execute=True):
-        result = governance.propose_change(
+        result = governance_actions.propose_change(
             agent=support_agent, user=governor, changes=DEMOTE, reason="too many rejections"
         )
     # Then it applied at once as version 2, which is current
@@ -128,7 +129,7 @@ def test_propose__demotion__applies_at_once_as_new_version_audited_and_broadcast
     ],
 )
 def test_propose__each_tightening__applies_at_once(support_agent, governor, changes, check):
-    result = governance.propose_change(
+    result = governance_actions.propose_change(
         agent=support_agent, user=governor, changes=changes, reason="tighten"
     )
     assert result.applied, [c.text for c in result.changes]
@@ -164,7 +165,7 @@ def test_propose__each_loosening__opens_a_change_request_and_changes_nothing(
     support_agent, governor, sent, django_capture_on_commit_callbacks, changes
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        result = governance.propose_change(
+        result = governance_actions.propose_change(
             agent=support_agent, user=governor, changes=changes, reason="more autonomy"
         )
     support_agent.refresh_from_db()
@@ -180,7 +181,7 @@ def test_propose__each_loosening__opens_a_change_request_and_changes_nothing(
 def test_propose__nothing_changes__refused(support_agent, governor):
     refused(
         "no_change",
-        governance.propose_change,
+        governance_actions.propose_change,
         agent=support_agent,
         user=governor,
         changes={"tier": "supervised"},
@@ -191,7 +192,7 @@ def test_propose__nothing_changes__refused(support_agent, governor):
 def test_propose__unparseable_limit_or_unknown_tier__refused_with_fields(support_agent, governor):
     exc = refused(
         "invalid",
-        governance.propose_change,
+        governance_actions.propose_change,
         agent=support_agent,
         user=governor,
         changes={
@@ -212,7 +213,7 @@ def test_propose__unparseable_limit_or_unknown_tier__refused_with_fields(support
 def test_propose__reason_required(support_agent, governor):
     refused(
         "reason_required",
-        governance.propose_change,
+        governance_actions.propose_change,
         agent=support_agent,
         user=governor,
         changes=DEMOTE,
@@ -225,7 +226,7 @@ def test_propose__reviewer_or_governor_of_another_agent__refused(
 ):
     refused(
         "not_governor",
-        governance.propose_change,
+        governance_actions.propose_change,
         agent=support_agent,
         user=reviewer,
         changes=DEMOTE,
@@ -234,20 +235,22 @@ def test_propose__reviewer_or_governor_of_another_agent__refused(
     owner_of_other = factories.make_user("olga", agent_perms={"rollout.govern_agent": other_agent})
     refused(
         "not_governor",
-        governance.propose_change,
+        governance_actions.propose_change,
         agent=support_agent,
         user=owner_of_other,
         changes=DEMOTE,
         reason="x",
     )
-    governance.propose_change(agent=other_agent, user=owner_of_other, changes=DEMOTE, reason="mine")
+    governance_actions.propose_change(
+        agent=other_agent, user=owner_of_other, changes=DEMOTE, reason="mine"
+    )
 
 
 # --- approving ----------------------------------------------------------------------------
 
 
 def open_promotion(agent, author, **extra):
-    return governance.propose_change(
+    return governance_actions.propose_change(
         agent=agent, user=author, changes=PROMOTE, reason="ready", **extra
     ).change_request
 
@@ -256,7 +259,10 @@ def test_approve__by_its_author__refused_even_for_a_superuser(support_agent, ref
     root = factories.make_user("root", superuser=True)
     cr = open_promotion(support_agent, root)
     exc = refused(
-        "own_change_request", governance.approve_change_request, change_request_id=cr.pk, user=root
+        "own_change_request",
+        governance_actions.approve_change_request,
+        change_request_id=cr.pk,
+        user=root,
     )
     assert exc.status == 403
     assert not ChangeApproval.objects.exists()
@@ -267,7 +273,7 @@ def test_approve__second_governor__applies_atomically_as_new_version(
 ):
     cr = open_promotion(support_agent, governor)
     with django_capture_on_commit_callbacks(execute=True):
-        cr = governance.approve_change_request(
+        cr = governance_actions.approve_change_request(
             change_request_id=cr.pk, user=governor2, revision=1, comment="numbers look good"
         )
     support_agent.refresh_from_db()
@@ -296,7 +302,7 @@ def test_approve__governor_of_another_agent_or_reviewer__refused(
         assert (
             refused(
                 "not_governor",
-                governance.approve_change_request,
+                governance_actions.approve_change_request,
                 change_request_id=cr.pk,
                 user=user,
             ).status
@@ -304,15 +310,22 @@ def test_approve__governor_of_another_agent_or_reviewer__refused(
         )
     owner_of_this = factories.make_user("tess", agent_perms={"rollout.govern_agent": support_agent})
     assert (
-        governance.approve_change_request(change_request_id=cr.pk, user=owner_of_this).status
+        governance_actions.approve_change_request(
+            change_request_id=cr.pk, user=owner_of_this
+        ).status
         == "applied"
     )
 
 
 def test_approve__closed_request__refused(support_agent, governor, governor2, governor3):
     cr = open_promotion(support_agent, governor)
-    governance.approve_change_request(change_request_id=cr.pk, user=governor2)
-    refused("not_open", governance.approve_change_request, change_request_id=cr.pk, user=governor3)
+    governance_actions.approve_change_request(change_request_id=cr.pk, user=governor2)
+    refused(
+        "not_open",
+        governance_actions.approve_change_request,
+        change_request_id=cr.pk,
+        user=governor3,
+    )
     assert PolicyVersion.objects.filter(agent=support_agent).count() == 2
 
 
@@ -321,11 +334,11 @@ def test_edit__voids_approvals_bumps_revision_and_needs_fresh_approvals(
 ):
     # Given a promotion that needs two approvals, approved once
     cr = open_promotion(support_agent, governor, required_approvals=2)
-    cr = governance.approve_change_request(change_request_id=cr.pk, user=governor2)
-    assert cr.status == "open" and len(governance.current_approvals(cr)) == 1
+    cr = governance_actions.approve_change_request(change_request_id=cr.pk, user=governor2)
+    assert cr.status == "open" and len(governance_actions.current_approvals(cr)) == 1
     # When its author edits it (a smaller promotion)
     with django_capture_on_commit_callbacks(execute=True):
-        cr = governance.edit_change_request(
+        cr = governance_actions.edit_change_request(
             change_request_id=cr.pk,
             user=governor,
             changes={"tier": "autonomous", "rate_limit_per_minute": 900},
@@ -333,7 +346,7 @@ def test_edit__voids_approvals_bumps_revision_and_needs_fresh_approvals(
         )
     # Then the earlier approval no longer counts, the revision went up, it is audited
     assert cr.revision == 2 and cr.status == "open"
-    assert governance.current_approvals(cr) == []
+    assert governance_actions.current_approvals(cr) == []
     assert ChangeApproval.objects.get().voided
     edited = AuditEvent.objects.get(verb="change_request.edited")
     assert edited.data["approvals_voided"] == 1 and edited.data["revision"] == 2
@@ -341,14 +354,18 @@ def test_edit__voids_approvals_bumps_revision_and_needs_fresh_approvals(
     # An approval of the old revision is refused; two fresh ones apply it
     refused(
         "revision_changed",
-        governance.approve_change_request,
+        governance_actions.approve_change_request,
         change_request_id=cr.pk,
         user=governor3,
         revision=1,
     )
-    cr = governance.approve_change_request(change_request_id=cr.pk, user=governor3, revision=2)
+    cr = governance_actions.approve_change_request(
+        change_request_id=cr.pk, user=governor3, revision=2
+    )
     assert cr.status == "open"
-    cr = governance.approve_change_request(change_request_id=cr.pk, user=governor2, revision=2)
+    cr = governance_actions.approve_change_request(
+        change_request_id=cr.pk, user=governor2, revision=2
+    )
     assert cr.status == "applied"
     support_agent.refresh_from_db()
     assert (support_agent.tier.name, support_agent.rate_limit_per_minute) == ("autonomous", 900)
@@ -358,7 +375,7 @@ def test_edit__only_the_author(support_agent, governor, governor2):
     cr = open_promotion(support_agent, governor)
     refused(
         "not_author",
-        governance.edit_change_request,
+        governance_actions.edit_change_request,
         change_request_id=cr.pk,
         user=governor2,
         changes=PROMOTE,
@@ -371,17 +388,21 @@ def test_approve__stale_after_policy_changed_under_it__refused_until_edited(
     # Given a promotion written against "supervised"
     cr = open_promotion(support_agent, governor)
     # When the agent is demoted in the meantime (a tightening applies at once)
-    governance.propose_change(
+    governance_actions.propose_change(
         agent=support_agent, user=governor2, changes=DEMOTE, reason="incident"
     )
     # Then approving the old diff is refused
-    assert governance.is_stale(cr)
-    refused("stale", governance.approve_change_request, change_request_id=cr.pk, user=governor2)
+    assert governance_actions.is_stale(cr)
+    refused(
+        "stale", governance_actions.approve_change_request, change_request_id=cr.pk, user=governor2
+    )
     # and after its author re-bases it by editing, it can be approved
-    cr = governance.edit_change_request(change_request_id=cr.pk, user=governor, changes=PROMOTE)
+    cr = governance_actions.edit_change_request(
+        change_request_id=cr.pk, user=governor, changes=PROMOTE
+    )
     assert cr.before["tier"]["name"] == "read_only"
     assert (
-        governance.approve_change_request(
+        governance_actions.approve_change_request(
             change_request_id=cr.pk, user=governor2, revision=2
         ).status
         == "applied"
@@ -392,19 +413,19 @@ def test_reject_and_withdraw(support_agent, governor, governor2):
     cr = open_promotion(support_agent, governor)
     refused(
         "comment_required",
-        governance.reject_change_request,
+        governance_actions.reject_change_request,
         change_request_id=cr.pk,
         user=governor2,
         comment="",
     )
     refused(
         "own_change_request",
-        governance.reject_change_request,
+        governance_actions.reject_change_request,
         change_request_id=cr.pk,
         user=governor,
         comment="no",
     )
-    cr = governance.reject_change_request(
+    cr = governance_actions.reject_change_request(
         change_request_id=cr.pk, user=governor2, comment="not yet: rejection rate"
     )
     assert (cr.status, cr.close_comment, cr.closed_by) == (
@@ -412,14 +433,22 @@ def test_reject_and_withdraw(support_agent, governor, governor2):
         "not yet: rejection rate",
         governor2,
     )
-    refused("not_open", governance.approve_change_request, change_request_id=cr.pk, user=governor2)
+    refused(
+        "not_open",
+        governance_actions.approve_change_request,
+        change_request_id=cr.pk,
+        user=governor2,
+    )
 
     other = open_promotion(support_agent, governor)
     refused(
-        "not_author", governance.withdraw_change_request, change_request_id=other.pk, user=governor2
+        "not_author",
+        governance_actions.withdraw_change_request,
+        change_request_id=other.pk,
+        user=governor2,
     )
     assert (
-        governance.withdraw_change_request(change_request_id=other.pk, user=governor).status
+        governance_actions.withdraw_change_request(change_request_id=other.pk, user=governor).status
         == "withdrawn"
     )
     verbs = verbs_for(support_agent)
@@ -443,7 +472,7 @@ def test_concurrent_approvals__real_threads__apply_exactly_once(
         versions_before = PolicyVersion.objects.filter(agent=support_agent).count()
         # alternate promote/demote so each round has something to apply
         target = "autonomous" if round_ % 2 == 0 else "draft_only"
-        cr = governance.propose_change(
+        cr = governance_actions.propose_change(
             agent=support_agent,
             user=governor,
             changes={"tier": target, "rate_limit_per_minute": 601 + round_},
@@ -455,7 +484,7 @@ def test_concurrent_approvals__real_threads__apply_exactly_once(
         def approve_as(user, cr=cr, barrier=barrier, outcomes=outcomes):
             try:
                 barrier.wait()
-                governance.approve_change_request(change_request_id=cr.pk, user=user)
+                governance_actions.approve_change_request(change_request_id=cr.pk, user=user)
                 outcomes.append("applied")
             except GovernanceRefused as exc:
                 outcomes.append(exc.code)
@@ -498,7 +527,7 @@ def test_promotion_approved__gate_decides_differently_and_records_the_new_versio
     cr = open_promotion(support_agent, governor)
     assert factories.submit(support_agent, "update_crm_note", {"note": "still"}).status == "pending"
     # and once a second governor approves it
-    governance.approve_change_request(change_request_id=cr.pk, user=governor2)
+    governance_actions.approve_change_request(change_request_id=cr.pk, user=governor2)
     # Then the same call runs without a human, under version 2
     after = factories.submit(support_agent, "update_crm_note", {"note": "now"})
     assert (after.status, after.reason_code, after.policy_version.number) == (
@@ -517,7 +546,7 @@ def test_forbid_tool__gate_denies_at_once(support_agent, governor):
     assert (
         factories.submit(support_agent, "get_order_status", {"order_id": "1"}).status == "allowed"
     )
-    governance.propose_change(
+    governance_actions.propose_change(
         agent=support_agent,
         user=governor,
         changes={"tools": {"get_order_status": {"rule": "forbidden"}}},
@@ -537,10 +566,10 @@ def test_forbid_tool__gate_denies_at_once(support_agent, governor):
 def test_policy_versions__immutable_history_and_diff_between_any_two(
     support_agent, governor, governor2
 ):
-    governance.propose_change(
+    governance_actions.propose_change(
         agent=support_agent, user=governor, changes={"tools": {"wipe_database": None}}, reason="v2"
     )
-    cr = governance.propose_change(
+    cr = governance_actions.propose_change(
         agent=support_agent,
         user=governor,
         changes={
@@ -549,7 +578,7 @@ def test_policy_versions__immutable_history_and_diff_between_any_two(
         },
         reason="v3",
     ).change_request
-    governance.approve_change_request(change_request_id=cr.pk, user=governor2)
+    governance_actions.approve_change_request(change_request_id=cr.pk, user=governor2)
     v1, v2, v3 = PolicyVersion.objects.filter(agent=support_agent).order_by("number")
     assert "wipe_database" in v1.snapshot["tools"]  # old versions stay as they were
     diff = diff_policies(v1.snapshot, v3.snapshot)
@@ -572,17 +601,17 @@ def test_policy_versions__immutable_history_and_diff_between_any_two(
 def test_tokens__issue_shows_once_revoke_applies_at_once_each_a_version(
     support_agent, governor, reviewer
 ):
-    token = governance.issue_token(agent=support_agent, user=governor, name="ci")
+    token = governance_actions.issue_token(agent=support_agent, user=governor, name="ci")
     record = AgentToken.objects.get(agent=support_agent, name="ci")
     assert token.startswith("alk_") and record.token_hash != token
     refused(
         "not_governor",
-        governance.revoke_token,
+        governance_actions.revoke_token,
         agent=support_agent,
         token_id=record.pk,
         user=reviewer,
     )
-    governance.revoke_token(agent=support_agent, token_id=record.pk, user=governor)
+    governance_actions.revoke_token(agent=support_agent, token_id=record.pk, user=governor)
     record.refresh_from_db()
     assert record.revoked_at is not None
     support_agent.refresh_from_db()
@@ -596,13 +625,17 @@ def test_register__global_governor_only__bottom_tier_no_tools(
 ):
     owner_of_other = factories.make_user("olga", agent_perms={"rollout.govern_agent": other_agent})
     refused(
-        "not_governor", governance.register, user=owner_of_other, slug="new-bot", name="New bot"
+        "not_governor",
+        governance_actions.register,
+        user=owner_of_other,
+        slug="new-bot",
+        name="New bot",
     )
-    agent = governance.register(user=governor, slug="new-bot", name="New bot")
+    agent = governance_actions.register(user=governor, slug="new-bot", name="New bot")
     assert agent.tier.name == "shadow" and not agent.tool_rules.exists()
     assert agent.current_policy.number == 1 and agent.owner == governor
-    refused("slug_taken", governance.register, user=governor, slug="new-bot", name="Again")
-    refused("invalid", governance.register, user=governor, slug="Bad Slug", name="x")
+    refused("slug_taken", governance_actions.register, user=governor, slug="new-bot", name="Again")
+    refused("invalid", governance_actions.register, user=governor, slug="Bad Slug", name="x")
 
 
 def test_shadow_label__reviewers_label_shadow_actions_only(
@@ -611,18 +644,22 @@ def test_shadow_label__reviewers_label_shadow_actions_only(
     agent = factories.make_agent("shadow-bot", tier="shadow")
     shadowed = factories.submit(agent, "update_crm_note", {"note": "x"})
     assert shadowed.status == "shadowed"
-    governance.label_shadow_action(action_id=shadowed.pk, user=reviewer, label="would_approve")
-    governance.label_shadow_action(
+    governance_actions.label_shadow_action(
+        action_id=shadowed.pk, user=reviewer, label="would_approve"
+    )
+    governance_actions.label_shadow_action(
         action_id=shadowed.pk, user=reviewer, label="would_reject"
     )  # changed mind
-    governance.label_shadow_action(action_id=shadowed.pk, user=reviewer2, label="would_approve")
+    governance_actions.label_shadow_action(
+        action_id=shadowed.pk, user=reviewer2, label="would_approve"
+    )
     assert sorted(ShadowLabel.objects.values_list("label", flat=True)) == [
         "would_approve",
         "would_reject",
     ]
     refused(
         "not_reviewer",
-        governance.label_shadow_action,
+        governance_actions.label_shadow_action,
         action_id=shadowed.pk,
         user=governor,
         label="would_approve",
@@ -630,14 +667,14 @@ def test_shadow_label__reviewers_label_shadow_actions_only(
     read = factories.submit(agent, "get_order_status", {"order_id": "1"})
     refused(
         "not_shadowed",
-        governance.label_shadow_action,
+        governance_actions.label_shadow_action,
         action_id=read.pk,
         user=reviewer,
         label="would_approve",
     )
     refused(
         "invalid",
-        governance.label_shadow_action,
+        governance_actions.label_shadow_action,
         action_id=shadowed.pk,
         user=reviewer,
         label="maybe",

@@ -19,9 +19,10 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts.personal_tokens import create_personal_token
 from approvals.models import Action, Decision
 from audit.chain import Actor
+from governance import actions as governance_actions
+from governance.models import ChangeRequest
 from incidents.actions import engage_kill_switch
-from rollout import governance
-from rollout.models import ChangeRequest, KillSwitch
+from rollout.models import KillSwitch
 from tests import factories
 
 POLICY = {
@@ -78,7 +79,7 @@ def site(support_agent: Any, other_agent: Any, reviewer: Any) -> Site:
     factories.submit(support_agent, "get_order_status", {"order_id": "ORD-1"})
     factories.submit(support_agent, "create_refund_request", {"order_id": "ORD-2", "amount": 5})
     governor = factories.make_user("site-governor", groups=("governance_owner",))
-    change = governance.propose_change(
+    change = governance_actions.propose_change(
         agent=support_agent, user=governor, changes={"tier": "autonomous"}, reason="more autonomy"
     ).change_request
     switch = engage_kill_switch(

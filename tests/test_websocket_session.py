@@ -21,7 +21,7 @@ from guardian.shortcuts import remove_perm
 
 from accounts.login_protection import LAST_ACTIVITY_KEY
 from config.asgi import application
-from rollout import governance
+from governance import actions as governance_actions
 from tests import factories, sockets
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,7 +48,9 @@ def _submit(agent) -> None:
 
 def _propose(agent) -> None:
     author = factories.make_user(groups=("governance_owner",))
-    governance.propose_change(agent=agent, user=author, changes={"tier": "autonomous"}, reason="x")
+    governance_actions.propose_change(
+        agent=agent, user=author, changes={"tier": "autonomous"}, reason="x"
+    )
 
 
 # Every routed socket: its path, the right it forwards events by, and how to make an event.

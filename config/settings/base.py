@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "rollout",
     "approvals",
     "incidents",
+    "governance",
 ]
 
 MIDDLEWARE = [

@@ -3,45 +3,50 @@ Mounted at the site root, before the approvals pages."""
 
 from django.urls import path
 
-from rollout import api, views
+from governance import api
+from governance.views import access, agents, changes, policy, shadow, tokens
 
+# The names keep the namespace they were published under (``rollout:agent-detail``,
+# ``rollout:change-detail``, ``rollout:api-agent-backtest`` …): templates, the audit log's
+# links and the authorization matrix name them. The code behind them moved to governance;
+# the names, like the paths, did not.
 app_name = "rollout"
 
 pages = [
-    path("agents", views.agent_list, name="agent-list"),
-    path("agents/new", views.agent_register, name="agent-register"),
-    path("agents/<slug:slug>", views.agent_detail, name="agent-detail"),
-    path("agents/<slug:slug>/tier", views.change_tier, name="agent-tier"),
-    path("agents/<slug:slug>/settings", views.change_settings, name="agent-settings"),
-    path("agents/<slug:slug>/rules/add", views.rule_form, name="rule-add"),
+    path("agents", agents.agent_list, name="agent-list"),
+    path("agents/new", agents.agent_register, name="agent-register"),
+    path("agents/<slug:slug>", agents.agent_detail, name="agent-detail"),
+    path("agents/<slug:slug>/tier", policy.change_tier, name="agent-tier"),
+    path("agents/<slug:slug>/settings", policy.change_settings, name="agent-settings"),
+    path("agents/<slug:slug>/rules/add", policy.rule_form, name="rule-add"),
     # Tool names may hold "/", so the tool comes last.
-    path("agents/<slug:slug>/rules/edit/<path:tool>", views.rule_form, name="rule-edit"),
-    path("agents/<slug:slug>/rules/remove/<path:tool>", views.remove_rule, name="rule-remove"),
-    path("agents/<slug:slug>/tokens", views.issue_token, name="token-issue"),
+    path("agents/<slug:slug>/rules/edit/<path:tool>", policy.rule_form, name="rule-edit"),
+    path("agents/<slug:slug>/rules/remove/<path:tool>", policy.remove_rule, name="rule-remove"),
+    path("agents/<slug:slug>/tokens", tokens.issue_token, name="token-issue"),
     path(
         "agents/<slug:slug>/webhook-secret",
-        views.rotate_webhook_secret,
+        tokens.rotate_webhook_secret,
         name="webhook-secret-rotate",
     ),
     path(
         "agents/<slug:slug>/tokens/<int:token_id>/revoke",
-        views.revoke_token,
+        tokens.revoke_token,
         name="token-revoke",
     ),
-    path("agents/<slug:slug>/access", views.access_change, name="agent-access"),
-    path("agents/<slug:slug>/versions/<int:number>", views.version_detail, name="version-detail"),
-    path("agents/<slug:slug>/shadow", views.shadow_actions, name="shadow-actions"),
+    path("agents/<slug:slug>/access", access.access_change, name="agent-access"),
+    path("agents/<slug:slug>/versions/<int:number>", agents.version_detail, name="version-detail"),
+    path("agents/<slug:slug>/shadow", shadow.shadow_actions, name="shadow-actions"),
     path(
         "agents/<slug:slug>/shadow/<int:action_id>",
-        views.label_shadow_action,
+        shadow.label_shadow_action,
         name="shadow-label",
     ),
-    path("changes", views.change_list, name="change-list"),
-    path("changes/<int:change_id>", views.change_detail, name="change-detail"),
-    path("changes/<int:change_id>/approve", views.approve_change, name="change-approve"),
-    path("changes/<int:change_id>/reject", views.reject_change, name="change-reject"),
-    path("changes/<int:change_id>/withdraw", views.withdraw_change, name="change-withdraw"),
-    path("changes/<int:change_id>/edit", views.edit_change, name="change-edit"),
+    path("changes", changes.change_list, name="change-list"),
+    path("changes/<int:change_id>", changes.change_detail, name="change-detail"),
+    path("changes/<int:change_id>/approve", changes.approve_change, name="change-approve"),
+    path("changes/<int:change_id>/reject", changes.reject_change, name="change-reject"),
+    path("changes/<int:change_id>/withdraw", changes.withdraw_change, name="change-withdraw"),
+    path("changes/<int:change_id>/edit", changes.edit_change, name="change-edit"),
 ]
 
 api_v1 = [

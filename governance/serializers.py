@@ -1,5 +1,5 @@
 """Request and response shapes of the governance API. Inputs refuse unknown fields; the
-write path (``rollout.governance``) validates proposed changes in full."""
+write path (``governance.actions``) validates proposed changes in full."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 from rest_framework import serializers
 
 from core.serializers import StrictSerializer
-from rollout.governance import changes_of, current_approvals, proposal_as_input
-from rollout.models import AgentToken, ChangeRequest, PolicyVersion, ShadowLabel
+from governance.actions import changes_of, current_approvals, proposal_as_input
+from governance.models import ChangeRequest, ShadowLabel
+from rollout.models import AgentToken, PolicyVersion
 from rollout.policy_diff import diff_policies
 
 

@@ -1,5 +1,5 @@
 """Forms of the governance pages (and the agent page's Access section). They validate input and turn it into the ``changes``
-that ``rollout.governance.propose_change`` takes; the write path validates again."""
+that ``governance.actions.propose_change`` takes; the write path validates again."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import Any
 
 from django import forms
 
-from rollout.access import RIGHT_LABELS, RIGHTS
-from rollout.governance import AGENT_SLUG, MAX_LIMITS_PER_TOOL, TOOL_NAME
-from rollout.models import Effect, Risk, RuleKind, ShadowLabel, Tier
+from governance.access import RIGHT_LABELS, RIGHTS
+from governance.actions import AGENT_SLUG, MAX_LIMITS_PER_TOOL, TOOL_NAME
+from governance.models import ShadowLabel
+from rollout.models import Effect, Risk, RuleKind, Tier
 from rollout.policy import (
     LIMIT_OPERATORS,
     RADIUS_DIMENSIONS,

@@ -15,8 +15,9 @@ from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from rollout.backtest import recorded_outcome
-from rollout.readiness import APPROVED_STATUSES, EXECUTED_STATUSES, HUMAN_GATE_CODES
+from approvals.models import Action
+from governance.backtest import recorded_outcome
+from governance.readiness import APPROVED_STATUSES, EXECUTED_STATUSES, HUMAN_GATE_CODES
 
 OUTCOME_GROUPS = ("allowed", "approved", "rejected", "pending", "expired", "denied", "shadowed")
 
@@ -76,8 +77,6 @@ def daily_metrics(
 ) -> dict[int, list[Day]]:
     """For each agent, one ``Day`` per calendar day of the last ``days`` days (oldest first),
     from two grouped queries over all the agents."""
-    from approvals.models import Action
-
     now = now or timezone.now()
     calendar = _days(now, days)
     start = timezone.make_aware(datetime.combine(calendar[0], datetime.min.time()))
@@ -119,8 +118,6 @@ def daily_metrics(
 
 
 def pending_counts(agent_ids: list[int]) -> dict[int, int]:
-    from approvals.models import Action
-
     rows = (
         Action.objects.filter(agent_id__in=agent_ids, status="pending")
         .values("agent_id")

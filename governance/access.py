@@ -6,11 +6,13 @@ Access is part of an agent's policy piece (``rollout.policy_diff``) under ``"acc
     {"review": {"user:alice": True, "group:oncall": True}, "escalation": {...}, ...}
 
 A change sets ``principal -> True`` (grant) or ``None`` (remove), exactly as tool rules
-are set or removed, so the asymmetric workflow of ``rollout.governance`` applies to it
+are set or removed, so the asymmetric workflow of ``governance.actions`` applies to it
 unchanged: a grant increases someone's power over the agent and becomes a change request
 for a second governance owner; a removal applies at once. Either way a new policy version
-records the result (``rollout.snapshots`` includes the ``access`` section; the gate ignores
-it) and every grant or removal is audited (``access.granted`` / ``access.removed``).
+records the result (every snapshot has an ``access`` section, which the gate ignores:
+``rollout.snapshots`` reads it through its ``current_access`` hook, which
+``governance.apps`` answers with ``live_access``) and every grant or removal is audited
+(``access.granted`` / ``access.removed``).
 
 Rights held over *every* agent (roles: groups with model permissions, superusers) are not
 per-agent access: they are shown beside it and managed as user accounts.
@@ -29,10 +31,14 @@ from django.contrib.contenttypes.models import ContentType
 from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
 
+from approvals.models import NotificationRoute
+from approvals.notifications import escalation_people
 from audit import verbs
 from audit.actor_context import recorded_by_caller
 from audit.chain import Actor, append_event
+from rollout import permissions as agent_perms
 from rollout.models import Agent
+from rollout.policy_diff import LOOSENING, TIGHTENING
 
 # right -> the permission codename it is (escalation is a notification route, not a perm)
 RIGHT_PERMISSIONS = {
@@ -70,8 +76,6 @@ def _agent_type() -> ContentType:
 
 
 def _route(agent: Agent) -> Any:
-    from approvals.models import NotificationRoute
-
     return NotificationRoute.objects.filter(agent=agent).first()
 
 
@@ -247,8 +251,6 @@ def _set_permission(agent: Agent, codename: str, kind: str, name: str, granted: 
 
 
 def _set_escalation(agent: Agent, kind: str, name: str, granted: bool) -> None:
-    from approvals.models import NotificationRoute
-
     route, _ = NotificationRoute.objects.get_or_create(agent=agent)
     holder = _holder_object(kind, name)
     if kind == USER:
@@ -349,9 +351,6 @@ class AccessEffect:
 
 
 def _effective(user: Any, right: str, agent: Agent) -> bool:
-    from approvals.notifications import escalation_people
-    from rollout import permissions as agent_perms
-
     if right == "escalation":
         return user in escalation_people(agent)
     return agent_perms.has_agent_perm(user, f"rollout.{RIGHT_PERMISSIONS[right]}", agent)
@@ -361,8 +360,6 @@ def describe_effect(agent: Agent, right: str, holder: str, granted: bool) -> Acc
     """Who would gain or lose ``right`` on ``agent`` if ``holder`` were granted it (or had
     it removed): the people concerned, whether they hold it anyway through a role or
     another grant, and whether the change applies at once or needs a second owner."""
-    from rollout.policy_diff import LOOSENING, TIGHTENING
-
     current = live_access(agent)
     has = bool(current.get(right, {}).get(holder))
     kind, name = split_principal(holder)
@@ -430,7 +427,7 @@ def _held_otherwise(user: Any, right: str, agent: Agent, removed: str) -> bool:
 def agent_rights_of_people(user_ids: list[int]) -> dict[int, list[tuple[str, list[str]]]]:
     """The per-agent rights each of these users holds directly, as {user id: [(agent slug,
     [rights])]} sorted by slug — the People page's column (``accounts.people``; registered in
-    ``rollout.apps``). One query for the grants, one for the slugs."""
+    ``governance.apps``). One query for the grants, one for the slugs."""
     rights_of: dict[int, dict[str, list[str]]] = {}
     by_codename = {codename: right for right, codename in RIGHT_PERMISSIONS.items() if codename}
     slugs = dict(Agent.objects.values_list("pk", "slug"))

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
+from approvals.models import Action
 from rollout.models import Agent
 from rollout.policy import GateRequest, evaluate
 from rollout.snapshots import build_snapshot
@@ -89,8 +90,6 @@ def backtest(
     """Replay ``agent``'s actions of the last ``days`` days through ``snapshot``. Counts
     every proposed outcome; lists (up to ``MAX_ROWS``) the actions that would have run
     without a human, oldest first."""
-    from approvals.models import Action
-
     now = now or timezone.now()
     since = now - timedelta(days=days)
     result = BacktestResult(days=days, since=since, until=now)

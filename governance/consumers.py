@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from rollout.events import GOVERNANCE_GROUP
+from governance.events import GOVERNANCE_GROUP
 from rollout.live import PersonSocketConsumer
 from rollout.selectors import governance_readable_agents
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rollout import consumers
+from governance import consumers
 
 websocket_urlpatterns = [
     path("ws/governance/", consumers.GovernanceConsumer.as_asgi()),

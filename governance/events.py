@@ -1,6 +1,6 @@
 """Channel-layer events about governance: change requests and new policy versions.
 
-Everything goes to one ``governance`` group; ``rollout.consumers.GovernanceConsumer``
+Everything goes to one ``governance`` group; ``governance.consumers.GovernanceConsumer``
 forwards each event only to people who may see that agent's governance. Delivery is at
 most once: pages re-read their state when they (re)connect. A failure to publish never
 fails the change that caused it (it has already committed)."""

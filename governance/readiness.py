@@ -29,7 +29,9 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from rollout.models import Agent, KillSwitch, ShadowLabel, Tier
+from approvals.models import Action
+from governance.models import ShadowLabel
+from rollout.models import Agent, KillSwitch, Tier
 
 # The gate codes of actions held for a human.
 HUMAN_GATE_CODES = ("requires_approval", "tier_requires_approval", "risk_above_auto_limit")
@@ -89,8 +91,6 @@ def _rate(part: int, whole: int) -> float | None:
 
 def measure(agent: Agent, since: datetime, until: datetime) -> dict[str, int]:
     """The raw counts readiness is computed from, over actions created in [since, until)."""
-    from approvals.models import Action
-
     window = Action.objects.filter(agent=agent, created_at__gte=since, created_at__lt=until)
     human = Q(reason_code__in=HUMAN_GATE_CODES)
     counts = window.aggregate(

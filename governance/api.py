@@ -1,4 +1,5 @@
-"""The governance API: thin DRF views over ``rollout.selectors`` and ``rollout.governance``.
+"""The governance API: thin DRF views over ``rollout.selectors`` and ``governance.selectors``
+(what a person may see) and ``governance.actions`` (every change).
 
 People only (session with CSRF, or a personal token with the ``govern`` scope for changes): an agent's
 bearer token is answered 403 everywhere here — agents never change, nor read, their own
@@ -21,21 +22,17 @@ from core.api import AirlockAPIView
 from core.api_errors import ApiError
 from core.digests import token_digest
 from core.permissions import IsPerson
-from rollout import governance
-from rollout import permissions as agent_perms
-from rollout.backtest import backtest_change
-from rollout.metrics import pending_counts
-from rollout.models import Agent, ChangeRequest, KillSwitch, Tier
-from rollout.policy_diff import diff_policies
-from rollout.readiness import compute_readiness
-from rollout.selectors import (
-    agent_visible_to,
+from governance import actions
+from governance.backtest import backtest_change
+from governance.metrics import pending_counts
+from governance.models import ChangeRequest
+from governance.readiness import compute_readiness
+from governance.selectors import (
     can_read_governance,
     change_request_visible_to,
-    visible_agents,
     visible_change_requests,
 )
-from rollout.serializers import (
+from governance.serializers import (
     AgentTokenSerializer,
     ApproveInSerializer,
     BacktestInSerializer,
@@ -52,6 +49,10 @@ from rollout.serializers import (
     backtest_data,
     readiness_data,
 )
+from rollout import permissions as agent_perms
+from rollout.models import Agent, KillSwitch, Tier
+from rollout.policy_diff import diff_policies
+from rollout.selectors import agent_visible_to, visible_agents
 
 
 class GovernanceAPIView(AirlockAPIView):
@@ -125,7 +126,7 @@ class AgentListView(GovernanceAPIView):
     def post(self, request: Request) -> Response:
         require_token_scope(request, "govern")
         data = _valid(RegisterAgentInSerializer, request)
-        agent = governance.register(user=request.user, **data)
+        agent = actions.register(user=request.user, **data)
         return Response(agent_summary(agent), status=status.HTTP_201_CREATED)
 
 
@@ -203,7 +204,7 @@ class AgentChangesView(GovernanceAPIView):
         require_token_scope(request, "govern")
         agent = _governed(request, slug)
         data = _valid(ProposalInSerializer, request)
-        result = governance.propose_change(
+        result = actions.propose_change(
             agent=agent,
             user=request.user,
             changes=data["changes"],
@@ -296,7 +297,7 @@ class BacktestView(GovernanceAPIView):
             changes = data["changes"]
         else:
             raise ApiError(400, "invalid", "Give a tier or changes.", {"tier": ["Required."]})
-        proposal = governance.preview_change(agent=agent, changes=changes)
+        proposal = actions.preview_change(agent=agent, changes=changes)
         result = backtest_change(agent, proposal.after, days=data["days"])
         return Response(
             {
@@ -326,7 +327,7 @@ class TokenListView(GovernanceAPIView):
         agent = _governed(request, slug)
         require_step_up(request, "issue an agent token")
         data = _valid(TokenInSerializer, request)
-        token = governance.issue_token(agent=agent, user=request.user, name=data["name"])
+        token = actions.issue_token(agent=agent, user=request.user, name=data["name"])
         record = agent.tokens.get(token_hash=token_digest(token))
         response = Response(
             {**AgentTokenSerializer(record).data, "token": token}, status=status.HTTP_201_CREATED
@@ -362,7 +363,7 @@ class WebhookSecretView(GovernanceAPIView):
         require_token_scope(request, "govern")
         agent = _governed(request, slug)
         require_step_up(request, "rotate the webhook secret")
-        secret = governance.rotate_webhook_secret(agent=agent, user=request.user)
+        secret = actions.rotate_webhook_secret(agent=agent, user=request.user)
         agent.refresh_from_db(fields=["previous_webhook_secret_until"])
         until = agent.previous_webhook_secret_until
         response = Response(
@@ -383,7 +384,7 @@ class TokenRevokeView(GovernanceAPIView):
     def post(self, request: Request, slug: str, token_id: int) -> Response:
         require_token_scope(request, "govern")
         agent = _governed(request, slug)
-        record = governance.revoke_token(agent=agent, token_id=token_id, user=request.user)
+        record = actions.revoke_token(agent=agent, token_id=token_id, user=request.user)
         return Response(AgentTokenSerializer(record).data)
 
 
@@ -400,7 +401,7 @@ class ShadowLabelView(GovernanceAPIView):
         data = _valid(ShadowLabelInSerializer, request)
         if not Action.objects.filter(pk=data["action_id"], agent=agent).exists():
             raise ApiError(404, "not_found", "No such action for this agent.")
-        label = governance.label_shadow_action(
+        label = actions.label_shadow_action(
             action_id=data["action_id"], user=request.user, label=data["label"]
         )
         return Response(
@@ -452,7 +453,7 @@ class ChangeDetailView(GovernanceAPIView):
         require_token_scope(request, "govern")
         _change_request(request, change_id)
         data = _valid(EditChangeInSerializer, request)
-        change_request = governance.edit_change_request(
+        change_request = actions.edit_change_request(
             change_request_id=change_id,
             user=request.user,
             changes=data["changes"],
@@ -473,7 +474,7 @@ class ChangeApproveView(GovernanceAPIView):
         _change_request(request, change_id)
         require_step_up(request, "approve a governance change")
         data = _valid(ApproveInSerializer, request)
-        change_request = governance.approve_change_request(
+        change_request = actions.approve_change_request(
             change_request_id=change_id,
             user=request.user,
             revision=data.get("revision"),
@@ -492,7 +493,7 @@ class ChangeRejectView(GovernanceAPIView):
         require_token_scope(request, "govern")
         _change_request(request, change_id)
         data = _valid(CommentInSerializer, request)
-        change_request = governance.reject_change_request(
+        change_request = actions.reject_change_request(
             change_request_id=change_id, user=request.user, comment=data.get("comment", "")
         )
         return Response(ChangeRequestSerializer(change_request).data)
@@ -508,7 +509,7 @@ class ChangeWithdrawView(GovernanceAPIView):
         require_token_scope(request, "govern")
         _change_request(request, change_id)
         data = _valid(CommentInSerializer, request)
-        change_request = governance.withdraw_change_request(
+        change_request = actions.withdraw_change_request(
             change_request_id=change_id, user=request.user, comment=data.get("comment", "")
         )
         return Response(ChangeRequestSerializer(change_request).data)

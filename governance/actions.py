@@ -1,6 +1,8 @@
 """The write path of governance: every change to an agent's tier, tool rules, rate limit,
-activity and tokens, and every change request, passes through here — from pages, the API,
-the admin and scripts alike.
+activity, access and tokens, every change request and every shadow label passes through
+here — from pages, the API, the admin and scripts alike. Registration and tokens wrap
+``rollout.actions`` (the agent's own write path), adding the governor check, the policy
+version and the broadcast.
 
 Asymmetric governance (DESIGN): ``propose_change`` classifies a proposed change with
 ``rollout.policy_diff``. A *tightening* (it can only reduce the agent's autonomy) applies
@@ -24,12 +26,15 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from approvals.models import Action
+from approvals.states import Status as ActionStatus
 from audit import verbs
 from audit.chain import Actor, append_event
 from core.errors import Refused
 from core.people import is_active_person
-from rollout import access as agent_access
-from rollout import events
+from governance import access as agent_access
+from governance import events
+from governance.models import ChangeApproval, ChangeRequest, ShadowLabel
 from rollout import permissions as agent_perms
 from rollout.actions import (
     issue_agent_token,
@@ -43,12 +48,9 @@ from rollout.actions import (
 from rollout.models import (
     Agent,
     AgentToken,
-    ChangeApproval,
-    ChangeRequest,
     Effect,
     PolicyVersion,
     RuleKind,
-    ShadowLabel,
     Tier,
     ToolRule,
 )
@@ -173,7 +175,7 @@ def normalize_changes(changes: Any, current: dict) -> dict:
 
     ``changes`` may set ``tier`` (a tier name), ``active`` (bool),
     ``rate_limit_per_minute`` (int), ``tools`` ({tool: rule or null}) and ``access``
-    (``rollout.access.normalize_access``); a tool rule given in part completes the tool's
+    (``governance.access.normalize_access``); a tool rule given in part completes the tool's
     existing rule."""
     if not isinstance(changes, dict) or not changes:
         raise GovernanceRefused(
@@ -830,9 +832,6 @@ def revoke_token(*, agent: Agent, token_id: int, user: Any) -> AgentToken:
 def label_shadow_action(*, action_id: int, user: Any, label: str) -> ShadowLabel:
     """Record (or change) ``user``'s judgement of a shadowed action: would they have
     approved it? Only reviewers of the agent label. Audits ``action.shadow_labelled``."""
-    from approvals.models import Action
-    from approvals.states import Status
-
     if label not in ShadowLabel.Label.values:
         raise GovernanceRefused(
             "invalid",
@@ -851,7 +850,7 @@ def label_shadow_action(*, action_id: int, user: Any, label: str) -> ShadowLabel
             raise GovernanceRefused("not_found", "No such action.", 404)
         if not agent_perms.can_review(user, action.agent):
             raise GovernanceRefused("not_reviewer", "You may not review this agent.", 403)
-        if action.status != Status.SHADOWED:
+        if action.status != ActionStatus.SHADOWED:
             raise GovernanceRefused(
                 "not_shadowed", f"This action is {action.status}; only shadow actions are labelled."
             )

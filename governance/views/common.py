@@ -1,0 +1,87 @@
+"""What every governance page shares: finding the agent a person may see (404 otherwise) or
+govern (403 otherwise), answering a refusal with a message on the page it redirects to, the
+step-up check before handing out a credential, and sending a form's change through the
+write path."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+
+from accounts import stepup
+from core.errors import Answered, answering_refusals
+from governance import actions
+from rollout import permissions as agent_perms
+from rollout.models import Agent
+from rollout.selectors import agent_visible_to
+
+
+def agent_or_404(request: HttpRequest, slug: str) -> Agent:
+    """The agent ``slug`` if the person may see it; 404 whether it is missing or not theirs."""
+    agent = agent_visible_to(request.user, slug)
+    if agent is None:
+        raise Http404("No such agent.")
+    return agent
+
+
+def governed_agent(request: HttpRequest, slug: str) -> Agent:
+    """The agent ``slug`` if the person may govern it: 404 if they may not see it, else 403."""
+    agent = agent_or_404(request, slug)
+    if not agent_perms.can_govern(request.user, agent):
+        raise PermissionDenied("You may not govern this agent.")
+    return agent
+
+
+def flashing_refusals(
+    request: HttpRequest, *, hide: bool = True
+) -> AbstractContextManager[Answered]:
+    """A governance page's answer to a refusal in its block: an error message on the page
+    it redirects to (with ``hide``, 403 and 404 are the error pages instead; a step-up
+    request is shown, so the person can enter a code)."""
+    return answering_refusals(
+        request, hide=hide, show=lambda message: messages.error(request, message)
+    )
+
+
+def stepped_up(request: HttpRequest, purpose: str) -> bool:
+    """Whether ``request`` may hand out a credential: step-up off, or a recent second factor
+    (a code posted with the form is verified here). When not, says why."""
+    with flashing_refusals(request, hide=False) as refused:
+        stepup.require_recent_second_factor(request, purpose=purpose)
+    return not refused
+
+
+def propose(request: HttpRequest, agent: Agent, changes: dict, reason: str) -> HttpResponse:
+    """Send a form's change through the write path and say what happened."""
+    with flashing_refusals(request) as refused:
+        result = actions.propose_change(
+            agent=agent, user=request.user, changes=changes, reason=reason
+        )
+    if refused:
+        return redirect("rollout:agent-detail", slug=agent.slug)
+    if result.applied:
+        messages.success(
+            request,
+            f"Applied at once (it only reduces autonomy): policy version "
+            f"{result.policy_version.number} is now current.",
+        )
+        return redirect("rollout:agent-detail", slug=agent.slug)
+    messages.info(
+        request,
+        f"This gives the agent more autonomy, so it is change request "
+        f"#{result.change_request.pk}: another governance owner must approve it.",
+    )
+    return redirect("rollout:change-detail", change_id=result.change_request.pk)
+
+
+def form_errors(form: Any) -> str:
+    """A form's errors as one line, for a message on the page a form redirects to."""
+    return "; ".join(
+        f"{name}: {' '.join(problems)}" if name != "__all__" else " ".join(problems)
+        for name, problems in form.errors.items()
+    )
