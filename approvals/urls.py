@@ -3,7 +3,10 @@ from django.urls import path
 from approvals import views
 
 urlpatterns = [
-    path("", views.queue, name="queue"),
+    # "/" sends each person to their home (a reviewer's is the queue, served in place).
+    path("", views.home, name="home"),
+    path("queue", views.queue, name="queue"),
+    path("home", views.choose_home, name="home-choose"),
     path("decided", views.decided, name="decided"),
     path("actions/<int:action_id>", views.action_detail, name="action-detail"),
     path("actions/<int:action_id>/approve", views.approve, name="action-approve"),

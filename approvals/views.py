@@ -20,12 +20,13 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.preferences import choose_home as store_home
 from accounts.stepup import (
     approval_purpose,
     approval_step_up_check,
     verify_offered_code,
 )
-from approvals import actions, selectors
+from approvals import actions, navigation, selectors
 from approvals.forms import (
     ApproveForm,
     DecidedFilterForm,
@@ -69,6 +70,36 @@ def _list_url(request: HttpRequest, view_name: str) -> str:
 def _shown_ids(request: HttpRequest) -> list[int]:
     raw = request.GET.get("shown", "")
     return [int(part) for part in raw.split(",") if part.isdigit()][: selectors.MAX_SHOWN_IDS]
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """``/``: the person's home (``approvals.navigation``) — the queue in place for those
+    whose home it is, a redirect to it for everyone else."""
+    home_link = navigation.access_of(request).home
+    if home_link.key == navigation.QUEUE:
+        return queue(request)
+    return redirect(home_link.url)
+
+
+@login_required
+@require_POST
+def choose_home(request: HttpRequest) -> HttpResponse:
+    """The profile's "home" form: store one of the homes the person may open ("" returns
+    to the default by role)."""
+    access = navigation.access_of(request)
+    with answering_refusals(request, show=lambda text: messages.error(request, text)) as refused:
+        store_home(
+            user=request.user,
+            home=request.POST.get("home", ""),
+            allowed=[link.key for link in access.homes],
+        )
+    if not refused:
+        access = navigation.Access(request.user)
+        request._airlock_access = access  # type: ignore[attr-defined]
+        messages.success(request, f"Your home is now {access.home.label}.")
+    return redirect(reverse("profile") + "#home")
 
 
 @login_required

@@ -419,6 +419,8 @@ OPS: list[Op] = [
         body=REASON,
     ),
     # --- the dashboard
+    Op("home", "GET", "page"),
+    Op("home-choose", "POST", "page", body=_fixed({"home": ""})),
     Op("queue", "GET", "page"),
     Op("decided", "GET", "page"),
     Op("action-detail", "GET", "page", kwargs=_action("pending"), targeted=True),
