@@ -875,6 +875,10 @@ def expire(*, action_id: int) -> bool:
         return True
 
 
+# The feedback a kill switch's sweep gives each action it stops (pages say what stopped it).
+KILL_SWITCH_FEEDBACK = "Stopped by kill switch: "
+
+
 def stop_actions_in_scope(*, switch: KillSwitch, actor: Actor) -> dict[str, int]:
     """The kill switch's sweep, inside its transaction: pending → cancelled, approved or
     allowed and not yet reported → revoked. Locks rows in id order. Audits each; owes
@@ -900,7 +904,7 @@ def stop_actions_in_scope(*, switch: KillSwitch, actor: Actor) -> dict[str, int]
         else:
             transition(action, Status.REVOKED)
             verb, event, key = verbs.ACTION_REVOKED, "action.revoked", "revoked"
-        action.feedback = f"Stopped by kill switch: {switch.reason}"
+        action.feedback = f"{KILL_SWITCH_FEEDBACK}{switch.reason}"
         action.decided_at = action.decided_at or timezone.now()
         action.save(update_fields=["status", "feedback", "decided_at", "updated_at"])
         _audit(action, verb, actor, {"kill_switch": switch.pk})

@@ -3,6 +3,7 @@ what the person typed lives here; whether they may decide is the write path's an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -39,7 +40,32 @@ class _FilterForm(forms.Form):
 
 
 class QueueFilterForm(_FilterForm):
-    """Narrows the queue by agent, risk and tool."""
+    """Narrows the queue by words, agent, risk and tool, and orders it."""
+
+    q = forms.CharField(required=False, max_length=200, label="Search tool, summary or agent")
+    sort = forms.ChoiceField(
+        required=False,
+        label="Order",
+        choices=[
+            ("risk", "Highest risk first"),
+            ("expiry", "Least time left first"),
+            ("age", "Oldest first"),
+        ],
+    )
+    field_order = ["q", "agent", "risk", "tool", "sort"]
+
+    def __init__(self, data: Any, choices: FilterChoices) -> None:
+        super().__init__(data, choices)
+        self.fields["q"].widget.attrs.update({"type": "search", "placeholder": "Search"})
+
+    def filters(self) -> ActionFilters:
+        filters = super().filters()
+        text = getattr(self, "cleaned_data", {}).get("q", "")
+        return dataclasses.replace(filters, text=text)
+
+    def ordering(self) -> str:
+        self.is_valid()
+        return getattr(self, "cleaned_data", {}).get("sort") or "risk"
 
 
 class DecidedFilterForm(_FilterForm):

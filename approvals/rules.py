@@ -112,6 +112,40 @@ def quorum_met(
     return True
 
 
+@dataclass(frozen=True)
+class StillNeeded:
+    """Who may still approve a pending action: ``count`` more approvals by distinct people,
+    one of them a critical approver when ``critical`` (none counted yet)."""
+
+    count: int
+    critical: bool
+
+    def __str__(self) -> str:
+        if self.count <= 0:
+            return "quorum met"
+        if self.critical and self.count == 1:
+            return "needs 1 more: a critical approver"
+        if self.critical:
+            return f"needs {self.count} more: one of them a critical approver"
+        return (
+            f"needs {self.count} more: any reviewer"
+            if self.count == 1
+            else (f"needs {self.count} more: distinct reviewers")
+        )
+
+
+def still_needed(
+    action: Action, approvals: Sequence[Decision], is_critical_approver: IsCriticalApprover
+) -> StillNeeded:
+    """What ``approvals`` (current ones) leave to do before ``quorum_met``: the same bar,
+    said as what remains."""
+    count = max(1, action.required_approvals) - len({d.reviewer_id for d in approvals})
+    critical = action.needs_critical_approver and not any(
+        is_critical_approver(d.reviewer) for d in approvals
+    )
+    return StillNeeded(max(count, 1 if critical else 0), critical)
+
+
 def rollback_refusal(action: Action, *, may_review: bool, now: datetime) -> Refusal | None:
     """Why a rollback of ``action`` may not be requested now, or None when it may."""
     if not may_review:

@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.db.models import Case, IntegerField, Prefetch, QuerySet, Value, When
+from django.db.models import Case, IntegerField, Prefetch, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from approvals import actions as write_path
@@ -52,6 +52,16 @@ DECIDED_STATUSES = [
     Status.ROLLBACK_FAILED,
 ]
 
+MAX_SEARCH_WORDS = 8
+
+# The queue's orders: by what a reviewer most needs first (the default), by time left, or
+# by age; each ends with the id so pages never overlap.
+QUEUE_SORTS = {
+    "risk": ("-risk_rank", "expires_at", "created_at", "id"),
+    "expiry": ("expires_at", "-risk_rank", "created_at", "id"),
+    "age": ("created_at", "id"),
+}
+
 # A live page names the cards it shows so the server can say what became of those that
 # left the queue; more than this many ids is not a real page.
 MAX_SHOWN_IDS = 200
@@ -65,8 +75,16 @@ class ActionFilters:
     risk: str = ""
     tool: str = ""
     status: str = ""
+    # Words that must each appear in the tool, the summary or the agent's name.
+    text: str = ""
 
     def apply(self, queryset: QuerySet[Action]) -> QuerySet[Action]:
+        for word in self.text.split()[:MAX_SEARCH_WORDS]:
+            queryset = queryset.filter(
+                Q(tool__icontains=word)
+                | Q(summary__icontains=word)
+                | Q(agent__name__icontains=word)
+            )
         if self.agent:
             queryset = queryset.filter(agent__slug=self.agent)
         if self.risk:
@@ -107,14 +125,17 @@ def cards_in_order(action_ids: Sequence[int]) -> list[Action]:
     return [by_id[pk] for pk in action_ids if pk in by_id]
 
 
-def pending_queue(user: Any, filters: ActionFilters = ActionFilters()) -> QuerySet[Action]:
-    """The pending actions ``user`` may decide on, highest risk first, then least time left
-    (actions without an expiry last), then oldest first."""
+def pending_queue(
+    user: Any, filters: ActionFilters = ActionFilters(), sort: str = "risk"
+) -> QuerySet[Action]:
+    """The pending actions ``user`` may decide on. By default highest risk first, then
+    least time left (actions without an expiry last), then oldest first; ``sort`` "expiry"
+    puts least time left first, "age" oldest first (``QUEUE_SORTS``)."""
     pending = reviewable_actions(user).filter(status=Status.PENDING)
     return (
         filters.apply(pending)
         .annotate(risk_rank=RISK_RANK)
-        .order_by("-risk_rank", "expires_at", "created_at", "id")
+        .order_by(*QUEUE_SORTS.get(sort, QUEUE_SORTS["risk"]))
     )
 
 
@@ -127,6 +148,37 @@ def recently_left_queue(user: Any, shown_ids: Iterable[int]) -> list[Action]:
         return []
     left = reviewable_actions(user).filter(pk__in=ids).exclude(status=Status.PENDING)
     return list(with_card_data(left).order_by("-updated_at", "-id"))
+
+
+@dataclass(frozen=True)
+class StoppedGroup:
+    """Cards one kill switch stopped, shown as one line: its ``feedback`` and their ids."""
+
+    feedback: str
+    action_ids: list[int]
+
+    @property
+    def count(self) -> int:
+        return len(self.action_ids)
+
+    @property
+    def reason(self) -> str:
+        return self.feedback.removeprefix(write_path.KILL_SWITCH_FEEDBACK)
+
+
+def collapse_stopped(left: list[Action]) -> tuple[list[Action], list[StoppedGroup]]:
+    """Split the actions that left a queue into those shown as cards and, where a kill
+    switch stopped two or more, one line per switch (a stop must not crowd the queue)."""
+    by_switch: dict[str, list[int]] = {}
+    for action in left:
+        if action.status == Status.CANCELLED and action.feedback.startswith(
+            write_path.KILL_SWITCH_FEEDBACK
+        ):
+            by_switch.setdefault(action.feedback, []).append(action.pk)
+    collapsed = {feedback for feedback, ids in by_switch.items() if len(ids) >= 2}
+    cards = [action for action in left if action.feedback not in collapsed]
+    groups = [StoppedGroup(feedback, sorted(by_switch[feedback])) for feedback in sorted(collapsed)]
+    return cards, groups
 
 
 def recent_decisions(user: Any, filters: ActionFilters = ActionFilters()) -> QuerySet[Action]:
@@ -273,6 +325,8 @@ class DecisionCard:
     # Who looks at the card: its arguments, the edit diff and the editor's text are shown
     # as this person may see them (``audit.retention.masked_arguments``; None: masked).
     viewer: Any = None
+    # Who may still approve it (``rules.still_needed``); None on a card built without it.
+    needs: rules.StillNeeded | None = None
 
     @property
     def step_up_risk(self) -> str | None:
@@ -294,6 +348,23 @@ class DecisionCard:
     @cached_property
     def arguments_json(self) -> str:
         return pretty_json(self.shown_arguments)
+
+    @cached_property
+    def text_arguments(self) -> list[tuple[str, str, bool]]:
+        """The arguments as (name, shown value, is text) when one of them is text on several
+        lines (an email's body): such text is shown as text, not as a JSON string full of
+        ``\n``. Empty otherwise (the card shows the JSON as it is)."""
+        arguments = self.shown_arguments
+        if not isinstance(arguments, dict) or not any(
+            isinstance(value, str) and "\n" in value for value in arguments.values()
+        ):
+            return []
+        return [
+            (str(name), value, True)
+            if isinstance(value, str)
+            else (str(name), pretty_json(value), False)
+            for name, value in sorted(arguments.items())
+        ]
 
     @cached_property
     def compensation_json(self) -> str:
@@ -424,6 +495,7 @@ def build_cards(actions: Iterable[Action], user: Any) -> list[DecisionCard]:
                 _offers(approve, reject, _may_request_rollback(action, user, scopes, now)),
                 now,
                 viewer=user,
+                needs=rules.still_needed(action, approvals, is_critical),
             )
         )
     return cards
@@ -446,11 +518,17 @@ def build_card(action: Action, user: Any) -> DecisionCard:
     now = timezone.now()
     approve = write_path.decision_refusal(action, user, Decision.Verdict.APPROVE)
     reject = write_path.decision_refusal(action, user, Decision.Verdict.REJECT)
+    approvals = write_path.current_approvals(action)
+
+    def is_critical(person: Any) -> bool:
+        return agent_perms.can_approve_critical(person, action.agent)
+
     return DecisionCard(
         action,
-        write_path.current_approvals(action),
+        approvals,
         list(action.decisions.all()),
         _offers(approve, reject, _may_request_rollback(action, user, _AgentScopes(), now)),
         now,
         viewer=user,
+        needs=rules.still_needed(action, approvals, is_critical),
     )

@@ -108,7 +108,7 @@ def queue(request: HttpRequest) -> HttpResponse:
     """The pending actions the user may decide on, as decision cards."""
     choices = selectors.queue_filter_choices(request.user)
     filter_form = QueueFilterForm(request.GET, choices)
-    pending = selectors.pending_queue(request.user, filter_form.filters())
+    pending = selectors.pending_queue(request.user, filter_form.filters(), filter_form.ordering())
     page = Paginator(pending.values_list("pk", flat=True), QUEUE_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
@@ -125,6 +125,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         left = selectors.recently_left_queue(
             request.user, (pk for pk in _shown_ids(request) if pk not in on_page)
         )
+        left, context["stopped_groups"] = selectors.collapse_stopped(left)
         context["left_cards"] = selectors.build_cards(left, request.user)
         return _fragment(request, "approvals/_queue_list.html", context, "queue")
     return render(request, "approvals/queue.html", context)
