@@ -28,6 +28,10 @@ from audit.retention import masked_arguments
 from rollout import permissions as agent_perms
 from rollout.models import Agent, Risk, ToolRule
 
+# What a card offers to add to a pending action's wait (Permit's "+5 min", a little longer);
+# approvals.forms accepts these.
+EXTENSIONS = [(900, "+15 min"), (3600, "+1 h"), (4 * 3600, "+4 h")]
+
 # Highest risk first: ``order_by(RISK_RANK.desc())``.
 RISK_RANK = Case(
     When(risk=Risk.CRITICAL, then=Value(3)),
@@ -101,7 +105,7 @@ def with_card_data(queryset: QuerySet[Action]) -> QuerySet[Action]:
     agent, release and policy version joined (not the version's snapshot: a card shows only
     its number), then all their decisions with reviewers."""
     return (
-        queryset.select_related("agent", "release", "policy_version")
+        queryset.select_related("agent", "agent__tier", "release", "policy_version")
         .defer("policy_version__snapshot")
         .prefetch_related(
             Prefetch(
@@ -408,6 +412,26 @@ class DecisionCard:
         return max(0, int((self.action.expires_at - self.now).total_seconds()))
 
     @property
+    def extensions(self) -> list[tuple[int, str]]:
+        """The extensions of the wait this card offers: those within the tier's maximum
+        (``rules.extension_refusal`` decides; the write path asks it again)."""
+        if not self.offers.reject or self.action.expires_at is None:
+            return []
+        tier = self.action.agent.tier
+        offered = []
+        for seconds, text in EXTENSIONS:
+            refusal = rules.extension_refusal(
+                self.action,
+                may_review=True,
+                seconds=seconds,
+                max_pending_seconds=tier.max_pending_seconds if tier else 0,
+                now=self.now,
+            )
+            if refusal is None:
+                offered.append((seconds, text))
+        return offered
+
+    @property
     def approvers(self) -> list[str]:
         return [d.reviewer.get_username() for d in self.approvals]
 
@@ -532,3 +556,29 @@ def build_card(action: Action, user: Any) -> DecisionCard:
         viewer=user,
         needs=rules.still_needed(action, approvals, is_critical),
     )
+
+
+@dataclass(frozen=True)
+class BulkGroup:
+    """Low-risk pending cards of one tool that the viewer may approve and reject, offered
+    as one bulk decision (``approvals.actions.bulk_decide``)."""
+
+    tool: str
+    cards: list[DecisionCard]
+
+
+def bulk_groups(cards: Iterable[DecisionCard], minimum: int = 2) -> list[BulkGroup]:
+    """The page's cards a bulk decision may cover, one group per tool of at least
+    ``minimum`` cards (never a high or critical one: ``rules.BULK_RISKS``)."""
+    by_tool: dict[str, list[DecisionCard]] = {}
+    for card in cards:
+        if (
+            card.is_pending
+            and card.action.risk in rules.BULK_RISKS
+            and card.offers.approve
+            and card.offers.reject
+        ):
+            by_tool.setdefault(card.action.tool, []).append(card)
+    return [
+        BulkGroup(tool, group) for tool, group in sorted(by_tool.items()) if len(group) >= minimum
+    ]

@@ -29,8 +29,10 @@ from accounts.stepup import (
 from approvals import actions, navigation, selectors
 from approvals.forms import (
     ApproveForm,
+    BulkDecisionForm,
     DecidedFilterForm,
     EditAndApproveForm,
+    ExtendForm,
     QueueFilterForm,
     RejectForm,
     RollbackForm,
@@ -116,6 +118,7 @@ def queue(request: HttpRequest) -> HttpResponse:
     context = {
         "page": page,
         "cards": cards,
+        "bulk_groups": selectors.bulk_groups(cards),
         "filter_form": filter_form,
         "return_to": _list_url(request, "queue"),
         "reviews_any_agent": bool(choices.agents),
@@ -225,6 +228,13 @@ def _reject(request: HttpRequest, seen: Action, data: dict) -> str:
     return f"Rejected #{action.pk}; your reason was sent to the agent."
 
 
+def _extend(request: HttpRequest, seen: Action, data: dict) -> str:
+    action = actions.extend_expiry(
+        action_id=seen.pk, user=request.user, seconds=data["seconds"], channel=Channel.PAGE
+    )
+    return f"#{action.pk} now waits until {action.expires_at:%H:%M} UTC."
+
+
 def _request_rollback(request: HttpRequest, seen: Action, data: dict) -> str:
     action = actions.request_rollback(action_id=seen.pk, user=request.user, comment=data["comment"])
     return f"Rollback of #{action.pk} requested from the agent."
@@ -311,3 +321,43 @@ def reject(request: HttpRequest, action_id: int) -> HttpResponse:
 @require_POST
 def request_rollback(request: HttpRequest, action_id: int) -> HttpResponse:
     return _decide(request, action_id, RollbackForm, "rollback", _request_rollback)
+
+
+@login_required
+@require_POST
+def extend(request: HttpRequest, action_id: int) -> HttpResponse:
+    return _decide(request, action_id, ExtendForm, "extend", _extend)
+
+
+@login_required
+@require_POST
+def bulk_decide(request: HttpRequest) -> HttpResponse:
+    """Approve or reject the low-risk actions of one tool a queue page offered together;
+    each goes through the write path on its own (``actions.bulk_decide``)."""
+    back = next_target(request, reverse("queue"))
+    form = BulkDecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(m for ms in form.errors.values() for m in ms))
+        return redirect(back)
+    verdict = form.cleaned_data["verdict"]
+    # Nothing a page offers is refused as a whole (it offers low-risk cards of one tool the
+    # person may decide): a refusal here is a forged or stale request, answered 403/404.
+    with answering_refusals(request, hide=True) as refused:
+        result = actions.bulk_decide(
+            action_ids=form.action_ids,
+            user=request.user,
+            verdict=verdict,
+            seen_hashes=form.seen_hashes,
+            comment=form.cleaned_data["comment"],
+            step_up=approval_step_up_check(request),
+        )
+    if refused:  # a 400 (too many, mixed tools): say so and go back
+        messages.error(request, refused.message)
+        return redirect(back)
+    done = ", ".join(f"#{action.pk}" for action in result.done)
+    verb = "Approved" if verdict == "approve" else "Rejected"
+    if result.done:
+        messages.success(request, f"{verb} {len(result.done)}: {done}.")
+    for pk, reason in result.refused:
+        messages.error(request, f"#{pk} not {verb.lower()}: {reason}")
+    return redirect(back)

@@ -177,7 +177,7 @@
       ? [active.selectionStart, active.selectionEnd, active.selectionDirection]
       : null;
 
-    region.querySelectorAll(".card[data-action-id]").forEach(function (card) {
+    region.querySelectorAll(".card[data-action-id], [data-bulk]").forEach(function (card) {
       if (!isBusy(card)) return;
       var replacement = fresh.content.getElementById(card.id);
       if (replacement && replacement.dataset.status === card.dataset.status) {
@@ -202,7 +202,7 @@
 
   function isBusy(card) {
     if (card.contains(document.activeElement)) return true;
-    if (card.querySelector("details[data-form][open]")) return true;
+    if (card.querySelector("details[data-form][open]") || card.matches("details[open]")) return true;
     return Array.prototype.some.call(
       card.querySelectorAll("textarea, input[type=text]"),
       function (field) {

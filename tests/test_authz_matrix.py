@@ -137,6 +137,8 @@ action-detail                    GET    login     login   200      200/404    20
 action-approve                   POST   login     login   302      302/404    302      404      404        404      404        403     403/404   login    302       login   login      login
 action-edit-approve              POST   login     login   302      302/404    302      404      404        404      404        403     403/404   login    302       login   login      login
 action-reject                    POST   login     login   302      302/404    302      404      404        404      404        403     403/404   login    302       login   login      login
+actions-bulk                     POST   login     login   302      302        302      404      404        404      404        404     404       login    302       login   login      login
+action-extend                    POST   login     login   302      302/404    302      404      404        404      404        403     403/404   login    302       login   login      login
 action-rollback                  POST   login     login   302      302/404    302      404      404        404      404        403     403/404   login    302       login   login      login
 # --- governance pages: any role on an agent shows it; governors change it; change requests are
 #     read by governors and auditors, approved by a governor who did not write them
@@ -719,6 +721,22 @@ def _rejected_by(world: World, role: str) -> None:
     ]
 
 
+def _bulk_approved_by(world: World, role: str) -> None:
+    action = _action(world.own.pending)
+    assert action.status == "approved" and action.risk == "low"
+    assert [(d.reviewer_id, d.channel) for d in action.decisions.all()] == [
+        (_who(world, role).pk, "bulk")
+    ]
+    assert _action(world.other.pending).status == "pending"
+
+
+def _extended_by(world: World, role: str) -> None:
+    action = _action(world.own.pending)
+    assert action.status == "pending" and action.risk == "medium"
+    event = AuditEvent.objects.get(verb=verbs.ACTION_EXPIRY_EXTENDED, target_id=str(action.pk))
+    assert event.data["seconds"] == 900 and event.actor == _who(world, role).get_username()
+
+
 def _rollback_requested(world: World, role: str) -> None:
     assert _action(world.own.executed).status == "rollback_requested"
     assert _action(world.other.executed).status == "executed"
@@ -874,6 +892,8 @@ def _checks(drills: list) -> dict[tuple[str, str], tuple[dict, Check]]:
             lambda w, r: _approved_by(w, r, arguments={"to": "b@example.com"}),
         ),
         ("action-reject", "POST"): ({}, _rejected_by),
+        ("action-extend", "POST"): ({}, _extended_by),
+        ("actions-bulk", "POST"): ({}, _bulk_approved_by),
         ("action-rollback", "POST"): ({"status": "rolled_back"}, _rollback_requested),
         ("api-action-withdraw", "POST"): ({}, _withdrawn),
         ("rollout:agent-register", "POST"): ({}, _registered),

@@ -238,11 +238,12 @@ def test_browser__reject_needs_reason__edit_rejects_bad_json__then_shows_diff(
 
     # Reject: the reason is required before anything is sent
     card = rita.card(to_reject["id"])
+    reject = card.get_by_role("button", name=f"Reject send_email #{to_reject['id']}", exact=True)
     card.locator("summary", has_text="Reject").click()
-    card.get_by_role("button", name="Reject", exact=True).click()
+    reject.click()
     expect(card).to_have_attribute("data-status", "pending")
     card.get_by_label("Reason for the agent").fill("Wrong recipient: use the billing contact")
-    card.get_by_role("button", name="Reject", exact=True).click()
+    reject.click()
     expect(card).to_have_attribute("data-status", "rejected")
     assert agent.get(to_reject["id"])["feedback"] == "Wrong recipient: use the billing contact"
 
@@ -279,11 +280,12 @@ def test_browser__second_reviewer_page__follows_decisions_and_kill_switch_live(
     expect(rob.card(high["id"])).to_contain_text("0 of 2")
 
     # When Rita approves, Rob's card shows one of two approvals, by her
-    rita.card(high["id"]).get_by_role("button", name="Approve", exact=True).click()
+    approve_high = f"Approve create_refund_request #{high['id']}"
+    rita.card(high["id"]).get_by_role("button", name=approve_high, exact=True).click()
     expect(rob.card(high["id"])).to_contain_text("1 of 2")
     expect(rob.card(high["id"])).to_contain_text("by rita")
     # When Rob gives the second approval, Rita's page shows it decided
-    rob.card(high["id"]).get_by_role("button", name="Approve", exact=True).click()
+    rob.card(high["id"]).get_by_role("button", name=approve_high, exact=True).click()
     expect(rita.card(high["id"])).to_have_attribute("data-status", "approved")
     expect(rita.card(high["id"])).to_contain_text("Approved by rita, rob")
 
