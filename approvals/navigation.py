@@ -108,7 +108,8 @@ class Access:
 
     @cached_property
     def sees_incidents(self) -> bool:
-        return self.person and (self.kills or agent_perms.can_read_audit(self.user))
+        """As the incident console asks (``rollout.permissions.can_see_incidents``)."""
+        return agent_perms.can_see_incidents(self.user)
 
     @cached_property
     def manages_people(self) -> bool:

@@ -147,7 +147,9 @@ def open_queue(browser: Browser, dashboard_server):
 
     expect.set_options(timeout=LIVE_TIMEOUT_MS)
 
-    def login(user, *, width: int = 1280, prepare=None) -> Reviewer:
+    def login(user, *, width: int = 1280, prepare=None, lands_on: str = "/") -> Reviewer:
+        """Log ``user`` in; they land on their home, ``lands_on`` (a reviewer's is the queue,
+        live and caught up once; another home is left as it is)."""
         context = browser.new_context(
             base_url=dashboard_server.url, viewport={"width": width, "height": 900}
         )
@@ -164,7 +166,9 @@ def open_queue(browser: Browser, dashboard_server):
         page.fill("#id_username", user.username)
         page.fill("#id_password", "pw-for-tests")
         page.click("button[type=submit]")
-        page.wait_for_url(dashboard_server.url + "/")
+        page.wait_for_url(dashboard_server.url + lands_on)
+        if lands_on != "/":
+            return reviewer
         expect(page.locator("[data-live-status]")).to_have_text("live")
         expect(page.locator("[data-live-synced]")).to_have_count(1)  # caught up once
         return reviewer
