@@ -13,6 +13,7 @@ from approvals.actions import ActionRefused
 from audit import verbs
 from audit.models import AuditEvent
 from rollout.models import Tier
+from rollout.policy_diff import LOOSENING, changes_between
 from tests import factories
 
 
@@ -100,3 +101,10 @@ def test_tier__max_pending_seconds__governed_like_the_other_tier_fields(referenc
         tier.clean()
     tier.max_pending_seconds = 0
     tier.clean()
+
+
+def test_tier__max_pending_seconds_changed__shows_in_the_policy_diff(reference_data):
+    tier = Tier.objects.get(name="supervised").as_policy()
+    longer = {**tier, "max_pending_seconds": tier["max_pending_seconds"] * 2}
+    changes = changes_between({"tier": tier}, {"tier": longer})
+    assert [(c.direction, c.text) for c in changes] == [(LOOSENING, "tier: pending timeouts")]
