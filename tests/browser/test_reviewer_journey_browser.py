@@ -155,3 +155,28 @@ def test_reviewer_journey__login_to_decisions__laptop_and_phone(
     )
     assert violations == []
     page.context.close()
+
+
+def test_reviewer__bulk_and_more_time__on_a_phone(browser, dashboard_server, submit, reviewer):
+    # Given two low-risk CRM notes and an email waiting, and a reviewer on a 390 px phone
+    notes = [submit({"tool": "update_crm_note", "arguments": {"note": f"n{i}"}}) for i in (1, 2)]
+    email = submit({"tool": "send_email", "arguments": {"to": "x@example.com"}})
+    page, violations, _ = log_in(browser, dashboard_server, reviewer, 390)
+    expect(page.locator(".cards .card")).to_have_count(3)
+    # When they give the email an hour more
+    card = page.locator(f"#card-{email['id']}")
+    card.get_by_role("button", name=f"+1 h for send_email #{email['id']}").click()
+    expect(card.locator(".notice")).to_contain_text("now waits until")
+    # And decide both notes with one confirmation
+    bulk = page.locator("details.bulk")
+    bulk.locator("summary").click()
+    expect(bulk).to_contain_text(f"#{notes[0]['id']}, #{notes[1]['id']}")
+    assert no_horizontal_scroll(page)
+    bulk.get_by_role("button", name="Confirm: approve 2").click()
+    expect(page.locator(".messages")).to_contain_text(
+        f"Approved 2: #{notes[0]['id']}, #{notes[1]['id']}."
+    )
+    expect(page.locator(".cards:not(.cards--left) .card")).to_have_count(1)
+    assert no_horizontal_scroll(page)
+    assert violations == []
+    page.context.close()
