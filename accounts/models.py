@@ -80,3 +80,20 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username}@{self.ip} {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class HomeChoice(models.Model):
+    """The page a person chose to land on at ``/`` (a key such as ``"queue"`` or
+    ``"incidents"``). Only the key lives here: which homes a person may open is asked of
+    the permissions above this app (``approvals.navigation``), which falls back to the
+    person's default when the chosen one is no longer open to them. Written only by
+    ``accounts.preferences``."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="home_choice"
+    )
+    home = models.CharField(max_length=20)
+    chosen_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.home}"

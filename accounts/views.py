@@ -286,7 +286,7 @@ _TWO_FACTOR_PURPOSES = {
 @never_cache
 def step_up(request: HttpRequest) -> HttpResponse:
     """Enter a code now, then go back (for pages that cannot ask inline)."""
-    target = next_target(request, reverse("queue"))
+    target = next_target(request, reverse("home"))
     error = ""
     if request.method == "POST":
         with answering_refusals(request) as refused:

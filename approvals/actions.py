@@ -21,6 +21,7 @@ from accounts.stepup import risk_needs_step_up
 from approvals import events, hooks, notifications, rules
 from approvals.masking import keep_masked_values
 from approvals.models import Action, Channel, Decision, Outbox, Report
+from approvals.permissions import reviewable_actions
 from approvals.states import EXECUTABLE, Status, transition
 from audit import verbs
 from audit.canonical import canonical_json, payload_hash, sha256_hex
@@ -691,6 +692,108 @@ def reject(
     return action
 
 
+@dataclass
+class BulkResult:
+    """What a bulk decision did: the actions decided as asked and those refused, each
+    with the refusal's sentence."""
+
+    verdict: str
+    done: list[Action]
+    refused: list[tuple[int, str]]
+
+
+def bulk_decide(
+    *,
+    action_ids: list[int],
+    user: Any,
+    verdict: str,
+    seen_hashes: dict[int, str],
+    comment: str = "",
+    step_up: StepUpCheck | None = None,
+) -> BulkResult:
+    """Approve or reject several low-risk pending actions of one tool with one confirmation
+    (``rules.bulk_refusal`` refuses the whole request otherwise). Each action then goes
+    through ``approve`` or ``reject`` — its own transaction, row lock, quorum, separation
+    of duties, step-up and audit — with the payload hash the person saw and channel
+    ``bulk``; a risk only ever changes with the payload, so an action edited since is
+    refused (``payload_changed``), never approved at a risk the person did not see. One
+    refused action does not stop the others."""
+    ids = sorted(set(action_ids))
+    found = list(reviewable_actions(user).filter(pk__in=ids).order_by("pk"))
+    refusal = rules.bulk_refusal(
+        found, requested=len(ids), hashes_given=all(seen_hashes.get(pk) for pk in ids)
+    )
+    if refusal is not None:
+        raise ActionRefused(refusal.code, refusal.detail, refusal.status)
+    result = BulkResult(verdict, [], [])
+    for action in found:
+        try:
+            if verdict == Decision.Verdict.APPROVE:
+                decided = approve(
+                    action_id=action.pk,
+                    user=user,
+                    comment=comment,
+                    seen_hash=seen_hashes[action.pk],
+                    channel=Channel.BULK,
+                    step_up=step_up,
+                )
+            else:
+                decided = reject(
+                    action_id=action.pk,
+                    user=user,
+                    comment=comment,
+                    seen_hash=seen_hashes[action.pk],
+                    channel=Channel.BULK,
+                )
+        except ActionRefused as refused:
+            if refused.code == "comment_required":
+                raise
+            result.refused.append((action.pk, refused.detail))
+        else:
+            result.done.append(decided)
+    return result
+
+
+def extend_expiry(*, action_id: int, user: Any, seconds: int, channel: str = Channel.API) -> Action:
+    """Push a pending action's expiry ``seconds`` later, never beyond its tier's
+    ``max_pending_seconds`` from its submission (``rules.extension_refusal``, asked under the
+    row lock; an action already past its expiry is expired now and refused). Audits
+    ``action.expiry_extended`` (before, after, seconds, channel); broadcasts on commit."""
+    with transaction.atomic():
+        action = _lock(action_id)
+        tier = Agent.objects.select_related("tier").get(pk=action.agent_id).tier
+        refusal = rules.extension_refusal(
+            action,
+            may_review=rollout_permissions.can_review(user, action.agent),
+            seconds=seconds,
+            max_pending_seconds=tier.max_pending_seconds if tier else 0,
+            now=timezone.now(),
+        )
+        if refusal is None:
+            before = action.expires_at
+            action.expires_at = before + timedelta(seconds=seconds)
+            action.save(update_fields=["expires_at", "updated_at"])
+            _audit(
+                action,
+                verbs.ACTION_EXPIRY_EXTENDED,
+                Actor.user(user),
+                {
+                    "expires_at": {
+                        "before": before.isoformat(),
+                        "after": action.expires_at.isoformat(),
+                    },
+                    "seconds": seconds,
+                    "channel": channel,
+                },
+            )
+            _on_commit_broadcast(action, "expiry_extended")
+        elif refusal.code == rules.EXPIRED.code:
+            _expire_locked(action, Actor.system("expiry"))
+    if refusal is not None:
+        raise ActionRefused(refusal.code, refusal.detail, refusal.status)
+    return action
+
+
 # --- the agent's side ---------------------------------------------------------------------
 
 
@@ -971,6 +1074,10 @@ def settle_overdue(*, action_id: int) -> bool:
         return _settle_overdue_locked(_lock(action_id)) is not None
 
 
+# The feedback a kill switch's sweep gives each action it stops (pages say what stopped it).
+KILL_SWITCH_FEEDBACK = "Stopped by kill switch: "
+
+
 def stop_actions_in_scope(*, switch: KillSwitch, actor: Actor) -> dict[str, int]:
     """The kill switch's sweep, inside its transaction: pending → cancelled, approved or
     allowed and not yet reported → revoked. Locks rows in id order. Audits each; owes
@@ -996,7 +1103,7 @@ def stop_actions_in_scope(*, switch: KillSwitch, actor: Actor) -> dict[str, int]
         else:
             transition(action, Status.REVOKED)
             verb, event, key = verbs.ACTION_REVOKED, "action.revoked", "revoked"
-        action.feedback = f"Stopped by kill switch: {switch.reason}"
+        action.feedback = f"{KILL_SWITCH_FEEDBACK}{switch.reason}"
         action.decided_at = action.decided_at or timezone.now()
         action.save(update_fields=["status", "feedback", "decided_at", "updated_at"])
         _audit(action, verb, actor, {"kill_switch": switch.pk})

@@ -3,12 +3,13 @@ what the person typed lives here; whether they may decide is the write path's an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 from django import forms
 
-from approvals.selectors import DECIDED_STATUSES, ActionFilters, FilterChoices
+from approvals.selectors import DECIDED_STATUSES, EXTENSIONS, ActionFilters, FilterChoices
 from rollout.models import Risk
 
 # The API's bounds (approvals.serializers), so the dashboard accepts nothing it would refuse.
@@ -39,7 +40,32 @@ class _FilterForm(forms.Form):
 
 
 class QueueFilterForm(_FilterForm):
-    """Narrows the queue by agent, risk and tool."""
+    """Narrows the queue by words, agent, risk and tool, and orders it."""
+
+    q = forms.CharField(required=False, max_length=200, label="Search tool, summary or agent")
+    sort = forms.ChoiceField(
+        required=False,
+        label="Order",
+        choices=[
+            ("risk", "Highest risk first"),
+            ("expiry", "Least time left first"),
+            ("age", "Oldest first"),
+        ],
+    )
+    field_order = ["q", "agent", "risk", "tool", "sort"]
+
+    def __init__(self, data: Any, choices: FilterChoices) -> None:
+        super().__init__(data, choices)
+        self.fields["q"].widget.attrs.update({"type": "search", "placeholder": "Search"})
+
+    def filters(self) -> ActionFilters:
+        filters = super().filters()
+        text = getattr(self, "cleaned_data", {}).get("q", "")
+        return dataclasses.replace(filters, text=text)
+
+    def ordering(self) -> str:
+        self.is_valid()
+        return getattr(self, "cleaned_data", {}).get("sort") or "risk"
 
 
 class DecidedFilterForm(_FilterForm):
@@ -122,3 +148,30 @@ class EditAndApproveForm(_DecisionForm):
                 "At most %(max)s keys.", code="too_many_keys", params={"max": MAX_ARGUMENT_KEYS}
             )
         return value
+
+
+class ExtendForm(forms.Form):
+    """Push a pending action's expiry later (up to its tier's maximum: the write path's
+    answer)."""
+
+    seconds = forms.TypedChoiceField(coerce=int, choices=EXTENSIONS)
+
+
+class BulkDecisionForm(forms.Form):
+    """One confirmation for several low-risk actions of one tool: the verdict, a comment
+    (a rejection's reason for the agent), and per action its id and the payload hash shown
+    (``action`` repeated, ``hash-<id>``)."""
+
+    verdict = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
+    comment = _comment_field(required=False, label="Comment (a reason is required to reject)")
+
+    def __init__(self, data: Any) -> None:
+        super().__init__(data)
+        self.action_ids = [int(v) for v in data.getlist("action") if v.isdigit()][:200]
+        self.seen_hashes = {pk: data.get(f"hash-{pk}", "") for pk in self.action_ids}
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if not self.action_ids:
+            raise forms.ValidationError("Choose at least one action.")
+        return cleaned

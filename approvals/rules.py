@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from approvals.models import Action, Decision
@@ -130,6 +130,116 @@ def quorum_met(
     if action.needs_critical_approver:
         return any(is_critical_approver(d.reviewer) for d in approvals)
     return True
+
+
+@dataclass(frozen=True)
+class StillNeeded:
+    """Who may still approve a pending action: ``count`` more approvals by distinct people,
+    one of them a critical approver when ``critical`` (none counted yet)."""
+
+    count: int
+    critical: bool
+
+    def __str__(self) -> str:
+        if self.count <= 0:
+            return "quorum met"
+        if self.critical and self.count == 1:
+            return "needs 1 more: a critical approver"
+        if self.critical:
+            return f"needs {self.count} more: one of them a critical approver"
+        return (
+            f"needs {self.count} more: any reviewer"
+            if self.count == 1
+            else (f"needs {self.count} more: distinct reviewers")
+        )
+
+
+def still_needed(
+    action: Action, approvals: Sequence[Decision], is_critical_approver: IsCriticalApprover
+) -> StillNeeded:
+    """What ``approvals`` (current ones) leave to do before ``quorum_met``: the same bar,
+    said as what remains."""
+    count = max(1, action.required_approvals) - len({d.reviewer_id for d in approvals})
+    critical = action.needs_critical_approver and not any(
+        is_critical_approver(d.reviewer) for d in approvals
+    )
+    return StillNeeded(max(count, 1 if critical else 0), critical)
+
+
+# Bulk decisions are for the many small, alike actions: low risk, one tool, seen as cards.
+BULK_RISKS = frozenset({"low"})
+MAX_BULK = 100
+
+
+def bulk_refusal(
+    actions: Sequence[Action], *, requested: int, hashes_given: bool
+) -> Refusal | None:
+    """Why a bulk decision over ``actions`` (those of the ``requested`` ids the person may
+    review) is refused as a whole, or None when each may go to the write path: every one
+    found, at most ``MAX_BULK``, all of one tool, all low risk (never high or critical), each
+    with the payload hash the person saw. Each action's own decision rules still apply,
+    one by one (``decision_refusal``)."""
+    if not actions or len(actions) != requested:
+        return Refusal(
+            "not_found", "Some of these actions do not exist or are not yours to decide.", 404
+        )
+    if len(actions) > MAX_BULK:
+        return Refusal("too_many", f"At most {MAX_BULK} actions at once.", 400)
+    if len({action.tool for action in actions}) != 1:
+        return Refusal("mixed_tools", "A bulk decision covers the actions of one tool only.", 400)
+    if any(action.risk not in BULK_RISKS for action in actions):
+        return Refusal(
+            "risk_too_high_for_bulk",
+            "Only low-risk actions are decided in bulk; decide the others one by one.",
+            403,
+        )
+    if not hashes_given:
+        return Refusal("payload_hash_required", "Each action needs the payload hash you saw.", 400)
+    return None
+
+
+def latest_expiry(action: Action, max_pending_seconds: int) -> datetime | None:
+    """The latest ``action`` may be extended to: its submission plus its tier's
+    ``max_pending_seconds``; None when the tier allows no extension."""
+    if max_pending_seconds <= 0:
+        return None
+    return action.created_at + timedelta(seconds=max_pending_seconds)
+
+
+def extension_refusal(
+    action: Action,
+    *,
+    may_review: bool,
+    seconds: int,
+    max_pending_seconds: int,
+    now: datetime,
+) -> Refusal | None:
+    """Why ``action``'s expiry may not be pushed ``seconds`` later now, or None when it
+    may: only a reviewer of its agent, only while it is pending and not yet expired, and
+    never beyond its tier's ``max_pending_seconds`` from its submission."""
+    if not may_review:
+        return NOT_REVIEWER
+    if action.status != Status.PENDING:
+        return Refusal("not_pending", f"This action is {action.status}, not pending.", 409)
+    if action.expires_at is None:
+        return Refusal("no_expiry", "This action does not expire.", 409)
+    if now >= action.expires_at:
+        return EXPIRED
+    if seconds <= 0:
+        return Refusal("invalid_extension", "Extend by a positive number of seconds.", 400)
+    latest = latest_expiry(action, max_pending_seconds)
+    if latest is None:
+        return Refusal(
+            "extension_not_allowed", "This agent's tier allows no extension of a wait.", 409
+        )
+    if action.expires_at + timedelta(seconds=seconds) > latest:
+        return Refusal(
+            "beyond_max_pending",
+            f"That is beyond the longest wait this tier allows: at most until "
+            f"{latest:%Y-%m-%d %H:%M} UTC.",
+            409,
+        )
+    return None
 
 
 def rollback_refusal(action: Action, *, may_review: bool, now: datetime) -> Refusal | None:

@@ -28,6 +28,10 @@ from approvals.states import Status
 from rollout import permissions as agent_perms
 from rollout.models import Agent, Risk, ToolRule
 
+# What a card offers to add to a pending action's wait (Permit's "+5 min", a little longer);
+# approvals.forms accepts these.
+EXTENSIONS = [(900, "+15 min"), (3600, "+1 h"), (4 * 3600, "+4 h")]
+
 # Highest risk first: ``order_by(RISK_RANK.desc())``.
 RISK_RANK = Case(
     When(risk=Risk.CRITICAL, then=Value(3)),
@@ -52,6 +56,15 @@ DECIDED_STATUSES = [
     Status.ROLLBACK_FAILED,
 ]
 
+MAX_SEARCH_WORDS = 8
+
+# The queue's orders: by what a reviewer most needs first (the default), by time left, or
+# by age; each ends with the id so pages never overlap.
+QUEUE_SORTS = {
+    "risk": ("-risk_rank", "expires_at", "created_at", "id"),
+    "expiry": ("expires_at", "-risk_rank", "created_at", "id"),
+    "age": ("created_at", "id"),
+}
 
 # A live page names the cards it shows so the server can say what became of those that
 # left the queue; more than this many ids is not a real page.
@@ -66,8 +79,16 @@ class ActionFilters:
     risk: str = ""
     tool: str = ""
     status: str = ""
+    # Words that must each appear in the tool, the summary or the agent's name.
+    text: str = ""
 
     def apply(self, queryset: QuerySet[Action]) -> QuerySet[Action]:
+        for word in self.text.split()[:MAX_SEARCH_WORDS]:
+            queryset = queryset.filter(
+                Q(tool__icontains=word)
+                | Q(summary__icontains=word)
+                | Q(agent__name__icontains=word)
+            )
         if self.agent:
             queryset = queryset.filter(agent__slug=self.agent)
         if self.risk:
@@ -118,7 +139,7 @@ def with_card_data(queryset: QuerySet[Action]) -> QuerySet[Action]:
     agent, release and policy version joined (not the version's snapshot: a card shows only
     its number), then all their decisions with reviewers."""
     return (
-        queryset.select_related("agent", "release", "policy_version")
+        queryset.select_related("agent", "agent__tier", "release", "policy_version")
         .defer("policy_version__snapshot")
         .prefetch_related(
             Prefetch(
@@ -142,14 +163,17 @@ def cards_in_order(action_ids: Sequence[int]) -> list[Action]:
     return [by_id[pk] for pk in action_ids if pk in by_id]
 
 
-def pending_queue(user: Any, filters: ActionFilters = ActionFilters()) -> QuerySet[Action]:
-    """The pending actions ``user`` may decide on, highest risk first, then least time left
-    (actions without an expiry last), then oldest first."""
+def pending_queue(
+    user: Any, filters: ActionFilters = ActionFilters(), sort: str = "risk"
+) -> QuerySet[Action]:
+    """The pending actions ``user`` may decide on. By default highest risk first, then
+    least time left (actions without an expiry last), then oldest first; ``sort`` "expiry"
+    puts least time left first, "age" oldest first (``QUEUE_SORTS``)."""
     pending = reviewable_actions(user).filter(status=Status.PENDING)
     return (
         filters.apply(pending)
         .annotate(risk_rank=RISK_RANK)
-        .order_by("-risk_rank", "expires_at", "created_at", "id")
+        .order_by(*QUEUE_SORTS.get(sort, QUEUE_SORTS["risk"]))
     )
 
 
@@ -162,6 +186,37 @@ def recently_left_queue(user: Any, shown_ids: Iterable[int]) -> list[Action]:
         return []
     left = reviewable_actions(user).filter(pk__in=ids).exclude(status=Status.PENDING)
     return list(with_card_data(left).order_by("-updated_at", "-id"))
+
+
+@dataclass(frozen=True)
+class StoppedGroup:
+    """Cards one kill switch stopped, shown as one line: its ``feedback`` and their ids."""
+
+    feedback: str
+    action_ids: list[int]
+
+    @property
+    def count(self) -> int:
+        return len(self.action_ids)
+
+    @property
+    def reason(self) -> str:
+        return self.feedback.removeprefix(write_path.KILL_SWITCH_FEEDBACK)
+
+
+def collapse_stopped(left: list[Action]) -> tuple[list[Action], list[StoppedGroup]]:
+    """Split the actions that left a queue into those shown as cards and, where a kill
+    switch stopped two or more, one line per switch (a stop must not crowd the queue)."""
+    by_switch: dict[str, list[int]] = {}
+    for action in left:
+        if action.status == Status.CANCELLED and action.feedback.startswith(
+            write_path.KILL_SWITCH_FEEDBACK
+        ):
+            by_switch.setdefault(action.feedback, []).append(action.pk)
+    collapsed = {feedback for feedback, ids in by_switch.items() if len(ids) >= 2}
+    cards = [action for action in left if action.feedback not in collapsed]
+    groups = [StoppedGroup(feedback, sorted(by_switch[feedback])) for feedback in sorted(collapsed)]
+    return cards, groups
 
 
 def recent_decisions(user: Any, filters: ActionFilters = ActionFilters()) -> QuerySet[Action]:
@@ -308,6 +363,8 @@ class DecisionCard:
     # Who looks at the card: its arguments, the edit diff and the editor's text are shown
     # as this person may see them (``approvals.masking.masked_arguments``; None: masked).
     viewer: Any = None
+    # Who may still approve it (``rules.still_needed``); None on a card built without it.
+    needs: rules.StillNeeded | None = None
 
     @property
     def step_up_risk(self) -> str | None:
@@ -329,6 +386,23 @@ class DecisionCard:
     @cached_property
     def arguments_json(self) -> str:
         return pretty_json(self.shown_arguments)
+
+    @cached_property
+    def text_arguments(self) -> list[tuple[str, str, bool]]:
+        """The arguments as (name, shown value, is text) when one of them is text on several
+        lines (an email's body): such text is shown as text, not as a JSON string full of
+        ``\n``. Empty otherwise (the card shows the JSON as it is)."""
+        arguments = self.shown_arguments
+        if not isinstance(arguments, dict) or not any(
+            isinstance(value, str) and "\n" in value for value in arguments.values()
+        ):
+            return []
+        return [
+            (str(name), value, True)
+            if isinstance(value, str)
+            else (str(name), pretty_json(value), False)
+            for name, value in sorted(arguments.items())
+        ]
 
     @cached_property
     def compensation_json(self) -> str:
@@ -370,6 +444,26 @@ class DecisionCard:
         if self.action.expires_at is None:
             return None
         return max(0, int((self.action.expires_at - self.now).total_seconds()))
+
+    @property
+    def extensions(self) -> list[tuple[int, str]]:
+        """The extensions of the wait this card offers: those within the tier's maximum
+        (``rules.extension_refusal`` decides; the write path asks it again)."""
+        if not self.offers.reject or self.action.expires_at is None:
+            return []
+        tier = self.action.agent.tier
+        offered = []
+        for seconds, text in EXTENSIONS:
+            refusal = rules.extension_refusal(
+                self.action,
+                may_review=True,
+                seconds=seconds,
+                max_pending_seconds=tier.max_pending_seconds if tier else 0,
+                now=self.now,
+            )
+            if refusal is None:
+                offered.append((seconds, text))
+        return offered
 
     @property
     def approvers(self) -> list[str]:
@@ -459,6 +553,7 @@ def build_cards(actions: Iterable[Action], user: Any) -> list[DecisionCard]:
                 _offers(approve, reject, _may_request_rollback(action, user, scopes, now)),
                 now,
                 viewer=user,
+                needs=rules.still_needed(action, approvals, is_critical),
             )
         )
     return cards
@@ -481,11 +576,43 @@ def build_card(action: Action, user: Any) -> DecisionCard:
     now = timezone.now()
     approve = write_path.decision_refusal(action, user, Decision.Verdict.APPROVE)
     reject = write_path.decision_refusal(action, user, Decision.Verdict.REJECT)
+    approvals = write_path.current_approvals(action)
+
+    def is_critical(person: Any) -> bool:
+        return agent_perms.can_approve_critical(person, action.agent)
+
     return DecisionCard(
         action,
-        write_path.current_approvals(action),
+        approvals,
         list(action.decisions.all()),
         _offers(approve, reject, _may_request_rollback(action, user, _AgentScopes(), now)),
         now,
         viewer=user,
+        needs=rules.still_needed(action, approvals, is_critical),
     )
+
+
+@dataclass(frozen=True)
+class BulkGroup:
+    """Low-risk pending cards of one tool that the viewer may approve and reject, offered
+    as one bulk decision (``approvals.actions.bulk_decide``)."""
+
+    tool: str
+    cards: list[DecisionCard]
+
+
+def bulk_groups(cards: Iterable[DecisionCard], minimum: int = 2) -> list[BulkGroup]:
+    """The page's cards a bulk decision may cover, one group per tool of at least
+    ``minimum`` cards (never a high or critical one: ``rules.BULK_RISKS``)."""
+    by_tool: dict[str, list[DecisionCard]] = {}
+    for card in cards:
+        if (
+            card.is_pending
+            and card.action.risk in rules.BULK_RISKS
+            and card.offers.approve
+            and card.offers.reject
+        ):
+            by_tool.setdefault(card.action.tool, []).append(card)
+    return [
+        BulkGroup(tool, group) for tool, group in sorted(by_tool.items()) if len(group) >= minimum
+    ]

@@ -20,16 +20,19 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.preferences import choose_home as store_home
 from accounts.stepup import (
     approval_purpose,
     approval_step_up_check,
     verify_offered_code,
 )
-from approvals import actions, selectors
+from approvals import actions, navigation, selectors
 from approvals.forms import (
     ApproveForm,
+    BulkDecisionForm,
     DecidedFilterForm,
     EditAndApproveForm,
+    ExtendForm,
     QueueFilterForm,
     RejectForm,
     RollbackForm,
@@ -73,11 +76,41 @@ def _shown_ids(request: HttpRequest) -> list[int]:
 
 @login_required
 @require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """``/``: the person's home (``approvals.navigation``) — the queue in place for those
+    whose home it is, a redirect to it for everyone else."""
+    home_link = navigation.access_of(request).home
+    if home_link.key == navigation.QUEUE:
+        return queue(request)
+    return redirect(home_link.url)
+
+
+@login_required
+@require_POST
+def choose_home(request: HttpRequest) -> HttpResponse:
+    """The profile's "home" form: store one of the homes the person may open ("" returns
+    to the default by role)."""
+    access = navigation.access_of(request)
+    with answering_refusals(request, show=lambda text: messages.error(request, text)) as refused:
+        store_home(
+            user=request.user,
+            home=request.POST.get("home", ""),
+            allowed=[link.key for link in access.homes],
+        )
+    if not refused:
+        access = navigation.Access(request.user)
+        request._airlock_access = access  # type: ignore[attr-defined]
+        messages.success(request, f"Your home is now {access.home.label}.")
+    return redirect(reverse("profile") + "#home")
+
+
+@login_required
+@require_GET
 def queue(request: HttpRequest) -> HttpResponse:
     """The pending actions the user may decide on, as decision cards."""
     choices = selectors.queue_filter_choices(request.user)
     filter_form = QueueFilterForm(request.GET, choices)
-    pending = selectors.pending_queue(request.user, filter_form.filters())
+    pending = selectors.pending_queue(request.user, filter_form.filters(), filter_form.ordering())
     page = Paginator(pending.values_list("pk", flat=True), QUEUE_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
@@ -85,6 +118,7 @@ def queue(request: HttpRequest) -> HttpResponse:
     context = {
         "page": page,
         "cards": cards,
+        "bulk_groups": selectors.bulk_groups(cards),
         "filter_form": filter_form,
         "return_to": _list_url(request, "queue"),
         "reviews_any_agent": bool(choices.agents),
@@ -94,6 +128,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         left = selectors.recently_left_queue(
             request.user, (pk for pk in _shown_ids(request) if pk not in on_page)
         )
+        left, context["stopped_groups"] = selectors.collapse_stopped(left)
         context["left_cards"] = selectors.build_cards(left, request.user)
         return _fragment(request, "approvals/_queue_list.html", context, "queue")
     return render(request, "approvals/queue.html", context)
@@ -193,6 +228,13 @@ def _reject(request: HttpRequest, seen: Action, data: dict) -> str:
     return f"Rejected #{action.pk}; your reason was sent to the agent."
 
 
+def _extend(request: HttpRequest, seen: Action, data: dict) -> str:
+    action = actions.extend_expiry(
+        action_id=seen.pk, user=request.user, seconds=data["seconds"], channel=Channel.PAGE
+    )
+    return f"#{action.pk} now waits until {action.expires_at:%H:%M} UTC."
+
+
 def _request_rollback(request: HttpRequest, seen: Action, data: dict) -> str:
     action = actions.request_rollback(action_id=seen.pk, user=request.user, comment=data["comment"])
     return f"Rollback of #{action.pk} requested from the agent."
@@ -279,3 +321,43 @@ def reject(request: HttpRequest, action_id: int) -> HttpResponse:
 @require_POST
 def request_rollback(request: HttpRequest, action_id: int) -> HttpResponse:
     return _decide(request, action_id, RollbackForm, "rollback", _request_rollback)
+
+
+@login_required
+@require_POST
+def extend(request: HttpRequest, action_id: int) -> HttpResponse:
+    return _decide(request, action_id, ExtendForm, "extend", _extend)
+
+
+@login_required
+@require_POST
+def bulk_decide(request: HttpRequest) -> HttpResponse:
+    """Approve or reject the low-risk actions of one tool a queue page offered together;
+    each goes through the write path on its own (``actions.bulk_decide``)."""
+    back = next_target(request, reverse("queue"))
+    form = BulkDecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(m for ms in form.errors.values() for m in ms))
+        return redirect(back)
+    verdict = form.cleaned_data["verdict"]
+    # Nothing a page offers is refused as a whole (it offers low-risk cards of one tool the
+    # person may decide): a refusal here is a forged or stale request, answered 403/404.
+    with answering_refusals(request, hide=True) as refused:
+        result = actions.bulk_decide(
+            action_ids=form.action_ids,
+            user=request.user,
+            verdict=verdict,
+            seen_hashes=form.seen_hashes,
+            comment=form.cleaned_data["comment"],
+            step_up=approval_step_up_check(request),
+        )
+    if refused:  # a 400 (too many, mixed tools): say so and go back
+        messages.error(request, refused.message)
+        return redirect(back)
+    done = ", ".join(f"#{action.pk}" for action in result.done)
+    verb = "Approved" if verdict == "approve" else "Rejected"
+    if result.done:
+        messages.success(request, f"{verb} {len(result.done)}: {done}.")
+    for pk, reason in result.refused:
+        messages.error(request, f"#{pk} not {verb.lower()}: {reason}")
+    return redirect(back)

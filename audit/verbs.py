@@ -26,6 +26,7 @@ ACTION_APPROVAL_RECORDED = register("action.approval_recorded", "{actor} approve
 ACTION_APPROVED = register("action.approved", "{target} reached its approval quorum")
 ACTION_REJECTED = register("action.rejected", "{actor} rejected {target}")
 ACTION_EDITED = register("action.edited", "{actor} edited the arguments of {target}")
+ACTION_EXPIRY_EXTENDED = register("action.expiry_extended", "{actor} extended the wait of {target}")
 ACTION_WITHDRAWN = register("action.withdrawn", "{actor} withdrew {target}")
 ACTION_EXPIRED = register("action.expired", "{target} expired undecided")
 ACTION_CANCELLED = register("action.cancelled", "{target} was cancelled")

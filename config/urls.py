@@ -6,7 +6,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from approvals.metrics import metrics_view
 from core import health
 
-handler404 = "core.api_errors.not_found"
+handler403 = "core.error_pages.permission_denied"
+handler404 = "core.error_pages.not_found"
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

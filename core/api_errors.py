@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import InterfaceError, OperationalError
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -97,13 +97,3 @@ def _flatten(detail: Any) -> Any:
             return [str(item) for item in detail]
         return [_flatten(item) for item in detail]
     return str(detail)
-
-
-def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    """``handler404``: a URL no route matches (e.g. ``/api/v1/actions/abc``) answers the API's
-    JSON error under ``/api/``, as every other API error does; pages keep Django's page."""
-    if request.path.startswith("/api/"):
-        return JsonResponse({"code": "not_found", "detail": "No such resource."}, status=404)
-    from django.views.defaults import page_not_found
-
-    return page_not_found(request, exception)

@@ -92,6 +92,7 @@ class TierAdmin(admin.ModelAdmin):
         "write_outcome",
         "auto_approve_max_risk",
         "pending_ttl_seconds",
+        "max_pending_seconds",
     ]
     fields = [*readonly_fields, "description", "exit_criteria"]
 

@@ -2,6 +2,7 @@
 releases and agent API tokens. Every change goes through ``rollout.actions``."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -44,6 +45,9 @@ class Tier(models.Model):
     auto_approve_max_risk = models.CharField(max_length=10, choices=Risk.choices, blank=True)
     # Seconds a pending action waits before it expires, per risk level.
     pending_ttl_seconds = models.JSONField(default=dict)
+    # The longest a pending action may wait, counted from its submission, when reviewers
+    # extend its expiry (``approvals.actions.extend_expiry``); 0: no extension.
+    max_pending_seconds = models.PositiveIntegerField(default=0)
     # {"min_sample": 50, "max_rejection_rate": 0.05, "max_failure_rate": 0.02,
     #  "min_shadow_agreement": 0.9, "window_days": 14}
     exit_criteria = models.JSONField(default=dict)
@@ -53,6 +57,15 @@ class Tier(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """An extension never shortens the wait: the maximum is 0 (none) or at least the
+        longest pending timeout."""
+        longest = max((int(v) for v in (self.pending_ttl_seconds or {}).values()), default=0)
+        if self.max_pending_seconds and self.max_pending_seconds < longest:
+            raise ValidationError(
+                {"max_pending_seconds": f"0 (no extension) or at least {longest} seconds."}
+            )
 
     def as_policy(self) -> dict:
         return {
@@ -65,6 +78,7 @@ class Tier(models.Model):
             },
             "auto_approve_max_risk": self.auto_approve_max_risk,
             "pending_ttl_seconds": self.pending_ttl_seconds,
+            "max_pending_seconds": self.max_pending_seconds,
         }
 
 

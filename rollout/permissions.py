@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from accounts.permissions import perm_in_scopes, token_scopes
+from audit.search import AuditScope
 from core.people import is_active_person
 from rollout.models import Agent
 
@@ -92,3 +93,13 @@ def can_see_incidents(user: Any) -> bool:
     """Who may read kill switches, their history and drills: anyone who may stop some agent,
     and auditors."""
     return can_kill_globally(user) or agents_for(user, KILL).exists() or can_read_audit(user)
+
+
+def audit_scope(user: Any) -> AuditScope | None:
+    """What ``user`` may read of the audit log, or None when nothing."""
+    if not is_active_person(user):
+        return None
+    if can_read_audit(user):
+        return AuditScope(everything=True)
+    slugs = frozenset(agents_for(user, AUDIT).values_list("slug", flat=True))
+    return AuditScope(everything=False, agent_slugs=slugs) if slugs else None

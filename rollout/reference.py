@@ -10,6 +10,8 @@ from django.contrib.auth.management import create_permissions
 from audit.actor_context import seeding_reference_data
 
 TTL_BY_RISK = {"low": 86400, "medium": 28800, "high": 14400, "critical": 3600}
+# How long reviewers may keep a pending action waiting by extending it, from its submission.
+MAX_PENDING_SECONDS = 2 * 86400
 
 TIERS = [
     # name, rank, read, draft, write, auto-approve limit, description, exit criteria
@@ -64,10 +66,17 @@ def ensure_reference_data(apps: Any) -> None:
 
 def _ensure_reference_data(apps: Any) -> None:
     tier_model = apps.get_model("rollout", "Tier")
+    # Migrations before the field existed run this with a Tier that has no such field.
+    extra = (
+        {"max_pending_seconds": MAX_PENDING_SECONDS}
+        if any(f.name == "max_pending_seconds" for f in tier_model._meta.get_fields())
+        else {}
+    )
     for name, rank, read, draft, write, auto, description, exit_criteria in TIERS:
         tier_model.objects.update_or_create(
             name=name,
             defaults={
+                **extra,
                 "rank": rank,
                 "read_outcome": read,
                 "draft_outcome": draft,

@@ -61,6 +61,13 @@
       }
       ids.push(id);
     });
+    // Cards a kill switch stopped, collapsed into one line per switch: kept for as long.
+    region.querySelectorAll("[data-stopped-ids]").forEach(function (line) {
+      line.dataset.stoppedIds.split(",").forEach(function (id) {
+        if (!leftSeenAt.has(id)) leftSeenAt.set(id, now);
+        if (now - leftSeenAt.get(id) <= LEFT_CARD_TTL_MS) ids.push(id);
+      });
+    });
     return ids;
   }
 
@@ -105,7 +112,64 @@
   // the person is doing: a card they are working on (focus inside, a form open, text typed)
   // is kept as it is unless its status changed; other cards keep the notice of the person's
   // own last decision. Everything happens in one task, so no keystroke lands in between.
+  // --- announcing and highlighting what changed -------------------------------------------
+
+  var announcer = document.querySelector("[data-live-announcer]");
+  var NEW_CARD_MS = 4000;
+
+  function pendingCards(root) {
+    return Array.prototype.slice.call(
+      root.querySelectorAll(".cards:not(.cards--left) .card[data-action-id]")
+    );
+  }
+
+  function describe(card) {
+    var tool = card.querySelector(".card-title code");
+    var risk = card.querySelector(".badge-risk");
+    return (tool ? tool.textContent : "action") + " #" + card.dataset.actionId +
+      (risk ? " (" + risk.textContent.trim() + " risk)" : "");
+  }
+
+  function announce(text) {
+    if (!announcer || !text) return;
+    // A fresh text node each time, so a repeated message is read again.
+    announcer.textContent = "";
+    setTimeout(function () { announcer.textContent = text; }, 50);
+  }
+
+  function noteChanges(before) {
+    var arrived = [];
+    pendingCards(region).forEach(function (card) {
+      if (before.has(card.dataset.actionId)) return;
+      arrived.push(describe(card));
+      card.classList.add("card--new");
+      setTimeout(function () { card.classList.remove("card--new"); }, NEW_CARD_MS);
+    });
+    var decided = [];
+    region.querySelectorAll(".cards--left .card[data-action-id]").forEach(function (card) {
+      if (!before.has(card.dataset.actionId)) return;
+      var status = card.querySelector(".badge-status");
+      decided.push(describe(card) + " " + (status ? status.textContent.trim() : "decided"));
+    });
+    var stopped = region.querySelectorAll("[data-stopped-ids]").length;
+    var parts = [];
+    if (arrived.length) parts.push(arrived.length + " new: " + arrived.join(", ") + ".");
+    if (decided.length) parts.push("Decided: " + decided.join(", ") + ".");
+    if (stopped) parts.push("Actions were stopped by a kill switch.");
+    announce(parts.join(" "));
+    updateTitle();
+  }
+
+  // The tab title shows the pending count: "(3) Queue · Airlock".
+  function updateTitle() {
+    var count = document.querySelector("[data-queue-count]");
+    if (!count) return;
+    document.title = "(" + count.textContent.trim() + ") " +
+      document.title.replace(/^\(\d+\) /, "");
+  }
+
   function swapPreservingInput(html) {
+    var before = new Set(pendingCards(region).map(function (card) { return card.dataset.actionId; }));
     var fresh = document.createElement("template");
     fresh.innerHTML = html;
     var active = region.contains(document.activeElement) ? document.activeElement : null;
@@ -113,7 +177,7 @@
       ? [active.selectionStart, active.selectionEnd, active.selectionDirection]
       : null;
 
-    region.querySelectorAll(".card[data-action-id]").forEach(function (card) {
+    region.querySelectorAll(".card[data-action-id], [data-bulk]").forEach(function (card) {
       if (!isBusy(card)) return;
       var replacement = fresh.content.getElementById(card.id);
       if (replacement && replacement.dataset.status === card.dataset.status) {
@@ -130,6 +194,7 @@
       if (selection) active.setSelectionRange(selection[0], selection[1], selection[2]);
     }
     markSelected();
+    if (region.dataset.liveKind === "queue") noteChanges(before);
     if (window.htmx) window.htmx.process(region);
     // How many times the region was re-read: for people debugging, and for tests to wait on.
     region.dataset.liveSynced = String(Number(region.dataset.liveSynced || 0) + 1);
@@ -137,7 +202,7 @@
 
   function isBusy(card) {
     if (card.contains(document.activeElement)) return true;
-    if (card.querySelector("details[data-form][open]")) return true;
+    if (card.querySelector("details[data-form][open]") || card.matches("details[open]")) return true;
     return Array.prototype.some.call(
       card.querySelectorAll("textarea, input[type=text]"),
       function (field) {
@@ -268,7 +333,12 @@
         break;
       case "a":
         var approve = card && card.querySelector('[data-shortcut="approve"]');
-        if (approve) approve.click();
+        if (!approve) break;
+        // A high or critical action is not approved by one stray key: ask first.
+        if (card.dataset.risk === "high" || card.dataset.risk === "critical") {
+          if (!window.confirm("Approve " + describe(card) + "?")) break;
+        }
+        approve.click();
         break;
       case "r":
         if (card) openForm(card, "reject");
@@ -294,7 +364,24 @@
     }
   });
 
-  document.addEventListener("htmx:afterSwap", markSelected);
+  // After a decision on a card, the next pending card takes the focus (and the selection),
+  // so a keyboard user goes on without hunting for their place.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    markSelected();
+    var id = event.detail && event.detail.target && event.detail.target.id;
+    var card = id && document.getElementById(id);
+    if (!card || !card.classList.contains("card") || card.querySelector(".notice--error")) return;
+    if (!region || !region.contains(card)) return;
+    var list = cards();
+    var next = list.slice(list.indexOf(card) + 1).concat(list.slice(0, list.indexOf(card)))
+      .filter(function (other) { return other.dataset.status === "pending" && other !== card; })[0];
+    var notice = card.querySelector(".notice");
+    announce(notice ? notice.textContent.trim() : "");
+    if (!next) return;
+    selectedId = next.dataset.actionId;
+    markSelected();
+    next.focus({ preventScroll: false });
+  });
   document.addEventListener("htmx:responseError", function () {
     setStatus("request failed, reload the page", "down");
   });
@@ -307,6 +394,7 @@
   });
 
   if (region) {
+    updateTitle();
     connect();
     setInterval(scheduleRefresh, RESYNC_MS);
   }

@@ -358,6 +358,16 @@ def _seen(data: dict) -> Body:
     return body
 
 
+def _low_risk_pending(world: Any) -> None:
+    """Bulk decisions cover low-risk actions only: the world's pending actions become low."""
+    Action.objects.filter(pk__in=[world.own.pending, world.other.pending]).update(risk="low")
+
+
+def _bulk_body(side: Side, world: Any) -> dict:
+    seen = Action.objects.values_list("payload_hash", flat=True).get(pk=side.pending)
+    return {"verdict": "approve", "action": str(side.pending), f"hash-{side.pending}": seen}
+
+
 REASON = _fixed({"reason": "matrix"})
 PAGE_EDIT = _seen({"arguments": json.dumps({"to": "b@example.com"}), "comment": "edited"})
 TIER_PROMOTION = _fixed({"tier": "read_only", "reason": "matrix"})
@@ -426,6 +436,8 @@ OPS: list[Op] = [
         body=REASON,
     ),
     # --- the dashboard
+    Op("home", "GET", "page"),
+    Op("home-choose", "POST", "page", body=_fixed({"home": ""})),
     Op("queue", "GET", "page"),
     Op("decided", "GET", "page"),
     Op("action-detail", "GET", "page", kwargs=_action("pending"), targeted=True),
@@ -451,6 +463,15 @@ OPS: list[Op] = [
         "page",
         kwargs=_action("pending"),
         body=_seen({"comment": "no"}),
+        targeted=True,
+    ),
+    Op("actions-bulk", "POST", "page", body=_bulk_body, prepare=_low_risk_pending),
+    Op(
+        "action-extend",
+        "POST",
+        "page",
+        kwargs=_action("pending"),
+        body=_fixed({"seconds": "900"}),
         targeted=True,
     ),
     Op(

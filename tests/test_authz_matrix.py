@@ -59,7 +59,7 @@ from django.db import transaction
 from django.utils.crypto import get_random_string
 from drf_spectacular.generators import SchemaGenerator
 
-from accounts.models import PersonalToken
+from accounts.models import HomeChoice, PersonalToken
 from approvals.models import Action
 from audit import verbs
 from audit.canonical import payload_hash
@@ -131,12 +131,16 @@ people                           GET    login     login   403      403        40
 person-disable                   POST   login     login   403      403        403      403      403        403      403        403     403       login    302       login   login      login
 person-enable                    POST   login     login   403      403        403      403      403        403      403        403     403       login    302       login   login      login
 # --- the dashboard: actions are seen by their reviewers and auditors, decided by reviewers
+home                             GET    login     login   200      200        200      302      302        302      302        302     302       login    302       login   login      login
+home-choose                      POST   login     login   302      302        302      302      302        302      302        302     302       login    302       login   login      login
 queue                            GET    login     login   200      200        200      200      200        200      200        200     200       login    200       login   login      login
 decided                          GET    login     login   200      200        200      200      200        200      200        200     200       login    200       login   login      login
 action-detail                    GET    login     login   200      200/404    200      404      404        404      404        200     200/404   login    200       login   login      login
 action-approve                   POST   login     login   302      302/404    302      404      404        404      404        403     403/404   login    302       login   login      login
 action-edit-approve              POST   login     login   302      302/404    302      404      404        404      404        403     403/404   login    302       login   login      login
 action-reject                    POST   login     login   302      302/404    302      404      404        404      404        403     403/404   login    302       login   login      login
+actions-bulk                     POST   login     login   302      302        302      404      404        404      404        404     404       login    302       login   login      login
+action-extend                    POST   login     login   302      302/404    302      404      404        404      404        403     403/404   login    302       login   login      login
 action-rollback                  POST   login     login   302      302/404    302      404      404        404      404        403     403/404   login    302       login   login      login
 # --- governance pages: any role on an agent shows it; governors change it; change requests are
 #     read by governors and auditors, approved by a governor who did not write them
@@ -721,6 +725,22 @@ def _rejected_by(world: World, role: str) -> None:
     ]
 
 
+def _bulk_approved_by(world: World, role: str) -> None:
+    action = _action(world.own.pending)
+    assert action.status == "approved" and action.risk == "low"
+    assert [(d.reviewer_id, d.channel) for d in action.decisions.all()] == [
+        (_who(world, role).pk, "bulk")
+    ]
+    assert _action(world.other.pending).status == "pending"
+
+
+def _extended_by(world: World, role: str) -> None:
+    action = _action(world.own.pending)
+    assert action.status == "pending" and action.risk == "medium"
+    event = AuditEvent.objects.get(verb=verbs.ACTION_EXPIRY_EXTENDED, target_id=str(action.pk))
+    assert event.data["seconds"] == 900 and event.actor == _who(world, role).get_username()
+
+
 def _rollback_requested(world: World, role: str) -> None:
     assert _action(world.own.executed).status == "rollback_requested"
     assert _action(world.other.executed).status == "executed"
@@ -831,6 +851,10 @@ def _personal_token_revoked(world: World, role: str) -> None:
     assert PersonalToken.objects.get(pk=world.other.personal_token).revoked_at is None
 
 
+def _no_home_for_others(world: World, role: str) -> None:
+    assert not HomeChoice.objects.exclude(user=_who(world, role)).exists()
+
+
 def _account(username: str, *, active: bool) -> Check:
     def check(world: World, role: str) -> None:
         person = get_user_model().objects.get(username=username)
@@ -872,6 +896,8 @@ def _checks(drills: list) -> dict[tuple[str, str], tuple[dict, Check]]:
             lambda w, r: _approved_by(w, r, arguments={"to": "b@example.com"}),
         ),
         ("action-reject", "POST"): ({}, _rejected_by),
+        ("action-extend", "POST"): ({}, _extended_by),
+        ("actions-bulk", "POST"): ({}, _bulk_approved_by),
         ("action-rollback", "POST"): ({"status": "rolled_back"}, _rollback_requested),
         ("api-action-withdraw", "POST"): ({}, _withdrawn),
         ("rollout:agent-register", "POST"): ({}, _registered),
@@ -896,6 +922,7 @@ def _checks(drills: list) -> dict[tuple[str, str], tuple[dict, Check]]:
         ("incident-drill", "POST"): ({}, _drill_queued(drills)),
         ("personal-token-create", "POST"): ({}, _personal_token_created),
         ("personal-token-revoke", "POST"): ({}, _personal_token_revoked),
+        ("home-choose", "POST"): ({}, _no_home_for_others),
         ("person-disable", "POST"): ({"is_active": "on"}, _account("mx-victim", active=False)),
         ("person-enable", "POST"): ({}, _account("mx-dormant", active=True)),
     }

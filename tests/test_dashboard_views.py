@@ -102,7 +102,7 @@ def test_queue__each_role__shows_only_reviewable_cards(
 ):
     # Given pending actions of agents A and B
     # When each role opens the queue
-    response = as_user(request.getfixturevalue(role)).get("/")
+    response = as_user(request.getfixturevalue(role)).get("/queue")
     # Then they see the cards of the agents they review, and no others
     assert response.status_code == 200
     shown = card_ids(response.content.decode())
@@ -504,7 +504,7 @@ def test_queue__pagination__25_per_page(as_user, reviewer, support_agent):
     first = client.get("/").content.decode()
     second = client.get("/?page=2").content.decode()
     assert len(card_ids(first)) == 25 and len(card_ids(second)) == 2
-    assert "page 1 of 2" in first and 'href="/?page=2"' in first
+    assert "page 1 of 2" in first and 'href="/queue?page=2"' in first
 
 
 def test_queue__partial__fragment_with_cards_that_left_the_queue(

@@ -69,7 +69,7 @@ def test_browser__promotion_needs_a_second_owner__then_the_gate_decides_differen
                 page.fill("#id_username", user.username)
                 page.fill("#id_password", "pw-for-tests")
                 page.click("button[type=submit]")
-                page.wait_for_url(re.compile(r"/$"))
+                page.wait_for_url(re.compile(r"/changes$"))  # a governance owner's home
                 return page
 
             # When the first owner promotes it from the agent page

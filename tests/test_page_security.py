@@ -239,7 +239,7 @@ def test_session_apis__post_without_csrf_header__403__with_it__accepted(site: Si
     assert Action.objects.get(pk=action_id).status == "pending"
 
     # With the header (as the dashboard's own code sends it) the same decision is accepted
-    browser.get("/")  # sets the CSRF cookie
+    browser.get("/queue")  # sets the CSRF cookie
     token = browser.cookies["csrftoken"].value
     response = browser.post(
         f"/api/v1/actions/{action_id}/decisions",

@@ -12,6 +12,8 @@ from django.http import QueryDict
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
+from approvals.actions import KILL_SWITCH_FEEDBACK
+from approvals.states import Status
 from core.identity import INVISIBLE
 
 register = template.Library()
@@ -84,3 +86,19 @@ def show_invisible(value: Any) -> SafeString:
         last = match.end()
     parts.append(conditional_escape(text[last:]))
     return mark_safe("".join(parts))  # noqa: S308 - every piece of the input is escaped above
+
+
+@register.filter
+def stopped_by(action: Any) -> str:
+    """What ended ``action`` when no reviewer's decision did (a kill switch, expiry, the
+    agent), for lists that say who decided; "" when people decided it."""
+    feedback = action.feedback or ""
+    if action.status in (Status.CANCELLED, Status.REVOKED) and feedback.startswith(
+        KILL_SWITCH_FEEDBACK
+    ):
+        return "kill switch: " + feedback[len(KILL_SWITCH_FEEDBACK) :]
+    if action.status == Status.EXPIRED:
+        return "expiry"
+    if action.status == Status.CANCELLED:
+        return "the agent" if "agent" in feedback.lower() else "cancelled"
+    return ""

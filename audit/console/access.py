@@ -1,7 +1,9 @@
 """Who may read which part of the audit log. The console's pages and API ask here; the
 answer is an ``audit.search.AuditScope`` the log's search and export apply.
 
-- The audit search, export and verification status need ``rollout.audit_agent``: held
+- The audit search, export and verification status need ``rollout.audit_agent``
+  (``rollout.permissions.audit_scope``, where the right is defined, so the navigation
+  below the console asks the same rule): held
   globally (the auditor role, superusers) it covers every event; held for some agents
   (django-guardian) it covers those agents' events only — never the agent-less ``global``
   partition (kill switches, checkpoints), which belongs to everyone.
@@ -16,19 +18,9 @@ from typing import Any
 from approvals.permissions import can_view_action
 from audit.search import AuditScope
 from core.people import is_active_person
-from rollout import permissions as agent_perms
+from rollout.permissions import audit_scope
 
-
-def audit_scope(user: Any) -> AuditScope | None:
-    """What ``user`` may read of the audit log, or None when nothing."""
-    if not is_active_person(user):
-        return None
-    if agent_perms.can_read_audit(user):
-        return AuditScope(everything=True)
-    slugs = frozenset(
-        agent_perms.agents_for(user, agent_perms.AUDIT).values_list("slug", flat=True)
-    )
-    return AuditScope(everything=False, agent_slugs=slugs) if slugs else None
+__all__ = ["AuditScope", "audit_scope", "can_view_trace"]
 
 
 def can_view_trace(user: Any, action: Any) -> bool:

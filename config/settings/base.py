@@ -84,6 +84,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # The 404 page (not Django's debug page) for pages, with DEBUG on or off.
+    "core.error_pages.NotFoundPageMiddleware",
     # Audits refused requests (access.refused) once their answer is made: API and pages.
     "config.refusal_audit.RefusalAuditMiddleware",
 ]
@@ -102,6 +104,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # What the navigation offers and where "/" leads (approvals.navigation).
+                "approvals.navigation.navigation",
             ],
         },
     }

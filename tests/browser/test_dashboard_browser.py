@@ -147,7 +147,9 @@ def open_queue(browser: Browser, dashboard_server):
 
     expect.set_options(timeout=LIVE_TIMEOUT_MS)
 
-    def login(user, *, width: int = 1280, prepare=None) -> Reviewer:
+    def login(user, *, width: int = 1280, prepare=None, lands_on: str = "/") -> Reviewer:
+        """Log ``user`` in; they land on their home, ``lands_on`` (a reviewer's is the queue,
+        live and caught up once; another home is left as it is)."""
         context = browser.new_context(
             base_url=dashboard_server.url, viewport={"width": width, "height": 900}
         )
@@ -164,7 +166,9 @@ def open_queue(browser: Browser, dashboard_server):
         page.fill("#id_username", user.username)
         page.fill("#id_password", "pw-for-tests")
         page.click("button[type=submit]")
-        page.wait_for_url(dashboard_server.url + "/")
+        page.wait_for_url(dashboard_server.url + lands_on)
+        if lands_on != "/":
+            return reviewer
         expect(page.locator("[data-live-status]")).to_have_text("live")
         expect(page.locator("[data-live-synced]")).to_have_count(1)  # caught up once
         return reviewer
@@ -238,11 +242,12 @@ def test_browser__reject_needs_reason__edit_rejects_bad_json__then_shows_diff(
 
     # Reject: the reason is required before anything is sent
     card = rita.card(to_reject["id"])
+    reject = card.get_by_role("button", name=f"Reject send_email #{to_reject['id']}", exact=True)
     card.locator("summary", has_text="Reject").click()
-    card.get_by_role("button", name="Reject", exact=True).click()
+    reject.click()
     expect(card).to_have_attribute("data-status", "pending")
     card.get_by_label("Reason for the agent").fill("Wrong recipient: use the billing contact")
-    card.get_by_role("button", name="Reject", exact=True).click()
+    reject.click()
     expect(card).to_have_attribute("data-status", "rejected")
     assert agent.get(to_reject["id"])["feedback"] == "Wrong recipient: use the billing contact"
 
@@ -279,11 +284,12 @@ def test_browser__second_reviewer_page__follows_decisions_and_kill_switch_live(
     expect(rob.card(high["id"])).to_contain_text("0 of 2")
 
     # When Rita approves, Rob's card shows one of two approvals, by her
-    rita.card(high["id"]).get_by_role("button", name="Approve", exact=True).click()
+    approve_high = f"Approve create_refund_request #{high['id']}"
+    rita.card(high["id"]).get_by_role("button", name=approve_high, exact=True).click()
     expect(rob.card(high["id"])).to_contain_text("1 of 2")
     expect(rob.card(high["id"])).to_contain_text("by rita")
     # When Rob gives the second approval, Rita's page shows it decided
-    rob.card(high["id"]).get_by_role("button", name="Approve", exact=True).click()
+    rob.card(high["id"]).get_by_role("button", name=approve_high, exact=True).click()
     expect(rita.card(high["id"])).to_have_attribute("data-status", "approved")
     expect(rita.card(high["id"])).to_contain_text("Approved by rita, rob")
 

@@ -22,8 +22,8 @@ def test_browser__incident_owner_stops_agent__queue_shows_cancelled__gate_denies
     rita = open_queue(reviewer)
     expect(rita.card(pending["id"])).to_have_attribute("data-status", "pending")
 
-    ivan = open_queue(incident_owner)
-    ivan.page.goto("/incidents")
+    # An incident owner lands on the incident console
+    ivan = open_queue(incident_owner, lands_on="/incidents")
     form = ivan.page.locator("form.kill-form[data-agent='support-assistant']")
     form.get_by_label("Reason").fill("refund loop at 03:12")
     form.get_by_label("to confirm").fill("support-assistant")

@@ -50,7 +50,7 @@ def test_browser__role_granted_in_admin_and_shell__governance_home_lists_it(
         page.fill("#id_username", "olga")
         page.fill("#id_password", "pw-for-tests")
         page.click("button[type=submit]")
-        page.wait_for_url(dashboard_server.url + "/")
+        page.wait_for_url(dashboard_server.url + "/changes")  # a governance owner's home
         page.goto("/agents")
 
         # Then the recent changes name who did what, readable at this width
