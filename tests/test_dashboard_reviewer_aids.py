@@ -11,7 +11,7 @@ import pytest
 from approvals import actions
 from approvals.rules import still_needed
 from audit.chain import Actor
-from rollout.actions import engage_kill_switch
+from incidents.actions import engage_kill_switch
 from tests import factories
 
 HIGH = {"blast_radius": {"amount": {"value": 5000, "currency": "EUR"}}}
