@@ -297,6 +297,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # No deep links: Swagger UI draws each operation's path as a link inside the button that
+    # opens it, a control inside a control (axe: nested-interactive) that keyboards and screen
+    # readers cannot use apart. The operations still open and close in place.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": False},
     "COMPONENT_SPLIT_REQUEST": True,
 }
 # Bodies above this answer 413 as JSON (core.middleware), before any parsing.
