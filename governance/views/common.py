@@ -62,8 +62,17 @@ SPLIT_STEP = "split"
 CARRIED_OUT = {"csrfmiddlewaretoken", "step", "confirm"}
 
 
+def section_redirect(agent: Agent, section: str) -> HttpResponse:
+    name = {
+        "overview": "rollout:agent-detail",
+        "policy": "rollout:agent-policy",
+        "access": "rollout:agent-access",
+    }[section]
+    return redirect(name, slug=agent.slug)
+
+
 def preview_or_propose(
-    request: HttpRequest, agent: Agent, changes: dict, reason: str
+    request: HttpRequest, agent: Agent, changes: dict, reason: str, *, section: str = "overview"
 ) -> HttpResponse:
     """A change form's answer: with ``step=preview`` the preview (readable diff, direction,
     backtest delta against today's policy) and writes nothing; otherwise the change goes
@@ -71,16 +80,25 @@ def preview_or_propose(
     validated again on every post: the preview's hidden fields are not trusted."""
     step = request.POST.get("step")
     if step == PREVIEW_STEP:
-        return preview(request, agent, changes, reason)
-    return propose(request, agent, changes, reason, apply_tightening_now=step == SPLIT_STEP)
+        return preview(request, agent, changes, reason, section=section)
+    return propose(
+        request,
+        agent,
+        changes,
+        reason,
+        apply_tightening_now=step == SPLIT_STEP,
+        section=section,
+    )
 
 
-def preview(request: HttpRequest, agent: Agent, changes: dict, reason: str) -> HttpResponse:
+def preview(
+    request: HttpRequest, agent: Agent, changes: dict, reason: str, *, section: str = "overview"
+) -> HttpResponse:
     """What the change would do, read-only: no audit event, no change request."""
     with flashing_refusals(request) as refused:
         proposal = actions.preview_change(agent=agent, changes=changes)
     if refused:
-        return redirect("rollout:agent-detail", slug=agent.slug)
+        return section_redirect(agent, section)
     carried = [
         (name, value)
         for name in request.POST
@@ -100,6 +118,7 @@ def preview(request: HttpRequest, agent: Agent, changes: dict, reason: str) -> H
             "carried": carried,
             "reason": reason,
             "post_to": request.path,
+            "back": section_redirect(agent, section)["Location"],
         },
     )
 
@@ -111,6 +130,7 @@ def propose(
     reason: str,
     *,
     apply_tightening_now: bool = False,
+    section: str = "overview",
 ) -> HttpResponse:
     """Send a form's change through the write path and say what happened."""
     with flashing_refusals(request) as refused:
@@ -122,14 +142,14 @@ def propose(
             apply_tightening_now=apply_tightening_now,
         )
     if refused:
-        return redirect("rollout:agent-detail", slug=agent.slug)
+        return section_redirect(agent, section)
     if result.applied:
         messages.success(
             request,
             f"Applied at once (it only reduces autonomy): policy version "
             f"{result.policy_version.number} is now current.",
         )
-        return redirect("rollout:agent-detail", slug=agent.slug)
+        return section_redirect(agent, section)
     if result.policy_version is not None:
         messages.success(
             request,
