@@ -159,3 +159,41 @@ def test_change_request_page__shows_readable_lines_not_json(support_agent, gover
         assert "create_refund_request: limit amount ≤ 10,000 → ≤ 20,000" in page
         assert "loosens" in page
         assert "argument_limits" not in page and "&quot;field&quot;" not in page
+
+
+SECTION_URLS = {
+    "Overview": "/agents/support-assistant",
+    "Policy": "/agents/support-assistant/policy",
+    "Access": "/agents/support-assistant/access",
+    "Tokens": "/agents/support-assistant/tokens",
+    "Metrics": "/agents/support-assistant/metrics",
+    "History": "/agents/support-assistant/history",
+}
+
+
+def test_agent_sections__each_its_own_url__shown_like_the_agent_page(
+    support_agent, governor, other_agent
+):
+    client = logged_in(governor)
+    for label, url in SECTION_URLS.items():
+        page = client.get(url).content.decode()
+        assert f'aria-current="page">{label}</a>' in page, url
+        assert page.count("<h1") == 1
+    policy = client.get(SECTION_URLS["Policy"]).content.decode()
+    assert "<code>amount ≤ 10,000</code>" in policy  # limits read as a person reads them
+    # A reviewer of another agent is refused every section, as the agent page refuses them
+    stranger = factories.make_user("rex", agent_perms={"rollout.review_agent": other_agent})
+    client = logged_in(stranger)
+    for url in SECTION_URLS.values():
+        assert client.get(url).status_code == 404, url
+
+
+def test_forms_land_back_on_their_section(support_agent, governor):
+    client = logged_in(governor)
+    response = client.post(
+        "/agents/support-assistant/settings",
+        {"active": "on", "rate_limit_per_minute": "1", "reason": "slower"},
+    )
+    assert response["Location"] == "/agents/support-assistant/policy"
+    response = client.post("/agents/support-assistant/tokens", {"name": ""})
+    assert response["Location"] == "/agents/support-assistant/tokens"

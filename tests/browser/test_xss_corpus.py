@@ -681,7 +681,6 @@ def visits(world: World) -> list[Visit]:
             [
                 "agent.name",
                 "agent.description",
-                "version.reason",
                 "change.open.reason",
                 "A.release.model",
                 "A.release.prompt_version",
