@@ -99,7 +99,10 @@ def change_detail(request: HttpRequest, change_id: int) -> HttpResponse:
         "reject_form": RejectChangeForm(),
         "withdraw_form": WithdrawChangeForm(),
         "backtest": backtest,
-        "delta": backtest_delta(agent, change_request.after) if is_open else None,
+        # Access decides who governs, not what the gate answers: no replay for it alone.
+        "delta": backtest_delta(agent, change_request.after)
+        if is_open and set(change_request.after) - {"access"}
+        else None,
         "readiness": compute_readiness(agent) if "tier" in change_request.after else None,
     }
     return render(request, "rollout/change_detail.html", context)
