@@ -96,6 +96,20 @@ class Proposal:
     def classification(self) -> str:
         return classify(self.changes)
 
+    @property
+    def mixed(self) -> bool:
+        """A loosening with parts that only tighten: those could apply at once."""
+        return self.classification == LOOSENING and bool(self.tightening_part)
+
+    @property
+    def tightening_part(self) -> dict:
+        return split_tightening(self.before, self.after)[0]
+
+    @property
+    def tightening_changes(self) -> list[Change]:
+        part = self.tightening_part
+        return changes_between(touched_piece(self.before, part), part) if part else []
+
 
 @dataclass
 class ProposalResult:
@@ -106,10 +120,12 @@ class ProposalResult:
     changes: list[Change]
     policy_version: PolicyVersion | None = None
     change_request: ChangeRequest | None = None
+    applied_changes: list[Change] = field(default_factory=list)  # the split's applied part
 
     @property
     def applied(self) -> bool:
-        return self.policy_version is not None
+        """The whole change applied at once (no change request)."""
+        return self.policy_version is not None and self.change_request is None
 
 
 # --- validation -----------------------------------------------------------------------------
@@ -251,6 +267,52 @@ def preview_change(*, agent: Agent, changes: Any) -> Proposal:
     return Proposal(before=before, after=after, changes=changes_between(before, after))
 
 
+def _units(after: dict) -> list[dict]:
+    """``after`` cut into the smallest parts a change can apply on its own: the tier, each
+    setting, each tool's rule, each right of each holder."""
+    units: list[dict] = []
+    for key, value in after.items():
+        if key == "tools":
+            units.extend({"tools": {tool: rule}} for tool, rule in value.items())
+        elif key == "access":
+            units.extend(
+                {"access": {right: {holder: granted}}}
+                for right, holders in value.items()
+                for holder, granted in holders.items()
+            )
+        else:
+            units.append({key: value})
+    return units
+
+
+def _merge(pieces: list[dict]) -> dict:
+    merged: dict[str, Any] = {}
+    for piece in pieces:
+        for key, value in piece.items():
+            if key == "tools":
+                merged.setdefault("tools", {}).update(value)
+            elif key == "access":
+                for right, holders in value.items():
+                    merged.setdefault("access", {}).setdefault(right, {}).update(holders)
+            else:
+                merged[key] = value
+    return merged
+
+
+def split_tightening(before: dict, after: dict) -> tuple[dict, dict]:
+    """A mixed change cut in two: the parts (tier, a setting, one tool's rule, one right of
+    one holder) that only tighten, which may apply at once, and the rest. A part whose own
+    changes go both ways (a rule tightened in one field and loosened in another) stays in
+    the rest. Either may be empty."""
+    tightening, rest = [], []
+    for unit in _units(after):
+        found = changes_between(touched_piece(before, unit), unit)
+        if not found:
+            continue
+        (tightening if classify(found) == TIGHTENING else rest).append(unit)
+    return _merge(tightening), _merge(rest)
+
+
 def changes_of(change_request: ChangeRequest) -> list[Change]:
     """The readable changes a request makes, from what it stored (stable over time)."""
     return changes_between(change_request.before, change_request.after)
@@ -369,7 +431,13 @@ def _broadcast_request_on_commit(change_request: ChangeRequest, change: str) -> 
 
 
 def propose_change(
-    *, agent: Agent, user: Any, changes: Any, reason: str, required_approvals: int = 1
+    *,
+    agent: Agent,
+    user: Any,
+    changes: Any,
+    reason: str,
+    required_approvals: int = 1,
+    apply_tightening_now: bool = False,
 ) -> ProposalResult:
     """Propose a change to ``agent``'s policy.
 
@@ -378,7 +446,11 @@ def propose_change(
     broadcasts the version. A loosening (or a mixed change) opens a change request needing
     ``required_approvals`` approvals of other governance owners; audits
     ``change_request.created`` and broadcasts it. A change that changes nothing is refused
-    (``no_change``)."""
+    (``no_change``).
+
+    With ``apply_tightening_now``, a mixed change is split (``split_tightening``): its
+    tightening parts apply at once as their own policy version, and the rest becomes the
+    change request (written against the policy that version made current)."""
     reason = _clean_reason(reason)
     if not isinstance(required_approvals, int) or not (
         1 <= required_approvals <= MAX_REQUIRED_APPROVALS
@@ -401,27 +473,23 @@ def propose_change(
             raise GovernanceRefused("no_change", "This changes nothing in the current policy.", 400)
         actor = _actor(user)
         if classification == TIGHTENING:
-            _apply_to_live_rows(agent, after, actor=actor)
-            version = record_policy_version(
-                agent=agent, actor=actor, reason=_version_reason(f"tightened: {reason}")
-            )
-            append_event(
-                verb=verbs.GOVERNANCE_CHANGE_APPLIED,
-                actor=actor,
-                target_type="agent",
-                target_id=agent.pk,
-                agent_slug=agent.slug,
-                data={
-                    "classification": classification,
-                    "reason": reason,
-                    "changes": [change.text for change in found],
-                    "before": _for_audit(before),
-                    "after": _for_audit(after),
-                    "policy_version": version.number,
-                },
-            )
-            _broadcast_version_on_commit(version, "tightened")
+            version = _apply_tightening(agent, before, after, found, actor=actor, reason=reason)
             return ProposalResult(classification, found, policy_version=version)
+        split_version = None
+        applied: list[Change] = []
+        if apply_tightening_now:
+            tightening, rest = split_tightening(before, after)
+            if tightening and rest:
+                tight_before = touched_piece(before, tightening)
+                applied = changes_between(tight_before, tightening)
+                split_version = _apply_tightening(
+                    agent, tight_before, tightening, applied, actor=actor, reason=reason
+                )
+                current = live_piece(agent)
+                after = rest
+                before = touched_piece(current, after)
+                found = changes_between(before, after)
+                classification = classify(found)
         change_request = ChangeRequest.objects.create(
             agent=agent,
             author=user,
@@ -448,7 +516,41 @@ def propose_change(
             },
         )
         _broadcast_request_on_commit(change_request, "created")
-        return ProposalResult(classification, found, change_request=change_request)
+        return ProposalResult(
+            classification,
+            found,
+            policy_version=split_version,
+            change_request=change_request,
+            applied_changes=applied,
+        )
+
+
+def _apply_tightening(
+    agent: Agent, before: dict, after: dict, found: list[Change], *, actor: Actor, reason: str
+) -> PolicyVersion:
+    """Apply a tightening to the live rows as a new policy version (the caller holds the
+    agent's lock); audits ``governance.change_applied`` and broadcasts the version."""
+    _apply_to_live_rows(agent, after, actor=actor)
+    version = record_policy_version(
+        agent=agent, actor=actor, reason=_version_reason(f"tightened: {reason}")
+    )
+    append_event(
+        verb=verbs.GOVERNANCE_CHANGE_APPLIED,
+        actor=actor,
+        target_type="agent",
+        target_id=agent.pk,
+        agent_slug=agent.slug,
+        data={
+            "classification": TIGHTENING,
+            "reason": reason,
+            "changes": [change.text for change in found],
+            "before": _for_audit(before),
+            "after": _for_audit(after),
+            "policy_version": version.number,
+        },
+    )
+    _broadcast_version_on_commit(version, "tightened")
+    return version
 
 
 # --- change requests ----------------------------------------------------------------------

@@ -139,3 +139,89 @@ def backtest_change(
 ) -> BacktestResult:
     """Backtest the agent's live policy with a proposed change (a piece) applied."""
     return backtest(agent, snapshot_with(build_snapshot(agent), after), days=days, now=now)
+
+
+OUTCOMES = ("allowed", "pending", "shadowed", "denied")
+MAX_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class DeltaExample:
+    """One recorded action whose gate answer the change would move."""
+
+    action_id: int
+    tool: str
+    today: str
+    proposed: str
+
+
+@dataclass
+class BacktestDelta:
+    """A proposed change against today's policy over the same recorded actions: per
+    outcome, how many under each (``today``, ``proposed``) and the difference."""
+
+    days: int
+    replayed: int = 0
+    changed: int = 0
+    today: dict[str, int] = field(default_factory=dict)
+    proposed: dict[str, int] = field(default_factory=dict)
+    examples: list[DeltaExample] = field(default_factory=list)
+    truncated: bool = False
+
+    def delta(self, outcome: str) -> int:
+        return self.proposed.get(outcome, 0) - self.today.get(outcome, 0)
+
+    @property
+    def rows(self) -> list[dict]:
+        """One row per outcome: label, today, proposed, signed difference."""
+        labels = {
+            "allowed": "would run without a human",
+            "pending": "would wait for a human",
+            "shadowed": "would be shadowed",
+            "denied": "would be denied",
+        }
+        return [
+            {
+                "outcome": outcome,
+                "label": labels[outcome],
+                "today": self.today.get(outcome, 0),
+                "proposed": self.proposed.get(outcome, 0),
+                "delta": self.delta(outcome),
+            }
+            for outcome in OUTCOMES
+        ]
+
+
+def backtest_delta(
+    agent: Agent, after: dict, *, days: int = 14, now: datetime | None = None
+) -> BacktestDelta:
+    """Replay ``agent``'s recorded actions of the last ``days`` days through today's live
+    policy and through it with ``after`` (a piece) applied; count both and keep a few
+    actions whose answer would change. Read-only."""
+    now = now or timezone.now()
+    today_snapshot = build_snapshot(agent)
+    proposed_snapshot = snapshot_with(today_snapshot, after)
+    result = BacktestDelta(days=days)
+    actions = (
+        Action.objects.filter(agent=agent, created_at__gte=now - timedelta(days=days))
+        .filter(created_at__lt=now)
+        .order_by("-created_at", "-id")
+        .values_list("id", "tool", "original_arguments", "blast_radius")
+    )
+    for count, (action_id, tool, arguments, radius) in enumerate(
+        actions.iterator(chunk_size=2000), start=1
+    ):
+        if count > MAX_REPLAYED:
+            result.truncated = True
+            break
+        request = GateRequest(tool, arguments or {}, radius or {})
+        today = evaluate(today_snapshot, request).outcome
+        proposed = evaluate(proposed_snapshot, request).outcome
+        result.replayed += 1
+        result.today[today] = result.today.get(today, 0) + 1
+        result.proposed[proposed] = result.proposed.get(proposed, 0) + 1
+        if today != proposed:
+            result.changed += 1
+            if len(result.examples) < MAX_EXAMPLES:
+                result.examples.append(DeltaExample(action_id, tool, today, proposed))
+    return result

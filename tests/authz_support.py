@@ -492,6 +492,12 @@ OPS: list[Op] = [
         body=_fixed({"slug": "charlie-agent", "name": "Charlie"}),
     ),
     Op("rollout:agent-detail", "GET", "page", kwargs=_slug, targeted=True),
+    # The agent page's sections: seen like the overview
+    Op("rollout:agent-policy", "GET", "page", kwargs=_slug, targeted=True),
+    Op("rollout:agent-access", "GET", "page", kwargs=_slug, targeted=True),
+    Op("rollout:token-issue", "GET", "page", kwargs=_slug, targeted=True),
+    Op("rollout:agent-metrics", "GET", "page", kwargs=_slug, targeted=True),
+    Op("rollout:agent-history", "GET", "page", kwargs=_slug, targeted=True),
     Op("rollout:agent-tier", "POST", "page", kwargs=_slug, body=TIER_PROMOTION, targeted=True),
     Op(
         "rollout:agent-settings",

@@ -255,7 +255,7 @@ def test_agent_token__page__needs_step_up_then_audited(step_up_on, governor, sup
     give_second_factor(governor)
     client = stolen_session(governor)
     url = f"/agents/{support_agent.slug}/tokens"
-    page = client.get(f"/agents/{support_agent.slug}")
+    page = client.get(f"/agents/{support_agent.slug}/tokens")
     assert b'id="step-up-agent-token"' in page.content
     assert b'id="step-up-webhook-secret"' in page.content
     refused = client.post(url, {"name": "ci"})

@@ -218,7 +218,7 @@ def test_agent_page__access_section_preview_then_confirm(owners, petra, support_
     gwen, gus = owners
     client = Client()
     client.force_login(gwen)
-    page = client.get(f"/agents/{support_agent.slug}").content.decode()
+    page = client.get(f"/agents/{support_agent.slug}/access").content.decode()
     assert 'data-testid="access-table"' in page and 'id="access-form"' in page
     # Preview: nothing saved, the effect is shown
     data = {"operation": "grant", "right": "review", "kind": "user", "name": "petra"}
@@ -240,7 +240,7 @@ def test_agent_page__access_section_preview_then_confirm(owners, petra, support_
     other = Client()
     other.force_login(gus)
     other.post(f"/changes/{change_request.pk}/approve", {"revision": 1, "comment": ""})
-    page = other.get(f"/agents/{support_agent.slug}").content.decode()
+    page = other.get(f"/agents/{support_agent.slug}/access").content.decode()
     assert 'data-holder="user:petra"' in page
     # Removal from the table: preview says at once; confirm applies it
     removal = {"operation": "remove", "right": "review", "kind": "user", "name": "petra"}
@@ -269,7 +269,7 @@ def test_agent_page__preview_of_removal__says_who_keeps_it_through_a_role(
 def test_agent_page__not_a_governor__no_forms_and_403(reviewer, support_agent):
     client = Client()
     client.force_login(reviewer)
-    page = client.get(f"/agents/{support_agent.slug}").content.decode()
+    page = client.get(f"/agents/{support_agent.slug}/access").content.decode()
     assert 'data-testid="access-table"' in page and 'id="access-form"' not in page
     response = client.post(
         f"/agents/{support_agent.slug}/access",

@@ -148,6 +148,11 @@ rollout:agent-list               GET    login     login   200      200        20
 rollout:agent-register           GET    login     login   403      403        403      200      403        403      403        403     403       login    200       login   login      login
 rollout:agent-register           POST   login     login   403      403        403      302      403        403      403        403     403       login    302       login   login      login
 rollout:agent-detail             GET    login     login   200      200/404    200      200      200/404    200      200/404    200     200/404   login    200       login   login      login
+rollout:agent-policy             GET    login     login   200      200/404    200      200      200/404    200      200/404    200     200/404   login    200       login   login      login
+rollout:agent-access             GET    login     login   200      200/404    200      200      200/404    200      200/404    200     200/404   login    200       login   login      login
+rollout:token-issue              GET    login     login   200      200/404    200      200      200/404    200      200/404    200     200/404   login    200       login   login      login
+rollout:agent-metrics            GET    login     login   200      200/404    200      200      200/404    200      200/404    200     200/404   login    200       login   login      login
+rollout:agent-history            GET    login     login   200      200/404    200      200      200/404    200      200/404    200     200/404   login    200       login   login      login
 rollout:agent-tier               POST   login     login   403      403/404    403      302      302/404    403      403/404    403     403/404   login    302       login   login      login
 rollout:agent-settings           POST   login     login   403      403/404    403      302      302/404    403      403/404    403     403/404   login    302       login   login      login
 rollout:rule-add                 GET    login     login   403      403/404    403      200      200/404    403      403/404    403     403/404   login    200       login   login      login

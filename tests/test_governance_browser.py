@@ -79,6 +79,12 @@ def test_browser__promotion_needs_a_second_owner__then_the_gate_decides_differen
             first.select_option("#tier-form select[name=tier]", "autonomous")
             first.fill("#tier-form input[name=reason]", "two weeks without a rejection")
             first.click("#tier-form button[type=submit]")
+            # It previews first: a loosening, a change request; nothing written yet
+            expect(first.locator("[data-testid=preview-classification]")).to_contain_text(
+                "Loosening"
+            )
+            assert not ChangeRequest.objects.exists()
+            first.click("#propose-form button[value=propose]")
             # Then it is only a change request, which its author cannot approve
             first.wait_for_url(re.compile(r"/changes/\d+$"))
             expect(first.locator("[data-testid=change-status]")).to_have_text("open")

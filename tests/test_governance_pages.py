@@ -135,11 +135,17 @@ def test_agent_pages__render_charts_readiness_backtest_and_versions(support_agen
     page = client.get(
         "/agents/support-assistant?backtest_tier=autonomous&days=14&diff_from=1&diff_to=1"
     ).content.decode()
-    assert '<svg class="chart chart-bars"' in page and '<svg class="chart chart-lines"' in page
     assert "Promotion readiness" in page and "Not ready" in page
     assert "would have run without a human at tier autonomous" in page
-    assert "<script" not in page.split("</head>")[1]  # no inline script in the body
-    assert " onclick=" not in page and " style=" not in page
+    metrics = client.get("/agents/support-assistant/metrics").content.decode()
+    assert (
+        '<svg class="chart chart-bars"' in metrics and '<svg class="chart chart-lines"' in metrics
+    )
+    history = client.get("/agents/support-assistant/history?diff_from=1&diff_to=1")
+    assert "Policy versions" in history.content.decode()
+    for html in (page, metrics, history.content.decode()):
+        assert "<script" not in html.split("</head>")[1]  # no inline script in the body
+        assert " onclick=" not in html and " style=" not in html
     assert client.get("/agents/support-assistant/versions/1").status_code == 200
 
 
@@ -149,7 +155,7 @@ def test_token_page__shows_the_token_once_uncached(support_agent, governor):
     assert response["Cache-Control"] == "no-store"
     token = response.content.decode().split('data-testid="new-token">')[1].split("<")[0]
     assert token.startswith("alk_")
-    assert token not in client.get("/agents/support-assistant").content.decode()
+    assert token not in client.get("/agents/support-assistant/tokens").content.decode()
 
 
 def test_agent_supplied_text_is_escaped(support_agent, governor):

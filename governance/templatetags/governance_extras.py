@@ -8,6 +8,7 @@ from typing import Any
 from django import template
 
 from rollout.policy import RADIUS_DIMENSIONS
+from rollout.policy_diff import OPERATOR_TEXT, value_text
 
 register = template.Library()
 
@@ -49,3 +50,12 @@ def lookup(mapping: Any, key: Any) -> Any:
         return mapping.get(key)
     except AttributeError:
         return None
+
+
+@register.filter
+def readable_limit(limit: Any) -> str:
+    """An argument limit as a person reads it: ``amount ≤ 10,000``."""
+    if not isinstance(limit, dict):
+        return as_json(limit)
+    op = limit.get("op")
+    return f"{limit.get('field')} {OPERATOR_TEXT.get(op, op)} {value_text(limit.get('value'))}"

@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from approvals.states import Status
@@ -26,7 +27,6 @@ from governance.forms import (
     RegisterAgentForm,
     TierForm,
     TokenForm,
-    ToolRuleForm,
 )
 from governance.metrics import daily_metrics, pending_counts
 from governance.models import ChangeRequest
@@ -218,56 +218,110 @@ def _backtest(agent: Agent, request: HttpRequest) -> tuple[BacktestForm, Any]:
     return form, {"tier": tier, "result": result}
 
 
+# The agent page's sections, each with its own URL: (section, URL name, tab label).
+SECTIONS = (
+    ("overview", "rollout:agent-detail", "Overview"),
+    ("policy", "rollout:agent-policy", "Policy"),
+    ("access", "rollout:agent-access", "Access"),
+    ("tokens", "rollout:token-issue", "Tokens"),
+    ("metrics", "rollout:agent-metrics", "Metrics"),
+    ("history", "rollout:agent-history", "History"),
+)
+
+
+def section_url(agent: Agent, section: str) -> str:
+    """The URL of one section of ``agent``'s page."""
+    name = next(name for key, name, _ in SECTIONS if key == section)
+    return reverse(name, kwargs={"slug": agent.slug})
+
+
 @login_required
 @require_GET
-def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
+def agent_detail(request: HttpRequest, slug: str, section: str = "overview") -> HttpResponse:
+    """One section of an agent's page: overview (tier ladder, readiness, backtest, health),
+    policy (tool rules, activity and rate limit), access, tokens (and the webhook secret),
+    metrics or history (policy versions). Seen by whoever may see the agent."""
     agent = agent_or_404(request, slug)
     user = request.user
     can_govern = agent_perms.can_govern(user, agent)
-    snapshot = agent.current_policy.snapshot if agent.current_policy else {}
-    tools = sorted((snapshot.get("tools") or {}).items())
-    rules = [
-        {"tool": tool, "rule": rule, "limits": rule.get("argument_limits") or []}
-        for tool, rule in tools
-    ]
-    backtest_form, backtest = _backtest(agent, request)
-    versions = list(agent.policy_versions.order_by("-number").defer("snapshot")[:100])
-    switch = _switch_state([agent]).get(agent.slug)
-    context = {
+    context: dict[str, Any] = {
         "agent": agent,
+        "section": section,
+        "section_label": next(label for key, _, label in SECTIONS if key == section),
+        "tabs": [
+            {"label": label, "url": section_url(agent, key), "current": key == section}
+            for key, _, label in SECTIONS
+        ],
         "can_govern": can_govern,
         "can_review": agent_perms.can_review(user, agent),
         "can_read_governance": can_read_governance(user, agent),
-        "tiers": list(Tier.objects.order_by("rank")),
-        "rules": rules,
-        "releases": agent.releases.order_by("-first_seen_at")[:20],
-        "tokens": agent.tokens.order_by("-created_at"),
-        "versions": versions,
-        "version_diff": _version_diff(agent, request),
-        "readiness": compute_readiness(agent),
-        "charts": _charts(agent),
-        "backtest_form": backtest_form,
-        "backtest": backtest,
-        "switch": switch,
-        "last_drill": agent.drills.first(),
-        # Change requests are for those who may read the agent's governance (not reviewers).
-        "open_changes": visible_change_requests(user).filter(
-            agent=agent, status=ChangeRequest.Status.OPEN
-        ),
-        "tier_form": TierForm(initial={"tier": agent.tier.name}),
-        "rule_form": ToolRuleForm(initial={"effect": "read", "rule": "allowed"}),
-        "settings_form": AgentSettingsForm(
-            initial={"active": agent.active, "rate_limit_per_minute": agent.rate_limit_per_minute}
-        ),
-        "token_form": TokenForm(),
-        "pending": agent.actions.filter(status=Status.PENDING).count(),
-        "access": agent_access.overview(agent),
-        "access_rights": [
-            (right, agent_access.RIGHT_LABELS[right]) for right in agent_access.RIGHTS
-        ],
-        "access_form": AccessChangeForm(initial={"operation": "grant", "kind": "user"}),
     }
+    if section == "overview":
+        backtest_form, backtest = _backtest(agent, request)
+        context.update(
+            {
+                "tiers": list(Tier.objects.order_by("rank")),
+                "releases": agent.releases.order_by("-first_seen_at")[:20],
+                "readiness": compute_readiness(agent),
+                "backtest_form": backtest_form,
+                "backtest": backtest,
+                "switch": _switch_state([agent]).get(agent.slug),
+                "last_drill": agent.drills.first(),
+                # Change requests: for those who may read the agent's governance.
+                "open_changes": visible_change_requests(user).filter(
+                    agent=agent, status=ChangeRequest.Status.OPEN
+                ),
+                "tier_form": TierForm(initial={"tier": agent.tier.name}),
+                "pending": agent.actions.filter(status=Status.PENDING).count(),
+            }
+        )
+    elif section == "policy":
+        snapshot = agent.current_policy.snapshot if agent.current_policy else {}
+        context["rules"] = [
+            {"tool": tool, "rule": rule, "limits": rule.get("argument_limits") or []}
+            for tool, rule in sorted((snapshot.get("tools") or {}).items())
+        ]
+        context["settings_form"] = AgentSettingsForm(
+            initial={"active": agent.active, "rate_limit_per_minute": agent.rate_limit_per_minute}
+        )
+    elif section == "access":
+        context.update(
+            {
+                "access": agent_access.overview(agent),
+                "access_rights": [
+                    (right, agent_access.RIGHT_LABELS[right]) for right in agent_access.RIGHTS
+                ],
+                "access_form": AccessChangeForm(initial={"operation": "grant", "kind": "user"}),
+            }
+        )
+    elif section == "tokens":
+        context.update({"tokens": agent.tokens.order_by("-created_at"), "token_form": TokenForm()})
+    elif section == "metrics":
+        context["charts"] = _charts(agent)
+    elif section == "history":
+        context["versions"] = list(
+            agent.policy_versions.order_by("-number").defer("snapshot")[:100]
+        )
+        context["version_diff"] = _version_diff(agent, request)
     return render(request, "rollout/agent_detail.html", context)
+
+
+@login_required
+@require_GET
+def agent_policy(request: HttpRequest, slug: str) -> HttpResponse:
+    return agent_detail(request, slug, section="policy")
+
+
+@login_required
+@require_GET
+def agent_metrics(request: HttpRequest, slug: str) -> HttpResponse:
+    return agent_detail(request, slug, section="metrics")
+
+
+@login_required
+@require_GET
+def agent_history(request: HttpRequest, slug: str) -> HttpResponse:
+    return agent_detail(request, slug, section="history")
 
 
 @login_required

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts import stepup
 from core.errors import answering_refusals
 from governance import actions
-from governance.backtest import backtest_change
+from governance.backtest import backtest_change, backtest_delta
 from governance.forms import (
     ApproveChangeForm,
     EditChangeForm,
@@ -29,7 +29,6 @@ from governance.readiness import compute_readiness
 from governance.selectors import change_request_visible_to, visible_change_requests
 from governance.views.common import flashing_refusals, form_errors
 from rollout import permissions as agent_perms
-from rollout.policy_diff import diff_policies
 
 
 @login_required
@@ -85,7 +84,6 @@ def change_detail(request: HttpRequest, change_id: int) -> HttpResponse:
         "change_request": change_request,
         "agent": agent,
         "changes": actions.changes_of(change_request),
-        "diff": diff_policies(change_request.before, change_request.after),
         "approvals": approvals,
         "current_approvals": [
             a for a in approvals if a.revision == change_request.revision and not a.voided
@@ -101,6 +99,10 @@ def change_detail(request: HttpRequest, change_id: int) -> HttpResponse:
         "reject_form": RejectChangeForm(),
         "withdraw_form": WithdrawChangeForm(),
         "backtest": backtest,
+        # Access decides who governs, not what the gate answers: no replay for it alone.
+        "delta": backtest_delta(agent, change_request.after)
+        if is_open and set(change_request.after) - {"access"}
+        else None,
         "readiness": compute_readiness(agent) if "tier" in change_request.after else None,
     }
     return render(request, "rollout/change_detail.html", context)

@@ -11,11 +11,12 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 
 from accounts import stepup
 from core.errors import Answered, answering_refusals
 from governance import actions
+from governance.backtest import backtest_delta
 from rollout import permissions as agent_perms
 from rollout.models import Agent
 from rollout.selectors import agent_visible_to
@@ -56,21 +57,105 @@ def stepped_up(request: HttpRequest, purpose: str) -> bool:
     return not refused
 
 
-def propose(request: HttpRequest, agent: Agent, changes: dict, reason: str) -> HttpResponse:
+PREVIEW_STEP = "preview"
+SPLIT_STEP = "split"
+CARRIED_OUT = {"csrfmiddlewaretoken", "step", "confirm"}
+
+
+def section_redirect(agent: Agent, section: str) -> HttpResponse:
+    name = {
+        "overview": "rollout:agent-detail",
+        "policy": "rollout:agent-policy",
+        "access": "rollout:agent-access",
+    }[section]
+    return redirect(name, slug=agent.slug)
+
+
+def preview_or_propose(
+    request: HttpRequest, agent: Agent, changes: dict, reason: str, *, section: str = "overview"
+) -> HttpResponse:
+    """A change form's answer: with ``step=preview`` the preview (readable diff, direction,
+    backtest delta against today's policy) and writes nothing; otherwise the change goes
+    through the write path (``step=split``: its tightening parts apply now). The values are
+    validated again on every post: the preview's hidden fields are not trusted."""
+    step = request.POST.get("step")
+    if step == PREVIEW_STEP:
+        return preview(request, agent, changes, reason, section=section)
+    return propose(
+        request,
+        agent,
+        changes,
+        reason,
+        apply_tightening_now=step == SPLIT_STEP,
+        section=section,
+    )
+
+
+def preview(
+    request: HttpRequest, agent: Agent, changes: dict, reason: str, *, section: str = "overview"
+) -> HttpResponse:
+    """What the change would do, read-only: no audit event, no change request."""
+    with flashing_refusals(request) as refused:
+        proposal = actions.preview_change(agent=agent, changes=changes)
+    if refused:
+        return section_redirect(agent, section)
+    carried = [
+        (name, value)
+        for name in request.POST
+        if name not in CARRIED_OUT
+        for value in request.POST.getlist(name)
+    ]
+    return render(
+        request,
+        "rollout/change_preview.html",
+        {
+            "agent": agent,
+            "proposal": proposal,
+            "classification": proposal.classification,
+            "mixed": proposal.mixed,
+            "tightening_changes": proposal.tightening_changes if proposal.mixed else [],
+            "delta": backtest_delta(agent, proposal.after) if proposal.changes else None,
+            "carried": carried,
+            "reason": reason,
+            "post_to": request.path,
+            "back": section_redirect(agent, section)["Location"],
+        },
+    )
+
+
+def propose(
+    request: HttpRequest,
+    agent: Agent,
+    changes: dict,
+    reason: str,
+    *,
+    apply_tightening_now: bool = False,
+    section: str = "overview",
+) -> HttpResponse:
     """Send a form's change through the write path and say what happened."""
     with flashing_refusals(request) as refused:
         result = actions.propose_change(
-            agent=agent, user=request.user, changes=changes, reason=reason
+            agent=agent,
+            user=request.user,
+            changes=changes,
+            reason=reason,
+            apply_tightening_now=apply_tightening_now,
         )
     if refused:
-        return redirect("rollout:agent-detail", slug=agent.slug)
+        return section_redirect(agent, section)
     if result.applied:
         messages.success(
             request,
             f"Applied at once (it only reduces autonomy): policy version "
             f"{result.policy_version.number} is now current.",
         )
-        return redirect("rollout:agent-detail", slug=agent.slug)
+        return section_redirect(agent, section)
+    if result.policy_version is not None:
+        messages.success(
+            request,
+            f"The tightening parts applied at once: policy version "
+            f"{result.policy_version.number} is now current.",
+        )
     messages.info(
         request,
         f"This gives the agent more autonomy, so it is change request "

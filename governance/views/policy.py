@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from governance.forms import AgentSettingsForm, RemoveToolForm, TierForm, ToolRuleForm
-from governance.views.common import form_errors, governed_agent, propose
+from governance.views.common import form_errors, governed_agent, preview_or_propose
 
 
 @login_required
@@ -22,7 +22,7 @@ def change_tier(request: HttpRequest, slug: str) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, form_errors(form))
         return redirect("rollout:agent-detail", slug=agent.slug)
-    return propose(request, agent, form.changes(), form.cleaned_data["reason"])
+    return preview_or_propose(request, agent, form.changes(), form.cleaned_data["reason"])
 
 
 @login_required
@@ -32,8 +32,10 @@ def change_settings(request: HttpRequest, slug: str) -> HttpResponse:
     form = AgentSettingsForm(request.POST)
     if not form.is_valid():
         messages.error(request, form_errors(form))
-        return redirect("rollout:agent-detail", slug=agent.slug)
-    return propose(request, agent, form.changes(), form.cleaned_data["reason"])
+        return redirect("rollout:agent-policy", slug=agent.slug)
+    return preview_or_propose(
+        request, agent, form.changes(), form.cleaned_data["reason"], section="policy"
+    )
 
 
 @login_required
@@ -49,7 +51,9 @@ def rule_form(request: HttpRequest, slug: str, tool: str | None = None) -> HttpR
         if tool is None and form.cleaned_data["tool"] in current:
             form.add_error("tool", "This tool has a rule; change it from the agent page.")
         else:
-            return propose(request, agent, form.changes(), form.cleaned_data["reason"])
+            return preview_or_propose(
+                request, agent, form.changes(), form.cleaned_data["reason"], section="policy"
+            )
     return render(
         request,
         "rollout/rule_form.html",
@@ -64,5 +68,7 @@ def remove_rule(request: HttpRequest, slug: str, tool: str) -> HttpResponse:
     form = RemoveToolForm(request.POST)
     if not form.is_valid():
         messages.error(request, form_errors(form))
-        return redirect("rollout:agent-detail", slug=agent.slug)
-    return propose(request, agent, {"tools": {tool: None}}, form.cleaned_data["reason"])
+        return redirect("rollout:agent-policy", slug=agent.slug)
+    return preview_or_propose(
+        request, agent, {"tools": {tool: None}}, form.cleaned_data["reason"], section="policy"
+    )

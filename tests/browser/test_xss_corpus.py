@@ -681,15 +681,21 @@ def visits(world: World) -> list[Visit]:
             [
                 "agent.name",
                 "agent.description",
-                "change.applied.reason",
-                "version.reason",
                 "change.open.reason",
-                "token.name",
-                "rule.limit",
                 "A.release.model",
                 "A.release.prompt_version",
                 "A.release.tool_schema_version",
             ],
+        ),
+        # The agent page's other sections, each its own URL
+        Visit("rollout:agent-policy", "/agents/xss-agent/policy", ["agent.name", "rule.limit"]),
+        Visit("rollout:token-issue", "/agents/xss-agent/tokens", ["agent.name", "token.name"]),
+        Visit("rollout:agent-access", "/agents/xss-agent/access", ["agent.name"]),
+        Visit("rollout:agent-metrics", "/agents/xss-agent/metrics", ["agent.name"]),
+        Visit(
+            "rollout:agent-history",
+            "/agents/xss-agent/history",
+            ["agent.name", "change.applied.reason", "version.reason"],
         ),
         Visit(
             "rollout:version-detail",

@@ -1,0 +1,92 @@
+"""A governance owner, from login, in one browser context: walks the agent page's sections,
+previews a loosening rule change (readable line, "loosening", the delta against today's
+policy), proposes it and lands on the change request; on a laptop and on a phone, without
+horizontal scrolling."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from governance.models import ChangeRequest
+from tests import factories
+from tests.browser.test_reviewer_journey_browser import no_horizontal_scroll
+
+pytestmark = [pytest.mark.browser]
+
+SECTIONS = ["Overview", "Policy", "Access", "Tokens", "Metrics", "History"]
+
+
+def test_governance_owner__previews_then_proposes_a_loosening__laptop_and_phone(
+    browser, dashboard_server, transactional_db, support_agent
+):
+    gwen = factories.make_user("gwen", groups=("governance_owner",))
+    big = factories.submit(support_agent, "create_refund_request", {"amount": 15000})
+    context = browser.new_context(
+        base_url=dashboard_server.url, viewport={"width": 1280, "height": 900}
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    expect.set_options(timeout=15_000)
+    page.goto("/accounts/login/")
+    page.fill("#id_username", "gwen")
+    page.fill("#id_password", "pw-for-tests")
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/changes$"))  # a governance owner's home
+
+    changes = [
+        (
+            "create_refund_request",
+            "argument_limits",
+            "amount <= 20000",
+            "limit amount ≤ 10,000 → ≤ 20,000",
+        ),
+        ("send_email", "rule", "allowed", "rule requires_approval → allowed"),
+    ]
+    for width, (tool, field, value, line) in zip((1280, 390), changes, strict=True):
+        page.set_viewport_size({"width": width, "height": 900})
+        # Every section of the agent page has its own URL and tab, and fits the screen
+        page.goto("/agents/support-assistant")
+        for label in SECTIONS:
+            page.get_by_role("navigation", name="Sections of support-assistant").get_by_role(
+                "link", name=label
+            ).click()
+            expect(page.locator(".agent-tabs [aria-current=page]")).to_have_text(label)
+            assert no_horizontal_scroll(page), f"{label} at {width} px"
+
+        # The policy section: the readable rules table, then change one rule
+        page.goto("/agents/support-assistant/policy")
+        expect(page.locator("tr[data-tool=create_refund_request]")).to_contain_text(
+            "amount ≤ 10,000"
+        )
+        page.click(f"tr[data-tool={tool}] a:text('Change')")
+        if field == "rule":
+            page.select_option("#id_rule", value)
+        else:
+            page.fill(f"#id_{field}", value)
+        page.fill("#id_reason", f"more room for {tool}")
+        page.get_by_role("button", name="Preview").click()
+
+        # The preview: the readable line, a loosening, the delta; nothing written yet
+        expect(page.locator("h1")).to_have_text("Preview a change to support-assistant")
+        expect(page.locator("[data-testid=change-lines]").first).to_contain_text(
+            f"loosens {tool}: {line}"
+        )
+        expect(page.locator("[data-testid=preview-classification]")).to_contain_text("Loosening")
+        if tool == "create_refund_request":
+            expect(page.locator("[data-testid=delta-denied]")).to_have_text("1 fewer")
+            expect(page.locator(f"a[href='/actions/{big.pk}']")).to_be_visible()
+        assert not ChangeRequest.objects.filter(after__tools__has_key=tool).exists()
+        assert no_horizontal_scroll(page), f"preview at {width} px"
+
+        # Propose: the same values, now a change request for another owner
+        page.get_by_role("button", name="Propose for approval").click()
+        page.wait_for_url(re.compile(r"/changes/\d+$"))
+        expect(page.locator(".policy-diff")).to_contain_text(f"{tool}: {line}")
+        expect(page.locator("[data-testid=change-status]")).to_have_text("open")
+        assert no_horizontal_scroll(page), f"change request at {width} px"
+        cr = ChangeRequest.objects.get(after__tools__has_key=tool)
+        assert cr.reason == f"more room for {tool}" and cr.author == gwen
+    context.close()
