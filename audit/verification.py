@@ -21,7 +21,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from audit import parallel, verbs
@@ -337,16 +337,22 @@ def job_progress(job: VerificationJob) -> int:
     return int(cache.get(progress_key(job.pk)) or 0)
 
 
-def active_job() -> VerificationJob | None:
-    """The job queued or running now; one lost long ago is closed as failed first."""
-    job = VerificationJob.objects.filter(active=True).first()
-    if job is not None and timezone.now() - job.requested_at > ABANDONED_AFTER:
+def active_job(newest: VerificationJob | None = None) -> VerificationJob | None:
+    """The job queued or running now (always the newest: one starts only when none is
+    active); one lost long ago is closed as failed first. ``newest``: the newest job, when
+    the caller has read it already."""
+    job = newest if newest is not None else VerificationJob.objects.first()
+    if job is None or not job.active:
+        return None
+    if timezone.now() - job.requested_at > ABANDONED_AFTER:
         VerificationJob.objects.filter(pk=job.pk, active=True).update(
             active=None,
             state=VerificationJob.State.FAILED,
             finished_at=timezone.now(),
             error="abandoned: no worker finished it",
         )
+        job.active, job.state = None, VerificationJob.State.FAILED
+        job.error = "abandoned: no worker finished it"
         return None
     return job
 
@@ -437,18 +443,25 @@ def verification_status() -> VerificationStatus:
     grown since the latest run, and a "Verify now" run in progress, for the page."""
     checkpoint, problem = latest_checkpoint()
     latest = AuditVerification.objects.order_by("-finished_at", "-id").first()
-    head_id = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first()
+    if latest is None or latest.ok:
+        last_ok = latest
+    else:
+        last_ok = AuditVerification.objects.filter(ok=True).order_by("-finished_at", "-id").first()
     through = (latest.last_event_id if latest else None) or 0
-    unverified = AuditEvent.objects.filter(id__gt=through).count() if head_id else 0
-    job = active_job()
+    # Only the events past the verified one are counted (an index range, not the table);
+    # events are never deleted, so with none past it the head is the verified one.
+    beyond = AuditEvent.objects.filter(id__gt=through).aggregate(n=Count("id"), head=Max("id"))
+    head_id = beyond["head"] or (through or None)
+    last_job = VerificationJob.objects.first()
+    job = active_job(last_job)
     return VerificationStatus(
         latest=latest,
-        last_ok=AuditVerification.objects.filter(ok=True).order_by("-finished_at", "-id").first(),
+        last_ok=last_ok,
         checkpoint=checkpoint,
         checkpoint_problem=problem,
         head_id=head_id,
-        unverified=unverified,
+        unverified=beyond["n"],
         job=job,
         job_done=job_progress(job) if job else 0,
-        last_job=job or VerificationJob.objects.first(),
+        last_job=last_job,
     )
