@@ -78,6 +78,8 @@ def test_verify_now__runs_in_the_background_and_the_page_shows_the_result(
         assert f"Intact: verified through #{head} of #{head} (the whole log)" in body
         assert "Verifying" not in body
     assert "(Verify now)" in job.verification.triggered_by
+    # Opened directly (not polled by the page), the fragment is the page
+    assert client.get("/audit/verification").url == "/audit"
 
 
 def test_verify_now__without_htmx__redirects_to_the_page_with_a_message(
@@ -131,7 +133,7 @@ def test_verify_now__per_agent_auditor__may_not_start_one(client, reference_data
     client.force_login(scoped)
     assert "Verify now" not in client.get("/audit").content.decode()
     assert client.post("/audit/verification", **HTMX).status_code == 403
-    assert client.get("/audit/verification").status_code == 403
+    assert client.get("/audit/verification", **HTMX).status_code == 403
     assert not VerificationJob.objects.exists()
 
 
@@ -142,7 +144,7 @@ def test_status__events_after_the_latest_run__are_named_not_yet_verified(client,
     through = _head()
     _append(3)
     client.force_login(auditor)
-    body = client.get("/audit/verification").content.decode()
+    body = client.get("/audit/verification", **HTMX).content.decode()
     assert f"verified through #{through} of #{_head()} (3 events since: not yet verified)" in body
     assert 'hx-trigger="every 2s"' not in body  # nothing running: no polling
     status = client.get("/api/v1/audit/status").json()
@@ -163,7 +165,7 @@ def test_status__incremental_run__verified_through_the_newest_event(client, audi
     _append(1, "alpha")  # newest event in a partition walked before beta's
     run_verification(kind="incremental")
     client.force_login(auditor)
-    body = client.get("/audit/verification").content.decode()
+    body = client.get("/audit/verification", **HTMX).content.decode()
     assert f"verified through #{_head()} of #{_head()} (the whole log)" in body
 
 

@@ -172,7 +172,7 @@ rollout:change-edit              POST   login     login   404      404        40
 # --- audit pages: the log for auditors (scoped ones see their agents); a trace follows its action
 audit-search                     GET    login     login   403      403        403      403      403        403      403        200     200       login    200       login   login      login
 audit-export                     GET    login     login   403      403        403      403      403        403      403        200     200       login    200       login   login      login
-audit-verification               GET    login     login   403      403        403      403      403        403      403        200     403       login    200       login   login      login
+audit-verification               GET    login     login   403      403        403      403      403        403      403        302     403       login    302       login   login      login
 audit-verification               POST   login     login   403      403        403      403      403        403      403        302     403       login    302       login   login      login
 audit-action                     GET    login     login   200      200/404    200      404      404        404      404        200     200/404   login    200       login   login      login
 audit-policy-version             GET    login     login   200      200/404    200      200      200/404    200      200/404    200     200/404   login    200       login   login      login

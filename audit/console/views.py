@@ -69,8 +69,8 @@ def search(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def verification(request: HttpRequest) -> HttpResponse:
-    """The chain's verification status as a fragment (``/audit`` polls it while a run is
-    going), and "Verify now" (POST): queue a verification in the background. For auditors
+    """The chain's verification status as a fragment (``/audit`` polls it with htmx while a
+    run is going; opened directly, it is ``/audit``), and "Verify now" (POST): queue a verification in the background. For auditors
     of every agent; a second start while one runs is refused with a message."""
     scope = _scope_or_403(request)
     if not scope.everything:
@@ -87,6 +87,8 @@ def verification(request: HttpRequest) -> HttpResponse:
             return redirect("audit-search")
         if refused and refused.refusal is not None:
             message, status = refused.message, refused.refusal.status
+    if request.method == "GET" and not request.htmx:
+        return redirect("audit-search")  # the fragment is polled by the page; people open it
     status_now = verification_status()
     if request.method == "GET" and request.GET.get("seen") == status_now.fingerprint:
         return HttpResponse(status=204)  # nothing changed since the page's last poll
