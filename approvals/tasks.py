@@ -117,6 +117,7 @@ def _fail(row: Outbox, error: str) -> None:
                 target_type="action",
                 target_id=row.action_id,
                 agent_slug=row.agent.slug if row.agent else "",
+                correlation_id=row.action.correlation_id if row.action else "",
                 data={
                     "outbox_id": row.pk,
                     "event": row.payload.get("event"),

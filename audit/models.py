@@ -98,6 +98,41 @@ class AuditVerification(models.Model):
         return f"{self.kind} verification {'ok' if self.ok else 'BROKEN'} at {self.finished_at}"
 
 
+class VerificationJob(models.Model):
+    """A verification someone asked for from the console ("Verify now"), run in the
+    background (``audit.tasks.run_verification_job``). ``active`` is True while it is queued
+    or running and NULL after, so the unique constraint lets one run at a time; the progress
+    of a running job is kept in the cache (the walk reads one snapshot in one transaction,
+    so rows it wrote would not show before the end)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    active = models.BooleanField(null=True, default=True)
+    requested_by = models.CharField(max_length=150)
+    requested_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The newest event id when the job started: how far the run will get, for the progress.
+    events_total = models.BigIntegerField(default=0)
+    verification = models.ForeignKey(
+        AuditVerification, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["active"], name="audit_one_active_verification_job")
+        ]
+
+    def __str__(self) -> str:
+        return f"verification job {self.pk} ({self.state}) by {self.requested_by}"
+
+
 class RefusalWindow(models.Model):
     """How many times one actor was refused with one code about one agent in one minute
     (``audit.refusals``). The first refusal of a window writes an ``access.refused`` event;

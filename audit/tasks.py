@@ -4,7 +4,7 @@ redacts actions: ``approvals.tasks.apply_payload_retention``)."""
 from celery import shared_task
 
 from audit.checkpoints import write_signed_checkpoint
-from audit.verification import run_verification
+from audit.verification import run_job, run_verification
 
 
 @shared_task
@@ -20,3 +20,11 @@ def verify_chain_periodically(kind: str | None = None) -> bool:
     """Verify the chain (incremental, or full once a day); a break notifies the incident
     owners. Returns whether the chain is intact."""
     return run_verification(kind=kind, triggered_by="celery beat").ok
+
+
+@shared_task
+def run_verification_job(job_id: int) -> bool | None:
+    """The verification an auditor asked for with "Verify now" (``audit.console.actions``).
+    Returns whether the chain is intact (None when the job was no longer waiting)."""
+    run = run_job(job_id)
+    return None if run is None else run.ok

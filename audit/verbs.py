@@ -100,6 +100,9 @@ WEBHOOK_SECRET_ROTATED = register(
 AUDIT_RETENTION_APPLIED = register(
     "audit.retention_applied", "{actor} redacted action payloads past their retention"
 )
+AUDIT_VERIFICATION_STARTED = register(
+    "audit.verification_started", "{actor} started a verification of the audit chain"
+)
 AUDIT_VERIFICATION_FAILED = register(
     "audit.verification_failed", "{actor} found the audit chain broken"
 )

@@ -19,15 +19,16 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from audit import parallel, verbs
 from audit.chain import GLOBAL_PARTITION, Actor, append_event
 from audit.checkpoints import CheckpointFile, latest_checkpoint, read_checkpoint_file
 from audit.installation import installation_id, installation_problem
-from audit.models import AuditChainHead, AuditEvent, AuditVerification
+from audit.models import AuditChainHead, AuditEvent, AuditVerification, VerificationJob
 from audit.walker import (
     ChainWalker,
     Expectations,
@@ -110,6 +111,7 @@ def verify_partitions_from(
             key=lambda p: (p == GLOBAL_PARTITION, p),  # the checkpoints' partition last
         )
         walker = ChainWalker(heads, expectations or {}, lookup_checkpoints=True)
+        highest = 0
         for partition in partitions:
             seq, old_hash = heads.get(partition, (0, ""))
             if seq:
@@ -129,10 +131,15 @@ def verify_partitions_from(
             )
             if not walker.walk(rows, data_is_text=True, progress=progress):
                 return walker.result()
+            highest = max(highest, walker.last_id or 0)
         problem = _check_checkpoint_refs(walker.checkpoint_refs)
         if problem:
             walker.failure = problem
-        return walker.result()
+        result = walker.result()
+        # Partitions are walked one after the other: the run got as far as the newest event
+        # of any of them (the last one walked is only the newest of the last partition).
+        result.last_id = highest or None
+        return result
 
 
 def _check_checkpoint_refs(refs: list[tuple[int, str, int, str]]) -> tuple[int, str] | None:
@@ -172,6 +179,8 @@ def _verify(
     # rewrite of verified history shows up as a changed head or a changed checkpoint claim.
     claims = checkpoints.expectations(only_latest=True)
     result = verify_partitions_from(heads, expectations=claims, progress=progress)
+    if result.last_id is None and base is not None:
+        result.last_id = base.last_event_id  # nothing new: still verified as far as before
     if result.ok:
         problem = _claims_by_lookup(claims)
         if problem:
@@ -312,12 +321,86 @@ def _notify_incident_owners(run: AuditVerification) -> None:
     )
 
 
+# --- "Verify now": a run someone asked for, in the background ------------------------------
+
+# A job queued or running for longer than this is taken as lost (its worker died), so it
+# no longer blocks the next one.
+ABANDONED_AFTER = timedelta(hours=6)
+
+
+def progress_key(job_id: int) -> str:
+    return f"audit:verification-job:{job_id}:done"
+
+
+def job_progress(job: VerificationJob) -> int:
+    """How many events the running ``job`` has walked (as last reported)."""
+    return int(cache.get(progress_key(job.pk)) or 0)
+
+
+def active_job(newest: VerificationJob | None = None) -> VerificationJob | None:
+    """The job queued or running now (always the newest: one starts only when none is
+    active); one lost long ago is closed as failed first. ``newest``: the newest job, when
+    the caller has read it already."""
+    job = newest if newest is not None else VerificationJob.objects.first()
+    if job is None or not job.active:
+        return None
+    if timezone.now() - job.requested_at > ABANDONED_AFTER:
+        VerificationJob.objects.filter(pk=job.pk, active=True).update(
+            active=None,
+            state=VerificationJob.State.FAILED,
+            finished_at=timezone.now(),
+            error="abandoned: no worker finished it",
+        )
+        job.active, job.state = None, VerificationJob.State.FAILED
+        job.error = "abandoned: no worker finished it"
+        return None
+    return job
+
+
+def run_job(job_id: int) -> AuditVerification | None:
+    """Run the verification ``job_id`` asked for (the worker's side of "Verify now"): its
+    walk reports progress to the cache, and the job ends done (with its run) or failed."""
+    job = VerificationJob.objects.filter(pk=job_id, active=True).first()
+    if job is None:
+        return None
+    VerificationJob.objects.filter(pk=job.pk).update(state=VerificationJob.State.RUNNING)
+    key = progress_key(job.pk)
+    cache.set(key, 0, timeout=int(ABANDONED_AFTER.total_seconds()))
+
+    def report(count: int, _last_id: int) -> None:
+        cache.set(key, count, timeout=int(ABANDONED_AFTER.total_seconds()))
+
+    try:
+        run = run_verification(triggered_by=f"{job.requested_by} (Verify now)", progress=report)
+    except Exception as exc:
+        VerificationJob.objects.filter(pk=job.pk).update(
+            active=None,
+            state=VerificationJob.State.FAILED,
+            finished_at=timezone.now(),
+            error=f"{type(exc).__name__}: {exc}"[:500],
+        )
+        raise
+    VerificationJob.objects.filter(pk=job.pk).update(
+        active=None,
+        state=VerificationJob.State.DONE,
+        finished_at=timezone.now(),
+        verification=run,
+    )
+    cache.delete(key)
+    return run
+
+
 @dataclass
 class VerificationStatus:
     latest: AuditVerification | None
     last_ok: AuditVerification | None
     checkpoint: dict | None
     checkpoint_problem: str
+    head_id: int | None = None  # the newest event of the log now
+    unverified: int = 0  # events after the latest run's last verified one
+    job: VerificationJob | None = None  # the run queued or running now
+    job_done: int = 0
+    last_job: VerificationJob | None = None  # the newest "Verify now", finished or not
 
     @property
     def state(self) -> str:
@@ -325,13 +408,60 @@ class VerificationStatus:
             return "never"
         return "ok" if self.latest.ok else "broken"
 
+    @property
+    def verified_through(self) -> int | None:
+        return self.latest.last_event_id if self.latest else None
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever what the status shows changes (a poll that sees the same one
+        is answered with nothing, so a screen reader does not hear it again)."""
+        job = self.job
+        return "-".join(
+            str(part)
+            for part in (
+                self.latest.pk if self.latest else 0,
+                self.head_id or 0,
+                job.pk if job else 0,
+                job.state if job else "",
+                self.job_done,
+                self.last_job.pk if self.last_job else 0,
+                self.checkpoint["event_id"] if self.checkpoint else 0,
+            )
+        )
+
+    @property
+    def job_share(self) -> int | None:
+        """Percent of the running job's walk done, when it can be told."""
+        if self.job is None or not self.job.events_total:
+            return None
+        return min(100, int(100 * self.job_done / self.job.events_total))
+
 
 def verification_status() -> VerificationStatus:
-    """The latest run, the last good one and the newest signed checkpoint, for the page."""
+    """The latest run, the last good one, the newest signed checkpoint, how far the log has
+    grown since the latest run, and a "Verify now" run in progress, for the page."""
     checkpoint, problem = latest_checkpoint()
+    latest = AuditVerification.objects.order_by("-finished_at", "-id").first()
+    if latest is None or latest.ok:
+        last_ok = latest
+    else:
+        last_ok = AuditVerification.objects.filter(ok=True).order_by("-finished_at", "-id").first()
+    through = (latest.last_event_id if latest else None) or 0
+    # Only the events past the verified one are counted (an index range, not the table);
+    # events are never deleted, so with none past it the head is the verified one.
+    beyond = AuditEvent.objects.filter(id__gt=through).aggregate(n=Count("id"), head=Max("id"))
+    head_id = beyond["head"] or (through or None)
+    last_job = VerificationJob.objects.first()
+    job = active_job(last_job)
     return VerificationStatus(
-        latest=AuditVerification.objects.order_by("-finished_at", "-id").first(),
-        last_ok=AuditVerification.objects.filter(ok=True).order_by("-finished_at", "-id").first(),
+        latest=latest,
+        last_ok=last_ok,
         checkpoint=checkpoint,
         checkpoint_problem=problem,
+        head_id=head_id,
+        unverified=beyond["n"],
+        job=job,
+        job_done=job_progress(job) if job else 0,
+        last_job=last_job,
     )

@@ -626,6 +626,8 @@ OPS: list[Op] = [
     # --- audit pages
     Op("audit-search", "GET", "page"),
     Op("audit-export", "GET", "page"),
+    Op("audit-verification", "GET", "page"),
+    Op("audit-verification", "POST", "page"),
     Op("audit-action", "GET", "page", kwargs=_action("pending"), targeted=True),
     Op(
         "audit-policy-version",

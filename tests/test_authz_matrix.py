@@ -63,7 +63,7 @@ from accounts.models import HomeChoice, PersonalToken
 from approvals.models import Action
 from audit import verbs
 from audit.canonical import payload_hash
-from audit.models import AuditEvent
+from audit.models import AuditEvent, VerificationJob
 from governance.models import ChangeRequest, ShadowLabel
 from rollout.models import Agent, AgentToken, KillSwitch
 from tests import authz_support as az
@@ -177,6 +177,8 @@ rollout:change-edit              POST   login     login   404      404        40
 # --- audit pages: the log for auditors (scoped ones see their agents); a trace follows its action
 audit-search                     GET    login     login   403      403        403      403      403        403      403        200     200       login    200       login   login      login
 audit-export                     GET    login     login   403      403        403      403      403        403      403        200     200       login    200       login   login      login
+audit-verification               GET    login     login   403      403        403      403      403        403      403        302     403       login    302       login   login      login
+audit-verification               POST   login     login   403      403        403      403      403        403      403        302     403       login    302       login   login      login
 audit-action                     GET    login     login   200      200/404    200      404      404        404      404        200     200/404   login    200       login   login      login
 audit-policy-version             GET    login     login   200      200/404    200      200      200/404    200      200/404    200     200/404   login    200       login   login      login
 # --- incidents: read by whoever may stop some agent and by global auditors; a switch or drill
@@ -746,6 +748,12 @@ def _extended_by(world: World, role: str) -> None:
     assert event.data["seconds"] == 900 and event.actor == _who(world, role).get_username()
 
 
+def _verification_started(world: World, role: str) -> None:
+    job = VerificationJob.objects.get()
+    assert job.requested_by == _who(world, role).get_username() and job.error == ""
+    assert job.requested_by != "mx-victim"
+
+
 def _rollback_requested(world: World, role: str) -> None:
     assert _action(world.own.executed).status == "rollback_requested"
     assert _action(world.other.executed).status == "executed"
@@ -925,6 +933,7 @@ def _checks(drills: list) -> dict[tuple[str, str], tuple[dict, Check]]:
         ("incident-engage", "POST"): ({}, _switch_engaged),
         ("incident-release", "POST"): ({}, _switch_released),
         ("incident-drill", "POST"): ({}, _drill_queued(drills)),
+        ("audit-verification", "POST"): ({"state": "failed"}, _verification_started),
         ("personal-token-create", "POST"): ({}, _personal_token_created),
         ("personal-token-revoke", "POST"): ({}, _personal_token_revoked),
         ("home-choose", "POST"): ({}, _no_home_for_others),

@@ -41,7 +41,12 @@ FILTER_PARAMETERS = [
     OpenApiParameter("actor", str, description="Actor name (username, agent slug, role)."),
     OpenApiParameter("verb", str, description="A registered verb, e.g. action.approved."),
     OpenApiParameter("action", int, description="Events about this action."),
-    OpenApiParameter("correlation_id", str),
+    OpenApiParameter(
+        "correlation_id",
+        str,
+        description="Events of the actions submitted with this correlation id (the gate's "
+        "`correlation_id`), within what the caller may read.",
+    ),
     OpenApiParameter("q", str, description="Free text anywhere in the event's data."),
 ]
 PAGE_PARAMETERS = [
@@ -161,7 +166,8 @@ class ExportView(AuditAPIView):
 class StatusView(AuditAPIView):
     @extend_schema(
         operation_id="audit_status",
-        summary="The last verification of the chain and the newest signed checkpoint",
+        summary="The last verification of the chain, how far the log has grown since, and the "
+        "newest signed checkpoint",
         responses={200: StatusSerializer},
     )
     def get(self, request: Request) -> Response:
@@ -176,6 +182,9 @@ class StatusView(AuditAPIView):
                 "last_ok": VerificationSerializer(status.last_ok).data if status.last_ok else None,
                 "checkpoint": status.checkpoint,
                 "checkpoint_problem": status.checkpoint_problem,
+                "head_id": status.head_id,
+                "unverified_events": status.unverified,
+                "running": status.job is not None,
             }
         )
 

@@ -75,6 +75,15 @@ class StatusSerializer(serializers.Serializer):
     last_ok = VerificationSerializer(allow_null=True)
     checkpoint = CheckpointSerializer(allow_null=True)
     checkpoint_problem = serializers.CharField(allow_blank=True)
+    head_id = serializers.IntegerField(
+        allow_null=True, help_text="The newest event of the log now (null while it is empty)."
+    )
+    unverified_events = serializers.IntegerField(
+        help_text="Events after the latest run's last verified one: not yet verified."
+    )
+    running = serializers.BooleanField(
+        help_text='Whether a verification started with "Verify now" is queued or running.'
+    )
 
 
 class TraceStepSerializer(serializers.Serializer):

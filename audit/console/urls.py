@@ -7,6 +7,7 @@ from audit.console import api, views
 
 urlpatterns = [
     path("audit", views.search, name="audit-search"),
+    path("audit/verification", views.verification, name="audit-verification"),
     path("audit/export", views.export, name="audit-export"),
     path("audit/actions/<int:action_id>", views.action_story, name="audit-action"),
     path(

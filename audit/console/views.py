@@ -8,19 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
 
 from approvals.models import Action
 from approvals.trace import action_trace, record_action_view, trace_total
 from audit.console.access import AuditScope, audit_scope, can_view_trace
+from audit.console.actions import start_verification
 from audit.export import CONTENT_TYPES, FORMATS, AsyncChunks, stream_export
 from audit.search import AuditFilterForm, AuditFilters, search_events
 from audit.verification import verification_status
+from core.errors import answering_refusals
 from rollout import permissions as agent_perms
 from rollout.models import PolicyVersion
 from rollout.replay import replay_action
@@ -61,6 +64,36 @@ def search(request: HttpRequest) -> HttpResponse:
         "export_csv_qs": filters.querystring(format="csv"),
     }
     return render(request, "audit/search.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def verification(request: HttpRequest) -> HttpResponse:
+    """The chain's verification status as a fragment (``/audit`` polls it with htmx while a
+    run is going; opened directly, it is ``/audit``), and "Verify now" (POST): queue a verification in the background. For auditors
+    of every agent; a second start while one runs is refused with a message."""
+    scope = _scope_or_403(request)
+    if not scope.everything:
+        raise PermissionDenied("The chain's verification is for auditors of every agent.")
+    message, status = "", 200
+    if request.method == "POST":
+        with answering_refusals(request, hide={403}) as refused:
+            start_verification(request.user)
+        if not request.htmx:
+            if refused:
+                messages.error(request, refused.message)
+            else:
+                messages.success(request, "Verification started; its result shows here.")
+            return redirect("audit-search")
+        if refused and refused.refusal is not None:
+            message, status = refused.message, refused.refusal.status
+    if request.method == "GET" and not request.htmx:
+        return redirect("audit-search")  # the fragment is polled by the page; people open it
+    status_now = verification_status()
+    if request.method == "GET" and request.GET.get("seen") == status_now.fingerprint:
+        return HttpResponse(status=204)  # nothing changed since the page's last poll
+    context = {"status": status_now, "message": message}
+    return render(request, "audit/_status_body.html", context, status=status)
 
 
 def export_response(request: HttpRequest, scope: AuditScope, filters: AuditFilters, fmt: str):
