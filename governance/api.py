@@ -18,7 +18,7 @@ from rest_framework.response import Response
 
 from accounts.authentication import require_step_up, require_token_scope
 from approvals.models import Action
-from core.api import AirlockAPIView
+from core.api import AirlockAPIView, valid_body
 from core.api_errors import ApiError
 from core.digests import token_digest
 from core.permissions import IsPerson
@@ -57,14 +57,6 @@ from rollout.selectors import agent_visible_to, visible_agents
 
 class GovernanceAPIView(AirlockAPIView):
     permission_classes = [IsPerson]
-
-
-def _valid(serializer_class: type, request: Request) -> dict:
-    if not isinstance(request.data, dict):
-        raise ApiError(400, "invalid", "The body must be a JSON object.")
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 def _agent(request: Request, slug: str) -> Agent:
@@ -125,7 +117,7 @@ class AgentListView(GovernanceAPIView):
     )
     def post(self, request: Request) -> Response:
         require_token_scope(request, "govern")
-        data = _valid(RegisterAgentInSerializer, request)
+        data = valid_body(RegisterAgentInSerializer, request)
         agent = actions.register(user=request.user, **data)
         return Response(agent_summary(agent), status=status.HTTP_201_CREATED)
 
@@ -203,7 +195,7 @@ class AgentChangesView(GovernanceAPIView):
     def post(self, request: Request, slug: str) -> Response:
         require_token_scope(request, "govern")
         agent = _governed(request, slug)
-        data = _valid(ProposalInSerializer, request)
+        data = valid_body(ProposalInSerializer, request)
         result = actions.propose_change(
             agent=agent,
             user=request.user,
@@ -290,7 +282,7 @@ class BacktestView(GovernanceAPIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         agent = _agent(request, slug)
-        data = _valid(BacktestInSerializer, request)
+        data = valid_body(BacktestInSerializer, request)
         if "tier" in data:
             changes: Any = {"tier": data["tier"]}
         elif "changes" in data:
@@ -326,7 +318,7 @@ class TokenListView(GovernanceAPIView):
         require_token_scope(request, "govern")
         agent = _governed(request, slug)
         require_step_up(request, "issue an agent token")
-        data = _valid(TokenInSerializer, request)
+        data = valid_body(TokenInSerializer, request)
         token = actions.issue_token(agent=agent, user=request.user, name=data["name"])
         record = agent.tokens.get(token_hash=token_digest(token))
         response = Response(
@@ -398,7 +390,7 @@ class ShadowLabelView(GovernanceAPIView):
     def post(self, request: Request, slug: str) -> Response:
         require_token_scope(request, "decide")
         agent = _agent(request, slug)
-        data = _valid(ShadowLabelInSerializer, request)
+        data = valid_body(ShadowLabelInSerializer, request)
         if not Action.objects.filter(pk=data["action_id"], agent=agent).exists():
             raise ApiError(404, "not_found", "No such action for this agent.")
         label = actions.label_shadow_action(
@@ -452,7 +444,7 @@ class ChangeDetailView(GovernanceAPIView):
     def patch(self, request: Request, change_id: int) -> Response:
         require_token_scope(request, "govern")
         _change_request(request, change_id)
-        data = _valid(EditChangeInSerializer, request)
+        data = valid_body(EditChangeInSerializer, request)
         change_request = actions.edit_change_request(
             change_request_id=change_id,
             user=request.user,
@@ -473,7 +465,7 @@ class ChangeApproveView(GovernanceAPIView):
         require_token_scope(request, "govern")
         _change_request(request, change_id)
         require_step_up(request, "approve a governance change")
-        data = _valid(ApproveInSerializer, request)
+        data = valid_body(ApproveInSerializer, request)
         change_request = actions.approve_change_request(
             change_request_id=change_id,
             user=request.user,
@@ -492,7 +484,7 @@ class ChangeRejectView(GovernanceAPIView):
     def post(self, request: Request, change_id: int) -> Response:
         require_token_scope(request, "govern")
         _change_request(request, change_id)
-        data = _valid(CommentInSerializer, request)
+        data = valid_body(CommentInSerializer, request)
         change_request = actions.reject_change_request(
             change_request_id=change_id, user=request.user, comment=data.get("comment", "")
         )
@@ -508,7 +500,7 @@ class ChangeWithdrawView(GovernanceAPIView):
     def post(self, request: Request, change_id: int) -> Response:
         require_token_scope(request, "govern")
         _change_request(request, change_id)
-        data = _valid(CommentInSerializer, request)
+        data = valid_body(CommentInSerializer, request)
         change_request = actions.withdraw_change_request(
             change_request_id=change_id, user=request.user, comment=data.get("comment", "")
         )
