@@ -82,10 +82,14 @@ def can_see_agent(user: Any, agent: Agent) -> bool:
 
 def can_operate_switch(user: Any, scope: str, target: str) -> bool:
     """Engage or release a kill switch: an agent's needs the kill right on that agent;
-    global and tool-wide switches reach every agent, so they need the global right."""
+    global and tool-wide switches reach every agent, so they need the global right. An agent
+    that does not exist is the global right's to ask about (the write path then refuses it
+    as an unknown target); to anyone else it is not theirs to stop."""
     if scope == "agent":
         agent = Agent.objects.filter(slug=target).first()
-        return agent is not None and can_kill(user, agent)
+        if agent is None:
+            return can_kill_globally(user)
+        return can_kill(user, agent)
     return can_kill_globally(user)
 
 
