@@ -67,14 +67,14 @@ def test_page__offers_known_tools_and_asks_to_confirm_an_unknown_one(
     client.force_login(incident_owner)
     page = client.get("/incidents").content.decode()
     assert '<option value="send_email">' in page
-    assert "allow_unknown_tool" not in page
+    assert '<label class="check" data-unknown-tool hidden>' in page
     refused = client.post(
         "/incidents/engage", {"scope": "tool", "target": "send_emial", "reason": "mail storm"}
     )
     assert refused.status_code == 400
     html = refused.content.decode()
     assert "No agent&#x27;s rule names the tool" in html
-    assert 'name="allow_unknown_tool"' in html
+    assert '<label class="check" data-unknown-tool>' in html  # shown, not hidden
     assert 'value="send_emial"' in html and 'value="mail storm"' in html
     assert not KillSwitch.objects.exists()
     client.post(

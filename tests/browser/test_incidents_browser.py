@@ -122,20 +122,19 @@ def test_browser__unknown_tool_and_wrong_confirmation__typed_values_kept(
 ):
     ivan = open_queue(incident_owner, lands_on="/incidents", width=390)
     page = ivan.page
-    # A misspelt tool is not "stopped" silently: the page asks
+    # A misspelt tool is not "stopped" silently: the page asks for its own confirmation
     tool_form = page.locator("form.kill-form", has=page.get_by_label("Tool", exact=True))
+    anyway = tool_form.get_by_label("anyway: I mean a tool no agent's rule names yet")
+    expect(anyway).to_be_hidden()
     tool_form.get_by_label("Tool", exact=True).fill("send_emial")
     tool_form.get_by_label("Reason").fill("mail storm")
-    tool_form.get_by_role("button", name="Stop this tool").click()
-    tool_form = page.locator("form.kill-form", has=page.get_by_label("Tool", exact=True))
-    expect(tool_form).to_contain_text("No agent's rule names the tool 'send_emial'")
-    expect(tool_form.get_by_label("Tool", exact=True)).to_have_value("send_emial")
-    expect(tool_form.get_by_label("Reason")).to_have_value("mail storm")
+    expect(anyway).to_be_visible()
     assert _fits_without_horizontal_scroll(page)
-    # The correct name, from the known tools, engages it
+    # The correct name, one of the known tools, needs no such confirmation and engages it
     tool_form.get_by_label("Tool", exact=True).fill("send_email")
+    expect(anyway).to_be_hidden()
     tool_form.get_by_role("button", name="Stop this tool").click()
-    expect(page.locator(".messages")).to_contain_text("Kill switch engaged")
+    expect(page.locator(".messages")).to_contain_text("Kill switch engaged on tool:send_email")
 
     # A wrong confirmation keeps the reason, with the error next to the field
     form = page.locator("form.kill-form[data-agent='support-assistant']")
