@@ -11,7 +11,6 @@ from django.db.models import QuerySet
 from incidents.events import INCIDENTS_GROUP
 from rollout import permissions as perms
 from rollout.live import PersonSocketConsumer
-from rollout.models import Agent
 
 
 class IncidentsConsumer(PersonSocketConsumer):
@@ -23,9 +22,7 @@ class IncidentsConsumer(PersonSocketConsumer):
     hints: the page re-reads its live region on every message and (re)connect."""
 
     def readable_agents(self, user: Any) -> QuerySet:
-        if perms.can_kill_globally(user) or perms.can_read_audit(user):
-            return Agent.objects.all()
-        return perms.agents_for(user, perms.KILL)
+        return perms.incident_agents(user)
 
     def groups_for(self, agents: frozenset[str]) -> set[str]:
         return {INCIDENTS_GROUP} if agents else set()

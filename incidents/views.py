@@ -135,7 +135,7 @@ def console_context(request: HttpRequest, *, form: dict | None = None) -> dict:
         for agent in killable
     ]
     return {
-        "health": agent_health(list(Agent.objects.order_by("slug"))),
+        "health": agent_health(list(perms.incident_agents(request.user).order_by("slug"))),
         "engaged": engaged,
         "history": KillSwitch.objects.filter(released_at__isnull=False, is_drill=False)[:50],
         "drills": Drill.objects.select_related("agent")[:20],

@@ -99,6 +99,15 @@ def can_see_incidents(user: Any) -> bool:
     return can_kill_globally(user) or agents_for(user, KILL).exists() or can_read_audit(user)
 
 
+def incident_agents(user: Any) -> QuerySet:
+    """The agents whose state the incident console shows ``user`` (and whose switch events
+    its socket forwards): every agent for the global kill right and auditors, otherwise the
+    agents the person may stop."""
+    if can_kill_globally(user) or can_read_audit(user):
+        return Agent.objects.all()
+    return agents_for(user, KILL)
+
+
 def audit_scope(user: Any) -> AuditScope | None:
     """What ``user`` may read of the audit log, or None when nothing."""
     if not is_active_person(user):
