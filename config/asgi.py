@@ -15,12 +15,19 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from approvals.routing import websocket_urlpatterns  # noqa: E402
 from core.websocket_origin import SameOriginValidator  # noqa: E402
 from governance.routing import websocket_urlpatterns as governance_websocket_urlpatterns  # noqa: E402
+from incidents.routing import websocket_urlpatterns as incidents_websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": SameOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns + governance_websocket_urlpatterns))
+            AuthMiddlewareStack(
+                URLRouter(
+                    websocket_urlpatterns
+                    + governance_websocket_urlpatterns
+                    + incidents_websocket_urlpatterns
+                )
+            )
         ),
     }
 )

@@ -17,7 +17,7 @@ from audit.chain import Actor, append_event
 from core.errors import Refused
 from incidents import events
 from rollout.actions import KILL_SWITCH_LOCK_KEY
-from rollout.models import Agent, KillSwitch
+from rollout.models import Agent, KillSwitch, ToolRule
 
 
 class KillSwitchError(Refused):
@@ -33,11 +33,16 @@ def engage_kill_switch(
     actor: Actor,
     is_drill: bool = False,
     trip: dict | None = None,
+    allow_unknown_tool: bool = False,
 ) -> KillSwitch:
     """Stop everything in scope, in one transaction: new gate calls are denied, pending
     actions are cancelled, approved or allowed actions not yet reported are revoked, waiting
     agents are answered. Audits ``kill_switch.engaged`` and each cancelled/revoked action;
-    broadcasts to dashboards and waiting long-polls on commit."""
+    broadcasts to dashboards and waiting long-polls on commit.
+
+    The target must be known (``check_target``): an agent that exists, a tool some agent's
+    rule names — or, for a tool, ``allow_unknown_tool`` says the person means a tool no rule
+    names yet (a misspelt name would otherwise stop nothing and look like safety)."""
     reason = (reason or "").strip()
     if not reason:
         raise KillSwitchError("reason_required", "Engaging a kill switch needs a reason.", 400)
@@ -48,8 +53,7 @@ def engage_kill_switch(
     target = "" if scope == KillSwitch.Scope.GLOBAL else (target or "").strip()
     if scope != KillSwitch.Scope.GLOBAL and not target:
         raise KillSwitchError("target_required", f"A {scope} switch needs a target.", 400)
-    if scope == KillSwitch.Scope.AGENT and not Agent.objects.filter(slug=target).exists():
-        raise KillSwitchError("unknown_agent", f"No agent {target!r}.", 400)
+    check_target(scope, target, allow_unknown_tool=allow_unknown_tool)
     with transaction.atomic():
         _hold_gate_lock_exclusive()
         switch = KillSwitch.objects.create(
@@ -85,6 +89,37 @@ def engage_kill_switch(
         if not is_drill:
             owe_kill_switch(switch, "engaged")
     return switch
+
+
+def known_tools() -> list[str]:
+    """Every tool some agent's rule names, sorted: the tools a switch can be known to stop."""
+    return sorted(set(ToolRule.objects.values_list("tool", flat=True)))
+
+
+def check_target(scope: str, target: str, *, allow_unknown_tool: bool = False) -> None:
+    """Refuse (``400 unknown_target``, field ``target``) an agent switch on an agent that
+    does not exist, and a tool switch on a tool no agent's rule names unless
+    ``allow_unknown_tool``."""
+    if scope == KillSwitch.Scope.AGENT and not Agent.objects.filter(slug=target).exists():
+        raise KillSwitchError(
+            "unknown_target",
+            f"No agent {target!r}; nothing was engaged.",
+            400,
+            fields={"target": [f"No agent is called {target!r}."]},
+        )
+    if (
+        scope == KillSwitch.Scope.TOOL
+        and not allow_unknown_tool
+        and not ToolRule.objects.filter(tool=target).exists()
+    ):
+        raise KillSwitchError(
+            "unknown_target",
+            f"No agent's rule names the tool {target!r}, so a switch on it would stop "
+            "nothing today; nothing was engaged. Confirm that you mean an unknown tool "
+            '("allow_unknown_tool") to engage it anyway.',
+            400,
+            fields={"target": [f"No agent's rule names the tool {target!r}."]},
+        )
 
 
 def release_kill_switch(*, switch_id: int, reason: str, actor: Actor) -> KillSwitch:

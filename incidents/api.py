@@ -44,6 +44,12 @@ class KillSwitchListView(AirlockAPIView):
         operation_id="engage_kill_switch",
         request=KillSwitchInSerializer,
         responses={201: KillSwitchSerializer},
+        description=(
+            "Engage a kill switch. The target must be known: an agent slug that exists "
+            "(agent scope), a tool some agent's rule names (tool scope) unless "
+            "`allow_unknown_tool` is true; otherwise 400 with code `unknown_target` and "
+            "the field `target`."
+        ),
     )
     def post(self, request: Request) -> Response:
         require_token_scope(request, "kill")
@@ -56,6 +62,7 @@ class KillSwitchListView(AirlockAPIView):
             target=target,
             reason=data["reason"],
             actor=Actor.user(request.user),
+            allow_unknown_tool=data.get("allow_unknown_tool", False),
         )
         return Response(_switch_data(switch), status=status.HTTP_201_CREATED)
 

@@ -11,6 +11,15 @@ class KillSwitchInSerializer(StrictSerializer):
     scope = serializers.ChoiceField(choices=["global", "agent", "tool"])
     target = serializers.CharField(max_length=120, required=False, allow_blank=True)
     reason = serializers.CharField(max_length=2000)
+    allow_unknown_tool = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "Tool scope only: engage even though no agent's tool rule names the target. "
+            "Without it such a target is refused with 400 unknown_target (so is an agent "
+            "scope target that is not an agent, always)."
+        ),
+    )
 
 
 class KillSwitchSerializer(serializers.Serializer):

@@ -82,10 +82,14 @@ def can_see_agent(user: Any, agent: Agent) -> bool:
 
 def can_operate_switch(user: Any, scope: str, target: str) -> bool:
     """Engage or release a kill switch: an agent's needs the kill right on that agent;
-    global and tool-wide switches reach every agent, so they need the global right."""
+    global and tool-wide switches reach every agent, so they need the global right. An agent
+    that does not exist is the global right's to ask about (the write path then refuses it
+    as an unknown target); to anyone else it is not theirs to stop."""
     if scope == "agent":
         agent = Agent.objects.filter(slug=target).first()
-        return agent is not None and can_kill(user, agent)
+        if agent is None:
+            return can_kill_globally(user)
+        return can_kill(user, agent)
     return can_kill_globally(user)
 
 
@@ -93,6 +97,15 @@ def can_see_incidents(user: Any) -> bool:
     """Who may read kill switches, their history and drills: anyone who may stop some agent,
     and auditors."""
     return can_kill_globally(user) or agents_for(user, KILL).exists() or can_read_audit(user)
+
+
+def incident_agents(user: Any) -> QuerySet:
+    """The agents whose state the incident console shows ``user`` (and whose switch events
+    its socket forwards): every agent for the global kill right and auditors, otherwise the
+    agents the person may stop."""
+    if can_kill_globally(user) or can_read_audit(user):
+        return Agent.objects.all()
+    return agents_for(user, KILL)
 
 
 def audit_scope(user: Any) -> AuditScope | None:

@@ -177,7 +177,8 @@
       ? [active.selectionStart, active.selectionEnd, active.selectionDirection]
       : null;
 
-    region.querySelectorAll(".card[data-action-id], [data-bulk]").forEach(function (card) {
+    // [data-live-keep]: any page's item (with an id and data-status) kept while worked on.
+    region.querySelectorAll(".card[data-action-id], [data-bulk], [data-live-keep]").forEach(function (card) {
       if (!isBusy(card)) return;
       var replacement = fresh.content.getElementById(card.id);
       if (replacement && replacement.dataset.status === card.dataset.status) {

@@ -55,6 +55,10 @@ def test_incidents_engage__evil_next__redirected_to_incidents(
     if case == "already_engaged":
         client.post("/incidents/engage", {**body, "next": ""})
     response = client.post("/incidents/engage", body)
+    if case == "wrong_confirm":
+        # A refusal re-renders the form with what was typed: no redirect at all
+        assert response.status_code == 400 and not response.has_header("Location")
+        return
     assert response.status_code == 302
     assert response["Location"] == "/incidents"
 
@@ -63,7 +67,13 @@ def test_incidents_engage__own_next__kept(client, incident_owner, support_agent)
     client.force_login(incident_owner)
     response = client.post(
         "/incidents/engage",
-        {"scope": "agent", "target": support_agent.slug, "reason": "x", "next": "/decided"},
+        {
+            "scope": "agent",
+            "target": support_agent.slug,
+            "reason": "x",
+            "confirm": support_agent.slug,
+            "next": "/decided",
+        },
     )
     assert response["Location"] == "/decided"
 

@@ -20,8 +20,10 @@ from django.utils import timezone
 from guardian.shortcuts import remove_perm
 
 from accounts.login_protection import LAST_ACTIVITY_KEY
+from audit.chain import Actor
 from config.asgi import application
 from governance import actions as governance_actions
+from incidents.actions import engage_kill_switch
 from tests import factories, sockets
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,10 +55,15 @@ def _propose(agent) -> None:
     )
 
 
+def _kill(agent) -> None:
+    engage_kill_switch(scope="agent", target=agent.slug, reason="x", actor=Actor.system("t"))
+
+
 # Every routed socket: its path, the right it forwards events by, and how to make an event.
 SOCKETS = {
     "/ws/queue/": ("rollout.review_agent", _submit, "action.changed"),
     "/ws/governance/": ("rollout.govern_agent", _propose, "governance.changed"),
+    "/ws/incidents/": ("rollout.kill_agent", _kill, "switch.changed"),
 }
 
 

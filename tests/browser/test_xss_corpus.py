@@ -445,6 +445,7 @@ def build_world(base_url: str, settings: Any) -> World:
                     "scope": "tool",
                     "target": p("switch.released.target", 120),
                     "reason": p("switch.released.reason"),
+                    "allow_unknown_tool": True,
                 },
             )
         )
@@ -461,6 +462,7 @@ def build_world(base_url: str, settings: Any) -> World:
                     "scope": "tool",
                     "target": p("switch.engaged.target", 120),
                     "reason": p("switch.engaged.reason"),
+                    "allow_unknown_tool": True,
                 },
             )
         )["id"]

@@ -12,13 +12,25 @@ class Command(BaseCommand):
         parser.add_argument("target", nargs="?", default="")
         parser.add_argument("--reason", required=True)
         parser.add_argument(
+            "--allow-unknown-tool",
+            action="store_true",
+            help="engage a tool switch even though no agent's rule names the tool",
+        )
+        parser.add_argument(
             "--as", dest="operator", default="", help="who is engaging it (for the audit log)"
         )
 
     def handle(self, *args, scope: str, target: str, reason: str, operator: str, **options) -> None:
+        allow_unknown_tool = bool(options.get("allow_unknown_tool"))
         actor = Actor.system(f"cli:{operator}" if operator else "cli")
         try:
-            switch = engage_kill_switch(scope=scope, target=target, reason=reason, actor=actor)
+            switch = engage_kill_switch(
+                scope=scope,
+                target=target,
+                reason=reason,
+                actor=actor,
+                allow_unknown_tool=allow_unknown_tool,
+            )
         except KillSwitchError as exc:
             raise CommandError(exc.detail) from exc
         stopped = getattr(switch, "stopped_counts", {})
