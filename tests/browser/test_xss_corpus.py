@@ -768,6 +768,8 @@ SKIPPED = {
     "admin-login-redirect": "a redirect to the login page",
     "api-docs": "Swagger UI of the OpenAPI schema: no stored data",
     "home": "the queue (opened as 'queue') for a reviewer, else a redirect to their home",
+    "audit-verification": "the verification status fragment of /audit (opened there as "
+    "'audit-search', which renders the same fragment); opened directly it redirects to /audit",
 }
 # The admin's other pages (add, change, delete, history, password forms) are Django's own
 # templates, autoescaped like its changelists, which are opened.
