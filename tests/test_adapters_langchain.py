@@ -77,7 +77,7 @@ def test_langgraph_agent__approved_call_runs_edited__rejected_call_reason_reache
     graph = build_graph(model, node)
     edited = {**email, "body": "We refunded 42.18 EUR to your card."}
     decisions = [
-        ("send_email", approve_with(reviewer, edited)),
+        ("send_email", approve_with(reviewer, edited, comment="Say where the money goes")),
         ("create_refund_request", reject_with(reviewer, "Refund exceeds the order total")),
     ]
     start = {"messages": [HumanMessage("Dana's order ORD-7711 arrived late.")]}
@@ -87,7 +87,12 @@ def test_langgraph_agent__approved_call_runs_edited__rejected_call_reason_reache
     assert [edited] == SENT
     tool_messages = [m for m in final["messages"] if isinstance(m, ToolMessage)]
     assert [m.status for m in tool_messages] == ["success", "error"]
-    assert tool_messages[0].content.startswith("Email sent to dana@example.com")
+    # The model is told what the reviewer changed and what they said, in every mode.
+    assert tool_messages[0].content == (
+        "Email sent to dana@example.com\n(Airlock: arguments edited by a reviewer: body: "
+        '"Refunded 42.18 EUR" -> "We refunded 42.18 EUR to your card."; '
+        "approver's comment: Say where the money goes.)"
+    )
     # The model's last turn saw the rejection and the reviewer's reason.
     last_seen = model.seen[-1][-1]
     assert isinstance(last_seen, ToolMessage) and last_seen.tool_call_id == "call-2"

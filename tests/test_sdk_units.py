@@ -8,8 +8,9 @@ import time
 
 import httpx
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
+from langgraph.types import Command
 
 import tests.sdk_path  # noqa: F401
 from approvals.webhooks import sign
@@ -29,7 +30,7 @@ from airlock_sdk import (
     verify_signature,
 )
 from airlock_sdk.adapters._common import correlation_for, replay_key
-from airlock_sdk.adapters.langchain import AirlockToolNode, edit_note
+from airlock_sdk.adapters.langchain import AirlockToolNode, edit_note, with_edit_note
 from airlock_sdk.decision import Decision
 from airlock_sdk.errors import ActionRejected, not_permitted_for
 from airlock_sdk.gating import Binder
@@ -191,6 +192,29 @@ def test_edit_note__names_changed_arguments_and_the_approvers_comment():
         "approver's comment: Be kinder.)"
     )
     assert edit_note(Decision(None, action(status="approved"))) == ""
+
+
+def test_with_edit_note__every_output_shape_carries_the_note_unless_nothing_changed():
+    edited = Decision(
+        None,
+        action(
+            status="approved",
+            arguments={"amount": 40},
+            original_arguments={"amount": 42},
+            decisions=[{"verdict": "approve", "comment": "", "voided": False}],
+        ),
+    )
+    note = "(Airlock: arguments edited by a reviewer: amount: 42 -> 40.)"
+    assert with_edit_note("Refund opened", edited) == f"Refund opened\n{note}"
+    assert with_edit_note({"refund": "RF-1"}, edited) == f'{{"refund": "RF-1"}}\n{note}'
+    message = ToolMessage(content="Refund opened", tool_call_id="call-1")
+    assert with_edit_note(message, edited).content == f"Refund opened\n{note}"
+    command = Command(update={"messages": [message], "refunds": 1})
+    noted = with_edit_note(command, edited)
+    assert noted.update["messages"][0].content == f"Refund opened\n{note}"
+    assert noted.update["refunds"] == 1
+    untouched = Decision(None, action(status="approved", arguments={"amount": 42}))
+    assert with_edit_note("Refund opened", untouched) == "Refund opened"
 
 
 def test_tool_node__gate_unreachable__error_tool_message_and_nothing_runs():

@@ -236,11 +236,13 @@ def execute(
     report_result: Callable[[Any], Any] | None = None,
     replayed: Callable[[DecisionBase], Any] = recorded_result,
     wait: bool = True,
+    answer: Callable[[Any, DecisionBase], Any] | None = None,
     **extra: Any,
 ) -> Any:
     """Ask the gate about ``tool_args``; when allowed or approved, ``run(approved_args)``
     and report its result (passed through ``report_result`` if given) or its exception
-    (re-raised). Raises :class:`~airlock_sdk.ActionNotPermitted` or
+    (re-raised). The caller gets the result, or ``answer(result, decision)`` when given
+    (say, the result plus a note of a reviewer's edits for a model). Raises :class:`~airlock_sdk.ActionNotPermitted` or
     :class:`~airlock_sdk.GateUnavailable` without running anything otherwise. ``extra``
     are submission fields (e.g. ``correlation_id``, ``idempotency_key``) the spec does not
     set. When the submission finds its action already run (the same idempotency key
@@ -269,7 +271,7 @@ def execute(
     report_quietly(
         client, decision, "succeeded", report_result(result) if report_result else result
     )
-    return result
+    return answer(result, decision) if answer else result
 
 
 def run_gated(
@@ -386,6 +388,7 @@ async def aexecute(
     replayed: Callable[[DecisionBase], Any] = recorded_result,
     wait: bool = True,
     while_pending: Callable[[AsyncDecision], Awaitable[None]] | None = None,
+    answer: Callable[[Any, DecisionBase], Any] | None = None,
     **extra: Any,
 ) -> Any:
     """See :func:`execute`; ``run`` returns an awaitable. ``while_pending(decision)`` runs
@@ -412,7 +415,7 @@ async def aexecute(
     await areport_quietly(
         client, decision, "succeeded", report_result(result) if report_result else result
     )
-    return result
+    return answer(result, decision) if answer else result
 
 
 async def arun_gated(

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -159,6 +160,7 @@ class AirlockGatedTool(BaseTool):
                 run,
                 report_result=kept_result,
                 replayed=_replayed,
+                answer=with_edit_note,
                 **_replay_fields(config, _TOOL_CALL_ID.get()),
             )
         except AirlockError as exc:
@@ -185,6 +187,7 @@ class AirlockGatedTool(BaseTool):
                 run,
                 report_result=kept_result,
                 replayed=_replayed,
+                answer=with_edit_note,
                 **_replay_fields(config, _TOOL_CALL_ID.get()),
             )
         except AirlockError as exc:
@@ -450,7 +453,7 @@ class AirlockToolNode(ToolNode):
             raise
         outcome, result, error = _outcome(output)
         gating.report_quietly(client, decision, outcome, result, error)
-        return _tell_edits(output, decision)
+        return with_edit_note(output, decision)
 
     async def _agate_call(self, request: Any, execute: Callable[[Any], Any]) -> Any:
         gated, answer = self._verdict(request)
@@ -471,7 +474,7 @@ class AirlockToolNode(ToolNode):
             raise
         outcome, result, error = _outcome(output)
         await gating.areport_quietly(client, decision, outcome, result, error)
-        return _tell_edits(output, decision)
+        return with_edit_note(output, decision)
 
 
 def _error(call: Any, text: str) -> ToolMessage:
@@ -510,11 +513,31 @@ def edit_note(decision: DecisionBase) -> str:
     return f"(Airlock: {'; '.join(parts)}.)" if parts else ""
 
 
-def _tell_edits(output: Any, decision: DecisionBase) -> Any:
+def with_edit_note(output: Any, decision: DecisionBase) -> Any:
+    """The tool's output as the model should see it: followed by :func:`edit_note` when a
+    reviewer edited the arguments or commented (the one wording for every mode). A string
+    or a ``ToolMessage`` gets the note appended, the tool messages of a ``Command`` too;
+    any other value becomes its JSON text (what ``ToolNode`` would show) plus the note."""
     note = edit_note(decision)
-    if not note or not isinstance(output, ToolMessage) or not isinstance(output.content, str):
+    if not note:
         return output
-    return output.model_copy(update={"content": f"{output.content}\n{note}"})
+    if isinstance(output, ToolMessage):
+        if not isinstance(output.content, str):
+            return output
+        return output.model_copy(update={"content": f"{output.content}\n{note}"})
+    if isinstance(output, Command):
+        update = output.update if isinstance(output.update, dict) else None
+        if not update or not update.get("messages"):
+            return output
+        messages = [with_edit_note(m, decision) for m in update["messages"]]
+        return dataclasses.replace(output, update={**update, "messages": messages})
+    if isinstance(output, str):
+        return f"{output}\n{note}"
+    try:
+        text = json.dumps(output, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = str(output)
+    return f"{text}\n{note}"
 
 
 __all__ = [
@@ -524,4 +547,5 @@ __all__ = [
     "gate_tool",
     "gate_tools",
     "kept_result",
+    "with_edit_note",
 ]
