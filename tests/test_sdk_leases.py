@@ -40,13 +40,30 @@ def send_email(to: str) -> str:
 send_email("customer@example.com")
 """
 
+# The same agent on asyncio: the async client's gated wait, in the main thread's loop.
+ASYNC_AGENT_SCRIPT = """
+import asyncio, sys
+from airlock_sdk import AsyncAirlock
+
+airlock = AsyncAirlock(poll_seconds=float(sys.argv[1]), lease_seconds=int(sys.argv[2]))
+
+@airlock.gated(tool="send_email", effect="write")
+async def send_email(to: str) -> str:
+    print("SENT", flush=True)
+    return "sent"
+
+asyncio.run(send_email("customer@example.com"))
+"""
+
 
 @pytest.fixture
 def token(support_agent):
     return factories.make_token(support_agent)
 
 
-def start_agent(url: str, token: str, *, poll: float, lease: int) -> subprocess.Popen:
+def start_agent(
+    url: str, token: str, *, poll: float, lease: int, script: str = AGENT_SCRIPT
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "AIRLOCK_URL": url,
@@ -54,7 +71,7 @@ def start_agent(url: str, token: str, *, poll: float, lease: int) -> subprocess.
         "PYTHONPATH": str(tests.sdk_path.SDK_SRC),
     }
     return subprocess.Popen(
-        [sys.executable, "-c", AGENT_SCRIPT, str(poll), str(lease)],
+        [sys.executable, "-c", script, str(poll), str(lease)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -85,9 +102,12 @@ def polling(lease: int):
     return check
 
 
-def test_gated_agent__sigterm_while_waiting__withdraws_its_pending_action(asgi_server, token):
-    # Given a real agent process blocked in a gated call that waits for people
-    agent = start_agent(asgi_server.url, token, poll=2, lease=60)
+@pytest.mark.parametrize("script", [AGENT_SCRIPT, ASYNC_AGENT_SCRIPT], ids=["sync", "async"])
+def test_gated_agent__sigterm_while_waiting__withdraws_its_pending_action(
+    asgi_server, token, script
+):
+    # Given a real agent process (sync, or asyncio) in a gated call that waits for people
+    agent = start_agent(asgi_server.url, token, poll=2, lease=60, script=script)
     try:
         action = wait_until(polling(60), "the agent to wait on its action")
         assert action.lease_seconds == 60

@@ -3,13 +3,14 @@ report the outcome."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
 import logging
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -179,6 +180,50 @@ def sigterm_ends_the_wait() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.asynccontextmanager
+async def asigterm_ends_the_wait() -> AsyncIterator[None]:
+    """:func:`sigterm_ends_the_wait` for an awaited wait on asyncio: while the main thread's
+    loop waits for people, SIGTERM cancels the waiting task (its pending action is withdrawn,
+    shielded, on the way out), then the process exits (``SystemExit``, status 143). Left
+    alone when SIGTERM already has a handler (the application's own, or the loop's), outside
+    the main thread, and on event loops other than asyncio's."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # another event loop (trio): it handles signals its own way
+        loop = None
+    task = asyncio.current_task() if loop is not None else None
+    if (
+        task is None
+        or threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    except (NotImplementedError, RuntimeError, ValueError):  # no signals on this loop
+        yield
+        return
+    try:
+        yield
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+: the cancel was ours
+        if uncancel is not None:
+            uncancel()
+        raise SystemExit(128 + signal.SIGTERM) from None
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)  # back to the default action
+
+
 # --- synchronous -----------------------------------------------------------------------------
 
 
@@ -339,9 +384,20 @@ async def await_informing(
     while_pending: Callable[[AsyncDecision], Awaitable[None]] | None,
 ) -> AsyncDecision:
     """:func:`await_permission`, running ``while_pending(decision)`` beside the wait (say,
-    progress notifications to a client) and cancelling it when the wait ends."""
-    if while_pending is None or not decision.pending:
-        return await await_permission(client, decision, timeout)
+    progress notifications to a client) and cancelling it when the wait ends. SIGTERM
+    ends the wait as a cancellation does (the action is withdrawn), then exits with 143."""
+    async with asigterm_ends_the_wait():
+        if while_pending is None or not decision.pending:
+            return await await_permission(client, decision, timeout)
+        return await _await_beside(client, decision, timeout, while_pending)
+
+
+async def _await_beside(
+    client: AsyncAirlock,
+    decision: AsyncDecision,
+    timeout: float | None,
+    while_pending: Callable[[AsyncDecision], Awaitable[None]],
+) -> AsyncDecision:
     outcome: dict[str, Any] = {}
     async with anyio.create_task_group() as group:
 

@@ -383,7 +383,9 @@ class AirlockToolNode(ToolNode):
     async def _afunc(self, input: Any, config: RunnableConfig, runtime: Any) -> Any:
         calls = self._gated_calls(input, config)
         client = async_client(self.airlock_client)
-        await asyncio.gather(*(g.aask(client) for g in calls.values()))
+        # Blocking mode waits here: SIGTERM withdraws every waiting call, then exits (143).
+        async with gating.asigterm_ends_the_wait():
+            await asyncio.gather(*(g.aask(client) for g in calls.values()))
         pending = [g for g in calls.values() if g.pending]
         while pending:
             interrupt(self._interrupt_value(client.config.url, pending))
