@@ -6,6 +6,10 @@ in-process, once as the command-line gateway over stdio in front of a stdio serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -20,6 +24,7 @@ from mcp.server.mcpserver import MCPServer
 import tests.sdk_path  # noqa: F401
 from approvals import actions
 from approvals.models import Action, Report
+from audit.models import AuditEvent
 from tests import factories
 from tests.sdk_path import SDK_SRC
 from tests.sdk_support import Decider, approve_with, reject_with
@@ -204,3 +209,81 @@ def test_gateway_command_line_over_stdio__progress_and_card_while_waiting__cance
     assert cancelled is None
     assert (first.status, second.status) == ("executed", "cancelled")
     assert elicited[0] == card
+
+
+# An MCP client in its own process: it calls send_email through the command-line gateway
+# (which it starts over stdio, as an IDE would) and waits for the answer.
+CLIENT = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    from mcp import Client, StdioServerParameters
+
+    async def main():
+        params = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "airlock_sdk.adapters.mcp_gateway", "--url", sys.argv[1],
+                  "--progress-every", "0.2", "--", sys.executable, sys.argv[2]],
+            env={name: os.environ[name] for name in ("PYTHONPATH", "AIRLOCK_TOKEN")},
+        )
+        async with Client(params) as session:
+            result = await session.call_tool(
+                "send_email", {"to": "dana@example.com", "subject": "Hi", "body": "Refunded"}
+            )
+            print("ANSWERED", result, flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.multiprocess
+def test_gateway_command_line_over_stdio__client_killed_while_waiting__action_withdrawn(
+    asgi_server, support_agent, tmp_path
+):
+    # Given a real MCP client process whose call waits in the command-line gateway
+    upstream = tmp_path / "crm_server.py"
+    upstream.write_text(UPSTREAM)
+    token = factories.make_token(support_agent)
+    env = {**os.environ, "PYTHONPATH": str(SDK_SRC), "AIRLOCK_TOKEN": token}
+    client = subprocess.Popen(
+        [sys.executable, "-c", CLIENT, asgi_server.url, str(upstream)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: the gateway and upstream are in it
+    )
+    try:
+
+        def card() -> Action | None:
+            assert client.poll() is None, client.communicate()[0]  # still waiting
+            return Action.objects.filter(tool="send_email").first()
+
+        action = wait_for(card, "the gateway's card")
+        assert action.status == "pending"
+        # When the client dies without a word: the gateway's stdin is closed under it
+        client.kill()
+        output, _ = client.communicate(timeout=60)
+        # Then the gateway withdraws the action (shielded from the cancelled call)
+        wait_for(
+            lambda: Action.objects.filter(pk=action.pk, status="cancelled").exists(),
+            "the action to be withdrawn",
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(client.pid, signal.SIGKILL)  # whatever of the group is still alive
+        client.wait(timeout=60)
+    assert "ANSWERED" not in output
+    action.refresh_from_db()
+    assert action.feedback == "Withdrawn by the agent."
+    assert AuditEvent.objects.filter(verb="action.withdrawn", target_id=str(action.pk)).exists()
+
+
+def wait_for(condition, what: str, timeout: float = 90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)  # polling the database for what the processes did
+    raise AssertionError(f"timed out waiting for {what}")
