@@ -97,3 +97,20 @@ class HomeChoice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.home}"
+
+
+class DesktopNotificationChoice(models.Model):
+    """The lowest risk of a new card that a person's desktop (browser) notifications tell
+    them about, while the queue is open in a background tab. Whether notifications are on
+    is the browser's permission (per browser, asked by ``static/notify.js``); the threshold
+    follows the person. The risk names are the caller's (``approvals``): this app lies
+    below ``rollout``. Written only by ``accounts.preferences``."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="desktop_notifications"
+    )
+    min_risk = models.CharField(max_length=10)
+    chosen_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.min_risk} and above"

@@ -7,6 +7,11 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("queue", views.queue, name="queue"),
     path("home", views.choose_home, name="home-choose"),
+    path(
+        "notifications/desktop",
+        views.choose_desktop_notifications,
+        name="desktop-notifications-choose",
+    ),
     path("decided", views.decided, name="decided"),
     path("actions/bulk", views.bulk_decide, name="actions-bulk"),
     path("actions/<int:action_id>", views.action_detail, name="action-detail"),

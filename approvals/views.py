@@ -15,11 +15,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.forms import Form
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.preferences import choose_desktop_notify_min_risk, desktop_notify_min_risk
 from accounts.preferences import choose_home as store_home
 from accounts.stepup import (
     approval_purpose,
@@ -40,10 +41,13 @@ from approvals.forms import (
 from approvals.models import Action, Channel
 from approvals.states import Status
 from approvals.trace import action_trace, record_action_view, trace_total
-from core.errors import answering_refusals
+from core.errors import answering_refusals, refusal_body
 from core.redirects import next_target
+from rollout.models import RISK_ORDER
 
 QUEUE_PAGE_SIZE = 25
+# Desktop notifications announce every new card unless the person chose a higher bar.
+DESKTOP_NOTIFY_DEFAULT_RISK = "low"
 DECIDED_PAGE_SIZE = 50
 # Tells live.js that a response is the fragment it asked for (and not, say, the login page
 # it was redirected to after the session ended).
@@ -105,6 +109,30 @@ def choose_home(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_POST
+def choose_desktop_notifications(request: HttpRequest) -> HttpResponse:
+    """The queue's desktop notification setting: the lowest risk of a new card that
+    notifies this person (a display preference: not audited). ``static/notify.js`` posts it
+    asking for JSON (``{"min_risk": ...}``, or the refusal's ``{code, detail, fields}``
+    with its status); a plain form post is redirected back to ``next``."""
+    risks = [str(risk) for risk in RISK_ORDER]
+    wants_json = "application/json" in request.headers.get("Accept", "")
+    flash = None if wants_json else (lambda text: messages.error(request, text))
+    with answering_refusals(request, show=flash) as refused:
+        chosen = choose_desktop_notify_min_risk(
+            user=request.user, min_risk=request.POST.get("min_risk", ""), risks=risks
+        )
+    if refused:
+        if wants_json:
+            return JsonResponse(refusal_body(refused.refusal), status=refused.refusal.status)
+    elif wants_json:
+        return JsonResponse({"min_risk": chosen})
+    else:
+        messages.success(request, f"Desktop notifications: {chosen} risk and above.")
+    return redirect(next_target(request, reverse("queue")))
+
+
+@login_required
 @require_GET
 def queue(request: HttpRequest) -> HttpResponse:
     """The pending actions the user may decide on, as decision cards."""
@@ -122,6 +150,8 @@ def queue(request: HttpRequest) -> HttpResponse:
         "filter_form": filter_form,
         "return_to": _list_url(request, "queue"),
         "reviews_any_agent": bool(choices.agents),
+        "notify_min_risk": desktop_notify_min_risk(request.user, DESKTOP_NOTIFY_DEFAULT_RISK),
+        "risk_levels": [str(risk) for risk in RISK_ORDER],
     }
     if _wants_fragment(request):
         on_page = {card.pk for card in cards}

@@ -139,9 +139,11 @@
 
   function noteChanges(before) {
     var arrived = [];
+    var arrivedCards = [];
     pendingCards(region).forEach(function (card) {
       if (before.has(card.dataset.actionId)) return;
       arrived.push(describe(card));
+      arrivedCards.push(card);
       card.classList.add("card--new");
       setTimeout(function () { card.classList.remove("card--new"); }, NEW_CARD_MS);
     });
@@ -158,6 +160,12 @@
     if (stopped) parts.push("Actions were stopped by a kill switch.");
     announce(parts.join(" "));
     updateTitle();
+    // For other scripts on the page (static/notify.js: desktop notifications).
+    if (arrivedCards.length) {
+      region.dispatchEvent(
+        new CustomEvent("airlock:cards-arrived", { bubbles: true, detail: { cards: arrivedCards } })
+      );
+    }
   }
 
   // The tab title shows the pending count: "(3) Queue · Airlock".

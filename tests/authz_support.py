@@ -438,6 +438,7 @@ OPS: list[Op] = [
     # --- the dashboard
     Op("home", "GET", "page"),
     Op("home-choose", "POST", "page", body=_fixed({"home": ""})),
+    Op("desktop-notifications-choose", "POST", "page", body=_fixed({"min_risk": "high"})),
     Op("queue", "GET", "page"),
     Op("decided", "GET", "page"),
     Op("action-detail", "GET", "page", kwargs=_action("pending"), targeted=True),

@@ -59,7 +59,7 @@ from django.db import transaction
 from django.utils.crypto import get_random_string
 from drf_spectacular.generators import SchemaGenerator
 
-from accounts.models import HomeChoice, PersonalToken
+from accounts.models import DesktopNotificationChoice, HomeChoice, PersonalToken
 from approvals.models import Action
 from audit import verbs
 from audit.canonical import payload_hash
@@ -133,6 +133,7 @@ person-enable                    POST   login     login   403      403        40
 # --- the dashboard: actions are seen by their reviewers and auditors, decided by reviewers
 home                             GET    login     login   200      200        200      302      302        302      302        302     302       login    302       login   login      login
 home-choose                      POST   login     login   302      302        302      302      302        302      302        302     302       login    302       login   login      login
+desktop-notifications-choose     POST   login     login   302      302        302      302      302        302      302        302     302       login    302       login   login      login
 queue                            GET    login     login   200      200        200      200      200        200      200        200     200       login    200       login   login      login
 decided                          GET    login     login   200      200        200      200      200        200      200        200     200       login    200       login   login      login
 action-detail                    GET    login     login   200      200/404    200      404      404        404      404        200     200/404   login    200       login   login      login
@@ -868,6 +869,10 @@ def _no_home_for_others(world: World, role: str) -> None:
     assert not HomeChoice.objects.exclude(user=_who(world, role)).exists()
 
 
+def _no_notify_choice_for_others(world: World, role: str) -> None:
+    assert not DesktopNotificationChoice.objects.exclude(user=_who(world, role)).exists()
+
+
 def _account(username: str, *, active: bool) -> Check:
     def check(world: World, role: str) -> None:
         person = get_user_model().objects.get(username=username)
@@ -937,6 +942,7 @@ def _checks(drills: list) -> dict[tuple[str, str], tuple[dict, Check]]:
         ("personal-token-create", "POST"): ({}, _personal_token_created),
         ("personal-token-revoke", "POST"): ({}, _personal_token_revoked),
         ("home-choose", "POST"): ({}, _no_home_for_others),
+        ("desktop-notifications-choose", "POST"): ({}, _no_notify_choice_for_others),
         ("person-disable", "POST"): ({"is_active": "on"}, _account("mx-victim", active=False)),
         ("person-enable", "POST"): ({}, _account("mx-dormant", active=True)),
     }
