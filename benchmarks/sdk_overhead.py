@@ -7,7 +7,7 @@ Self-contained like benchmarks/gate.py, whose ``Services`` it uses: a throwaway 
 and Redis on free loopback ports, ``migrate``, ``seed_demo``, an agent token, the agent's
 rate limit raised (``benchmarks.prepare``), the real ASGI server (uvicorn,
 ``config.asgi:application``), the measurements, then everything stopped and removed. The
-whole run is bounded by ``--deadline`` (default 420 s).
+whole run is bounded by ``--deadline`` (default 600 s).
 
 (a) **Added latency of a gated allowed call.** In this process, ``--calls`` calls each,
 one after the other (after ``--warmup`` calls not counted), of the same function
@@ -283,7 +283,7 @@ def parse_args() -> argparse.Namespace:
     )
     add("--fsync", choices=["on", "off"], default="on", help="PostgreSQL fsync (on)")
     add("--http-rate", default="100000/s", help="AGENT_HTTP_RATE for the server")
-    add("--deadline", type=int, default=420, help="abort the whole run after this many s")
+    add("--deadline", type=int, default=600, help="abort the whole run after this many s")
     add("--child", choices=MODES, help=argparse.SUPPRESS)
     add("--url", help=argparse.SUPPRESS)
     add("--token", help=argparse.SUPPRESS)
