@@ -16,7 +16,9 @@
   var SUMMARY_CHARS = 180;
 
   var panel = document.querySelector("[data-desktop-notify]");
-  if (!panel || !("Notification" in window)) return; // no way to notify: nothing to offer
+  // No way to notify (no Notification API, or a page not served over HTTPS or from
+  // localhost, where browsers refuse the permission): nothing to offer.
+  if (!panel || !("Notification" in window) || !window.isSecureContext) return;
 
   var toggle = panel.querySelector("[data-notify-toggle]");
   var form = panel.querySelector("[data-notify-form]");
