@@ -19,6 +19,7 @@ from django.core import signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.notices import owe_account_notice
 from accounts.stepup import risk_needs_step_up
 from approvals import actions as approvals_actions
 from approvals import rules
@@ -147,7 +148,8 @@ def link_identity(*, user: Any, identity: SlackIdentity) -> SlackAccount:
     """Link ``identity`` to ``user`` (replacing the Slack identity they had linked before):
     from now on that Slack user's clicks decide as ``user``. Refused (409
     ``slack_identity_taken``) when another person has it linked — one Slack identity, one
-    person. Audits ``slack.linked``."""
+    person. Audits ``slack.linked`` and owes the person an email (a link is a credential:
+    one they did not make themselves must not go unnoticed)."""
     try:
         with transaction.atomic():
             account, _ = SlackAccount.objects.select_for_update().get_or_create(user=user)
@@ -185,6 +187,11 @@ def link_identity(*, user: Any, identity: SlackIdentity) -> SlackAccount:
                     "replaced": replaced,
                 },
             )
+            owe_account_notice(
+                user=user,
+                change=f"Slack user {identity.user_id} (workspace {identity.team_id}) was "
+                "linked: its clicks in Slack now approve and reject as you",
+            )
     except IntegrityError as exc:  # another person linked it concurrently
         raise SlackRefused(
             "slack_identity_taken", "This Slack user is linked to another Airlock person.", 409
@@ -196,7 +203,7 @@ def link_identity(*, user: Any, identity: SlackIdentity) -> SlackAccount:
 def unlink_identity(*, user: Any) -> SlackAccount | None:
     """End ``user``'s Slack link (their threshold is kept); no-op when none. Messages already
     sent stay, but their buttons decide nothing any more (an unlinked click is answered with
-    how to link). Audits ``slack.unlinked``."""
+    how to link). Audits ``slack.unlinked``; owes the person an email."""
     account = SlackAccount.objects.select_for_update().filter(user=user).first()
     if account is None or not account.is_linked:
         return None
@@ -205,6 +212,9 @@ def unlink_identity(*, user: Any) -> SlackAccount | None:
     account.linked_at = None
     account.save()
     _audit_account(user, verbs.SLACK_UNLINKED, data)
+    owe_account_notice(
+        user=user, change=f"Slack user {data['slack_user_id']} was unlinked from your account"
+    )
     return account
 
 

@@ -16,7 +16,7 @@ from django.core import signing
 from slack_sdk.errors import SlackApiError
 
 from approvals import actions as approvals_actions
-from approvals.models import Action, Decision
+from approvals.models import Action, Decision, Outbox
 from audit import verbs
 from audit.chain import Actor
 from audit.models import AuditEvent
@@ -444,6 +444,8 @@ def _link_from(text: str) -> str:
 
 
 def test_linking__command_link_confirm_unlink(db, slack, reviewer, client):
+    reviewer.email = "rita@example.com"
+    reviewer.save(update_fields=["email"])
     # Given a Slack user who types /airlock link
     answer = command(client, "link").json()
     assert answer["response_type"] == "ephemeral"
@@ -468,6 +470,9 @@ def test_linking__command_link_confirm_unlink(db, slack, reviewer, client):
     event = AuditEvent.objects.get(verb=verbs.SLACK_LINKED)
     assert event.actor == "rita" and event.data["slack_user_id"] == "URITA"
     assert "linked to rita" in command(client, "").json()["text"]
+    # and she is told by email (a link is a credential)
+    (mail,) = Outbox.objects.filter(kind="email", destination="rita@example.com")
+    assert "Slack user URITA (workspace T0AIRLOCK) was linked" in mail.payload["line"]
     # When they set a threshold, then unlink
     assert client.post("/accounts/slack/threshold", {"min_risk": "high"}).status_code == 302
     assert client.post("/accounts/slack/unlink").status_code == 302

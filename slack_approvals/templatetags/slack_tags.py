@@ -21,12 +21,14 @@ def slack_section(context: Any) -> dict:
     user = request.user
     token = request.POST.get("token", "") if request.method == "POST" else ""
     token = token or request.GET.get("slack_link", "")
+    # A refused confirmation (a wrong password, say) shows its error above the same
+    # confirmation, asked again while the link is still good.
     to_confirm, link_error = None, context.get("slack_error", "")
-    if token and not link_error:
+    if token:
         try:
             to_confirm = actions.read_link_token(token)
         except Refused as refusal:
-            link_error = refusal.detail
+            link_error = link_error or refusal.detail
     account = actions.account_of(user)
     return {
         "request": request,
