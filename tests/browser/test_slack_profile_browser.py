@@ -5,6 +5,8 @@ her Slack risk threshold and unlinks."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from playwright.sync_api import Browser, expect
 
@@ -15,11 +17,23 @@ from slack_approvals.models import SlackAccount
 from tests import factories
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
 def _fits(page, width: int) -> None:
     """Nothing is wider than the screen (no sideways scrolling)."""
     assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def _accessible(page) -> None:
+    """The page as it stands passes axe-core's WCAG 2.1 A/AA rules (the sweep of
+    tests/browser/test_accessibility.py sees the profile only unlinked, without a link)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    page.evaluate(Axe().axe_script)
+    options = {"runOnly": {"type": "tag", "values": WCAG_TAGS}, "resultTypes": ["violations"]}
+    violations = page.evaluate(f"axe.run(document, {json.dumps(options)})")["violations"]
+    assert not violations, [(v["id"], [n["target"] for n in v["nodes"][:3]]) for v in violations]
 
 
 def test_browser__slack_link_confirm_threshold_unlink__laptop_and_phone(
@@ -49,11 +63,13 @@ def test_browser__slack_link_confirm_threshold_unlink__laptop_and_phone(
         expect(confirm).to_contain_text("T0ACME")
         assert not SlackAccount.objects.exists()
         _fits(page, 1280)
+        _accessible(page)
         page.locator("#slack").screenshot(path=str(artifacts / "slack-confirm-1280.png"))
         # When she confirms with a wrong password, then the right one
         confirm.locator("input[name=current_password]").fill("not-my-password")
         confirm.get_by_role("button", name="Link this Slack account").click()
         expect(page.locator("[data-testid=slack-error]")).to_contain_text("password is not right")
+        _accessible(page)
         assert not SlackAccount.objects.filter(slack_user_id="U0RITA").exists()
         confirm = page.locator("[data-testid=slack-confirm]")
         confirm.locator("input[name=current_password]").fill("pw-for-tests")
@@ -72,6 +88,7 @@ def test_browser__slack_link_confirm_threshold_unlink__laptop_and_phone(
         page.get_by_role("button", name="Save Slack threshold").click()
         expect(page.get_by_text("about medium-risk actions and up")).to_be_visible()
         _fits(page, 390)
+        _accessible(page)
         page.screenshot(path=str(artifacts / "slack-threshold-390.png"), full_page=True)
         page.get_by_role("button", name="Unlink Slack").click()
         expect(page.locator("[data-testid=slack-state]")).to_contain_text("Not linked")
