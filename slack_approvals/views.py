@@ -146,6 +146,12 @@ def _block_action(payload: dict) -> HttpResponse:
     try:
         action = actions.approve_from_slack(person=person, action_id=action_id, seen_hash=seen_hash)
     except Refused as refusal:
+        logger.info(
+            "Slack approval of action %s by %s refused: %s",
+            action_id,
+            person.get_username(),
+            refusal.code,
+        )
         actions.owe_notice(
             channel_id=channel,
             slack_user_id=identity.user_id,
@@ -229,6 +235,12 @@ def _view_submission(payload: dict) -> HttpResponse:
             person=person, action_id=action_id, seen_hash=seen_hash, reason=reason
         )
     except Refused as refusal:
+        logger.info(
+            "Slack rejection of action %s by %s refused: %s",
+            action_id,
+            person.get_username(),
+            refusal.code,
+        )
         return _modal_error(f"Not rejected: {refusal.detail}")
     return HttpResponse(status=200)  # closes the dialog; the message is updated
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 
 import pytest
 from django.core import signing
+from django.utils import timezone
 from slack_sdk.errors import SlackApiError
 
 from approvals import actions as approvals_actions
@@ -384,6 +386,34 @@ def test_kill_switch__message_updated(db, slack, support_agent, reviewer):
     text = update.text_of_blocks()
     assert "Cancelled*: Stopped by kill switch: &lt;!channel&gt; runaway" in text
     assert update.buttons() == {}
+
+
+@pytest.mark.parametrize(
+    ("ending", "shown"),
+    [
+        ("withdrawn", "Cancelled*: Withdrawn by the agent."),
+        ("expired", "Expired* before a human decided."),
+        ("agent_gone", "Cancelled*: Cancelled: the agent stopped renewing its lease"),
+    ],
+)
+def test_left_pending_without_a_person__message_updated(
+    db, slack, support_agent, reviewer, ending, shown
+):
+    link(reviewer, "URITA")
+    action = factories.submit(support_agent, "send_email")
+    deliver()
+    past = timezone.now() - timedelta(seconds=1)
+    if ending == "withdrawn":
+        approvals_actions.withdraw(action_id=action.pk, agent=support_agent)
+    elif ending == "expired":
+        Action.objects.filter(pk=action.pk).update(expires_at=past)
+        assert approvals_actions.expire(action_id=action.pk)
+    else:
+        Action.objects.filter(pk=action.pk).update(lease_seconds=30, lease_expires_at=past)
+        assert approvals_actions.settle_overdue(action_id=action.pk)
+    deliver()
+    (update,) = slack.of("chat.update")
+    assert shown in update.text_of_blocks() and update.buttons() == {}
 
 
 def test_decided_before_the_dm_was_sent__not_posted(db, slack, support_agent, reviewer, reviewer2):
