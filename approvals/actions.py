@@ -401,6 +401,7 @@ def _decide_and_record(
     mark_saved(action)
     if action.status == Status.PENDING:
         notifications.owe_new_pending(action)
+        hooks.action_pending(action)
         _on_commit_broadcast(action, "submitted")
     return Submission(action, created=True)
 

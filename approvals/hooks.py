@@ -27,3 +27,25 @@ drill_probe_call = Hook(
     raises a ``core.errors.Refused`` (``403 drill_token``) for a drill's token used for
     anything but its running drill's bare probe.""",
 )
+
+action_pending = Hook(
+    "action_pending",
+    """action_pending(action: Action) -> None: the gate just created ``action`` as pending
+    (the one place an action becomes pending: ``approvals.actions._decide_and_record``).
+    Called inside the gate's transaction, after the action and its ``action.submitted``
+    event are written: what the handler owes (Slack direct messages to the people who may
+    decide it, as outbox rows) commits or rolls back with the action; anything it sends is
+    queued with ``transaction.on_commit``. Must be cheap when there is nothing to owe (the
+    gate's hot path). The return value is ignored.""",
+)
+
+action_left_pending = Hook(
+    "action_left_pending",
+    """action_left_pending(action: Action) -> None: ``action`` leaves pending now — approved,
+    rejected, expired, withdrawn, cancelled by a kill switch or as ``agent_gone``. Called by
+    ``approvals.states.transition`` (the one place a status changes) inside the change's
+    transaction, with the new status set in memory and the row locked; the handler's writes
+    (owed updates of Slack messages, as outbox rows) commit or roll back with the change. It
+    must not read the action back from the database (not yet saved) nor raise. The return
+    value is ignored.""",
+)

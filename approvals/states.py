@@ -3,6 +3,8 @@ only place a status changes; anything not in the table raises."""
 
 from django.db import models
 
+from approvals import hooks
+
 
 class Status(models.TextChoices):
     ALLOWED = "allowed"
@@ -61,8 +63,12 @@ def check_transition(current: str, new: str) -> None:
 
 def transition(action, new: str) -> str:
     """Move ``action`` to ``new`` (in memory; the caller saves inside its transaction).
-    Returns the previous status."""
+    Returns the previous status. Leaving pending — by whichever path — tells
+    ``hooks.action_left_pending`` in the caller's transaction (what reviewers were sent
+    about the action is updated)."""
     previous = action.status
     check_transition(previous, new)
     action.status = new
+    if previous == Status.PENDING:
+        hooks.action_left_pending(action)
     return previous

@@ -117,6 +117,16 @@ PERSONAL_TOKEN_REVOKED = register(
     "personal_token.revoked", "{actor} revoked personal API token {target}"
 )
 PERSONAL_TOKEN_USED = register("personal_token.used", "{actor} used personal API token {target}")
+# A Slack identity decides as the person it is linked to (slack_approvals)
+SLACK_LINKED = register(
+    "slack.linked", "{actor} linked Slack user {slack_user_id} ({team_id}) to their account"
+)
+SLACK_UNLINKED = register(
+    "slack.unlinked", "{actor} unlinked Slack user {slack_user_id} from their account"
+)
+SLACK_THRESHOLD_CHANGED = register(
+    "slack.threshold_changed", "{actor} set their Slack message risk threshold to {min_risk}"
+)
 TWO_FACTOR_ENROLLED = register("two_factor.enrolled", "{actor} enrolled a second factor")
 TWO_FACTOR_REMOVED = register("two_factor.removed", "{actor} removed their second factor")
 TWO_FACTOR_RECOVERY_CODES_ISSUED = register(

@@ -35,5 +35,6 @@ urlpatterns = [
     path("", include("governance.urls")),
     path("", include("audit.console.urls")),
     path("", include("incidents.urls")),
+    path("", include("slack_approvals.urls")),
     path("", include("approvals.urls")),
 ]

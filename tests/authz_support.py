@@ -7,7 +7,8 @@ tokens, policy versions, audit events), every role's credential (session cookies
 token, personal tokens) and a few people to act on.
 
 ``OPS`` says how to call every URL of the URLconf: its name, method, kind (``page``,
-``api``, ``public`` or ``machine``), the URL arguments and body for a target side (own or
+``api``, ``public``, ``machine`` or ``signed`` — Slack's requests, authenticated by Slack's
+signature of the body, never by a session or token), the URL arguments and body for a target side (own or
 other), and what must exist first (``prepare``, run inside the test's savepoint)."""
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from governance import actions as governance_actions
 from incidents.actions import engage_kill_switch
 from rollout.models import Agent
 from rollout.reference import ensure_reference_data
+from slack_approvals.actions import SlackIdentity, link_token
 from tests import factories
 
 OWN, OTHER = "own", "other"
@@ -50,6 +52,8 @@ CHANGE_TEXT = "alpha-secret promote"
 COMPENSATION = {"tool": "restore_order_note", "window_seconds": 3600}
 # Every person's password (tests/factories.make_user): forms that ask for it again send it.
 PASSWORD = "pw-for-tests"
+# The Slack identity the matrix links (slack-link).
+SLACK_TEAM, SLACK_USER = "T0MATRIX", "U0MATRIX"
 
 
 @dataclass
@@ -260,7 +264,7 @@ class Op:
 
     name: str  # the URL's name, with its namespace
     method: str
-    kind: str  # "page" (HTML, session), "api" (JSON), "public" or "machine"
+    kind: str  # "page" (HTML, session), "api" (JSON), "public", "machine" or "signed" (Slack)
     kwargs: Kwargs | None = None
     body: Body | None = None
     query: str = ""
@@ -435,6 +439,20 @@ OPS: list[Op] = [
         kwargs=lambda side: {"user_id": _user_id("dormant")},
         body=REASON,
     ),
+    # --- Slack: requests signed by Slack; a person's own Slack link and threshold
+    Op("slack-interactivity", "POST", "signed", body=_fixed({"payload": "{}"})),
+    Op("slack-command", "POST", "signed", body=_fixed({"text": "link"})),
+    Op(
+        "slack-link",
+        "POST",
+        "page",
+        body=lambda side, world: {
+            "token": link_token(SlackIdentity(SLACK_TEAM, SLACK_USER, "matrix")),
+            "current_password": PASSWORD,
+        },
+    ),
+    Op("slack-unlink", "POST", "page"),
+    Op("slack-threshold", "POST", "page", body=_fixed({"min_risk": "medium"})),
     # --- the dashboard
     Op("home", "GET", "page"),
     Op("home-choose", "POST", "page", body=_fixed({"home": ""})),

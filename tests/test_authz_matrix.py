@@ -66,6 +66,7 @@ from audit.canonical import payload_hash
 from audit.models import AuditEvent, VerificationJob
 from governance.models import ChangeRequest, ShadowLabel
 from rollout.models import Agent, AgentToken, KillSwitch
+from slack_approvals.models import SlackAccount
 from tests import authz_support as az
 from tests.authz_support import OPS, OTHER, OWN, Op, World
 
@@ -130,6 +131,13 @@ personal-token-revoke            POST   login     login   404      302/404    40
 people                           GET    login     login   403      403        403      403      403        403      403        403     403       login    200       login   login      login
 person-disable                   POST   login     login   403      403        403      403      403        403      403        403     403       login    302       login   login      login
 person-enable                    POST   login     login   403      403        403      403      403        403      403        403     403       login    302       login   login      login
+# --- Slack: its requests carry Slack's signature (401 without, whoever sends them); a person
+#     links a Slack identity (a signed link, the password again), unlinks it and sets a threshold
+slack-interactivity              POST   401       401     401      401        401      401      401        401      401        401     401       401      401       401     401        401
+slack-command                    POST   401       401     401      401        401      401      401        401      401        401     401       401      401       401     401        401
+slack-link                       POST   login     login   302      302        302      302      302        302      302        302     302       login    302       login   login      login
+slack-unlink                     POST   login     login   302      302        302      302      302        302      302        302     302       login    302       login   login      login
+slack-threshold                  POST   login     login   302      302        302      302      302        302      302        302     302       login    302       login   login      login
 # --- the dashboard: actions are seen by their reviewers and auditors, decided by reviewers
 home                             GET    login     login   200      200        200      302      302        302      302        302     302       login    302       login   login      login
 home-choose                      POST   login     login   302      302        302      302      302        302      302        302     302       login    302       login   login      login
@@ -294,6 +302,16 @@ def world(django_db_setup: None, django_db_blocker: Any) -> Iterator[World]:
         finally:
             transaction.set_rollback(True)
             atomic.__exit__(None, None, None)
+
+
+@pytest.fixture(autouse=True)
+def _slack_on(settings: Any) -> None:
+    """Slack's endpoints answer (rather than 503 slack_not_configured): its Web API at a
+    loopback port nothing listens on — no request here owes Slack anything (no pending
+    action is created while someone is linked, and nothing commits)."""
+    settings.SLACK_BOT_TOKEN = "xoxb-matrix"
+    settings.SLACK_SIGNING_SECRET = "matrix-signing-secret"
+    settings.SLACK_API_URL = "http://127.0.0.1:9/api/"
 
 
 @pytest.fixture
@@ -481,6 +499,8 @@ def test_policy__anonymous_and_disabled_get_nothing() -> None:
             assert anonymous == "login", f"{method} {name}"
         elif kind == "machine":
             assert anonymous == "403", f"{method} {name}"
+        elif kind == "signed":  # Slack's signature or nothing: no session or token opens it
+            assert set(row.values()) == {("401", "401")}, f"{method} {name}"
 
 
 def test_policy__tokens_open_no_page() -> None:
@@ -902,6 +922,22 @@ def _preview_only(world: World, role: str) -> None:
     assert Agent.objects.get(pk=world.own.agent.pk).current_policy_id == world.own.version_pk
 
 
+def _slack_linked(world: World, role: str) -> None:
+    account = SlackAccount.objects.get()
+    assert account.user_id == _who(world, role).pk and account.min_risk == "low"
+    assert (account.team_id, account.slack_user_id) == (az.SLACK_TEAM, az.SLACK_USER)
+
+
+def _no_slack_account_of_others(world: World, role: str) -> None:
+    assert not SlackAccount.objects.exclude(user=_who(world, role)).exists()
+
+
+def _slack_threshold_set(world: World, role: str) -> None:
+    account = SlackAccount.objects.get()
+    assert account.user_id == _who(world, role).pk and account.min_risk == "medium"
+    assert not account.slack_user_id
+
+
 def _checks(drills: list) -> dict[tuple[str, str], tuple[dict, Check]]:
     """(extra overrides of SERVER_OWNED, check) per write that ignores unknown fields."""
     return {
@@ -943,15 +979,22 @@ def _checks(drills: list) -> dict[tuple[str, str], tuple[dict, Check]]:
         ("personal-token-revoke", "POST"): ({}, _personal_token_revoked),
         ("home-choose", "POST"): ({}, _no_home_for_others),
         ("desktop-notifications-choose", "POST"): ({}, _no_notify_choice_for_others),
+        ("slack-link", "POST"): ({}, _slack_linked),
+        ("slack-unlink", "POST"): ({}, _no_slack_account_of_others),
+        ("slack-threshold", "POST"): ({}, _slack_threshold_set),
         ("person-disable", "POST"): ({"is_active": "on"}, _account("mx-victim", active=False)),
         ("person-enable", "POST"): ({}, _account("mx-dormant", active=True)),
     }
 
 
+# Slack's signed requests are not in it: no session or token may call them (their bodies
+# are Slack's, checked in tests/test_slack_approvals.py).
 WRITES = [
     op
     for op in OPS
-    if op.method not in ("GET", "HEAD", "OPTIONS") and op.key not in NO_STORED_FIELDS
+    if op.method not in ("GET", "HEAD", "OPTIONS")
+    and op.key not in NO_STORED_FIELDS
+    and op.kind != "signed"
 ]
 
 

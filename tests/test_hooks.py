@@ -41,3 +41,11 @@ def test_installed_incidents_answers_the_breaker_and_drill_probe_hooks():
     # approvals sits below incidents: it reaches the breaker and the probe only this way
     assert hooks.after_counted_outcome._handler is check_circuit_breaker
     assert hooks.drill_probe_call._handler is probe_call
+
+
+def test_installed_slack_approvals_answers_the_pending_hooks():
+    # approvals owes Slack messages (and their updates) only through these two hooks
+    from slack_approvals.actions import owe_message_updates, owe_messages_for_pending
+
+    assert hooks.action_pending._handler is owe_messages_for_pending
+    assert hooks.action_left_pending._handler is owe_message_updates

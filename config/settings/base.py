@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "approvals",
     "incidents",
     "governance",
+    "slack_approvals",
 ]
 
 MIDDLEWARE = [
@@ -361,6 +362,15 @@ NOTIFY_MIN_RISK = os.environ.get("NOTIFY_MIN_RISK", "high")
 NOTIFY_CHAT_WEBHOOK_URL = os.environ.get("NOTIFY_CHAT_WEBHOOK_URL", "")
 # Links in notifications point here.
 AIRLOCK_PUBLIC_URL = os.environ.get("AIRLOCK_PUBLIC_URL", "http://127.0.0.1:8000")
+# Slack approvals (slack_approvals/): a Slack app's bot token (xoxb-…, scopes chat:write and
+# im:write) and its signing secret. Both unset: Slack is off (nothing is owed to Slack and its
+# endpoints answer 503 slack_not_configured). The Web API's base URL is a setting so that
+# tests (and a proxy) can point it elsewhere.
+SLACK_BOT_TOKEN = os.environ.get("SLACK_BOT_TOKEN", "")
+SLACK_SIGNING_SECRET = os.environ.get("SLACK_SIGNING_SECRET", "")
+SLACK_API_URL = os.environ.get("SLACK_API_URL", "https://slack.com/api/")
+# How long the link a Slack user gets to connect their Airlock account stays valid.
+SLACK_LINK_MAX_AGE_SECONDS = int(os.environ.get("SLACK_LINK_MAX_AGE_SECONDS", "900"))
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",
     "django.core.mail.backends.console.EmailBackend"
@@ -387,6 +397,7 @@ CELERY_BEAT_SCHEDULE.update(
             "schedule": 15.0,
         },
         "rollup-daily-stats": {"task": "approvals.tasks.rollup_daily_stats", "schedule": 300.0},
+        "redispatch-slack": {"task": "slack_approvals.tasks.redispatch_slack", "schedule": 60.0},
     }
 )
 
