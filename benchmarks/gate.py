@@ -69,6 +69,8 @@ MANAGE = (
 CONFIGS = {
     "shipped": {},
     "one-stripe": {"AUDIT_CHAIN_STRIPES": "1"},
+    # An experiment (benchmarks/settings.py): server-side binding, prepared statements.
+    "prepared": {"AIRLOCK_BENCH_SERVER_SIDE_BINDING": "1"},
 }
 
 # Targets from issue 3.
@@ -793,7 +795,7 @@ def parse_args() -> argparse.Namespace:
     add(
         "--configs",
         default="shipped",
-        help="comma-separated server configurations to measure: shipped, one-stripe",
+        help="comma-separated server configurations to measure: shipped, one-stripe, prepared",
     )
     add(
         "--engine-calls",
