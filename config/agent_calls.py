@@ -48,7 +48,8 @@ def is_agent_call(request: HttpRequest) -> bool:
 
 
 def _looks_like_agent_call(request: HttpRequest) -> bool:
-    if not request.path.startswith(AGENT_API_PREFIX):
+    # path_info: the path the URLconf resolves (without a deployment's script prefix).
+    if not request.path_info.startswith(AGENT_API_PREFIX):
         return False
     # As AgentTokenAuthentication reads it: the scheme in any case, exactly one token.
     parts = request.META.get("HTTP_AUTHORIZATION", "").split()
