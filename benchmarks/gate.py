@@ -69,6 +69,8 @@ MANAGE = (
 CONFIGS = {
     "shipped": {},
     "one-stripe": {"AUDIT_CHAIN_STRIPES": "1"},
+    # An experiment (benchmarks/settings.py): server-side binding, prepared statements.
+    "prepared": {"AIRLOCK_BENCH_SERVER_SIDE_BINDING": "1"},
 }
 
 # Targets from issue 3.
@@ -121,6 +123,10 @@ class Services:
                     "fsync": args.fsync,
                     "synchronous_commit": "on",
                     "max_connections": "100",
+                    # Statements per request are counted server-side (see db_counters).
+                    "shared_preload_libraries": "pg_stat_statements",
+                    # Planning time per statement too (shown with --profile).
+                    "pg_stat_statements.track_planning": "on",
                 },
             )
         except ThrowawayError as exc:
@@ -173,6 +179,16 @@ class Services:
 
     def sql(self, query: str) -> str:
         return self.pg.psql(query)
+
+    def db_counters(self) -> tuple[int, int]:
+        """(WAL bytes written so far, statements executed so far) on the server: the
+        benchmark reads them around each measured window. The reading itself is one
+        statement, counted by the next reading (``measure`` subtracts it)."""
+        wal, statements = self.sql(
+            "SELECT pg_current_wal_lsn() - '0/0', "
+            "(SELECT coalesce(sum(calls), 0) FROM pg_stat_statements)"
+        ).split("=")
+        return int(float(wal)), int(float(statements))
 
     def _run_python(self, argv: list[str], what: str, timeout: float) -> str:
         done = subprocess.run(
@@ -333,6 +349,8 @@ class Result:
     per_worker: dict[str, int] = field(default_factory=dict)
     cpu_ms: dict[str, float] = field(default_factory=dict)  # per request, by group
     other_cores: float = 0.0  # cores busy with processes outside the benchmark
+    wal_bytes: float = math.nan  # PostgreSQL WAL written per request
+    statements: float = math.nan  # statements PostgreSQL executed per request
 
     @property
     def rps(self) -> float:
@@ -473,20 +491,125 @@ async def measure(
         # analyse the new tables only after the run): without them PostgreSQL finds the
         # idempotency key through the agent's index instead of the unique one.
         services.sql("ANALYZE")
+        if args.profile:
+            services.sql("SELECT pg_stat_statements_reset()")
+        wal_before, statements_before = services.db_counters()
+        profiler = start_profiler(services, args, tag)
         before = cpu_sample(services)
         result = await drive(scenario, port, token, conns, args.seconds, args.max_requests, tag)
         after = cpu_sample(services)
+        wal_after, statements_after = services.db_counters()
+        if profiler is not None:
+            finish_profiler(profiler, scenario.name)
+            top = services.sql(
+                "SELECT calls, round(mean_plan_time::numeric, 3), "
+                "round(mean_exec_time::numeric, 3), "
+                "left(regexp_replace(query, '\\s+', ' ', 'g'), 100) "
+                "FROM pg_stat_statements ORDER BY calls DESC LIMIT 10"
+            )
+            log(f"    statements {scenario.name} (calls, mean plan ms, mean execution ms, query):")
+            for line in top.splitlines():
+                log("      " + "  ".join(line.split("=", 3)))
     finally:
         for conn in conns:
             conn.close()
     result.per_worker = per_worker
     n = max(result.requests, 1)
+    result.wal_bytes = (wal_after - wal_before) / n
+    result.statements = (statements_after - statements_before - 1) / n
     result.cpu_ms = {
         g: max(0.0, after.groups[g] - before.groups[g]) / n * 1000 for g in after.groups
     }
     ours = sum(after.groups.values()) - sum(before.groups.values())
     result.other_cores = max(0.0, (after.busy - before.busy) - ours) / (after.at - before.at)
     return result
+
+
+# --- profiling (--profile) ------------------------------------------------------------------
+
+
+@dataclass
+class Profiler:
+    process: subprocess.Popen
+    output: Path
+
+
+def start_profiler(services: Services, args: argparse.Namespace, tag: str) -> Profiler | None:
+    """py-spy sampling every server worker for the measured window (``--profile DIR``)."""
+    if not args.profile or services.server is None:
+        return None
+    output = Path(args.profile) / f"{tag}.txt"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [
+            str(Path(PY).with_name("py-spy")), "record", "--pid", str(services.server.pid),
+            # --gil: only threads holding the GIL, i.e. Python at work, not waiting.
+            "--subprocesses", "--nonblocking", "--gil", "--rate", "500", "--format", "raw",
+            "--duration", str(max(1, int(args.seconds))), "--output", str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return Profiler(process, output)
+
+
+def finish_profiler(profiler: Profiler, name: str, top: int = 25) -> None:
+    """Print the functions that hold most samples of the server's busy threads (inclusive:
+    a function counts once per sample it is anywhere on the stack)."""
+    try:
+        profiler.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        profiler.process.kill()
+        profiler.process.wait()
+    if not profiler.output.exists():
+        log(f"    profile {name}: py-spy wrote nothing")
+        return
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in profiler.output.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        # Idle: the event loop waiting in select, or an executor thread waiting for work.
+        if not frames or any(
+            marker in frames[-1] for marker in ("select (", "wait (threading", "_worker (")
+        ):
+            continue
+        samples = int(count)
+        total += samples
+        for frame in {_short_frame(f) for f in frames}:
+            inclusive[frame] = inclusive.get(frame, 0) + samples
+        leaf = _short_frame(frames[-1])
+        own[leaf] = own.get(leaf, 0) + samples
+    log(f"    profile {name}: {total} samples holding the GIL, raw stacks in {profiler.output}")
+    log(f"      {'incl %':>6} {'self %':>6}  function (ours and DRF's, by inclusive share)")
+    ours = [f for f in inclusive if f.split(" (", 1)[-1].startswith(_OUR_CODE)]
+    for frame in sorted(ours, key=lambda f: -inclusive[f])[:top]:
+        log(
+            f"      {100 * inclusive[frame] / total:6.1f} {100 * own.get(frame, 0) / total:6.1f}  {frame}"
+        )
+    log(f"      {'incl %':>6} {'self %':>6}  function (anywhere, by own share)")
+    for frame, samples in sorted(own.items(), key=lambda kv: -kv[1])[:12]:
+        log(f"      {100 * inclusive[frame] / total:6.1f} {100 * samples / total:6.1f}  {frame}")
+
+
+_OUR_CODE = (
+    "accounts/", "approvals/", "audit/", "config/", "core/", "governance/", "incidents/",
+    "rollout/", "rest_framework/", "django/core/handlers/", "django/db/backends/",
+)  # fmt: skip
+
+
+def _short_frame(frame: str) -> str:
+    """``get_response (django/core/handlers/base.py)`` without the line number and the
+    site-packages prefix."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", str(ROOT) + "/"):
+        if marker in where:
+            where = where.split(marker, 1)[1]
+    return f"{name} ({where})"
 
 
 @dataclass
@@ -624,7 +747,7 @@ def open_loop_pass(
 
 SCENARIOS = [
     Scenario("trivial floor", "/bench/floor/trivial", authorized=False, expect_status=200),
-    Scenario("durable floor", "/bench/floor/durable", authorized=True, expect_status=201),
+    Scenario("durable floor", "/api/v1/bench/floor/durable", authorized=True, expect_status=201),
     Scenario("gate", "/api/v1/actions", True, expect_status=201, expect_outcome="allowed"),
 ]
 
@@ -672,9 +795,14 @@ def parse_args() -> argparse.Namespace:
     add(
         "--configs",
         default="shipped",
-        help="comma-separated server configurations to measure: shipped, one-stripe",
+        help="comma-separated server configurations to measure: shipped, one-stripe, prepared",
     )
-    add("--engine-calls", type=int, default=100_000, help="decisions timed per case")
+    add(
+        "--engine-calls",
+        type=int,
+        default=100_000,
+        help="decisions timed per case (0: skip the engine comparison)",
+    )
     add(
         "--agent-rate-limit",
         type=int,
@@ -694,6 +822,13 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=64,
         help="keep-alive connections the open-loop client may use at once (64)",
+    )
+    add(
+        "--profile",
+        metavar="DIR",
+        default="",
+        help="sample the server with py-spy during each closed-loop measured window; raw "
+        "stacks in DIR, the top functions printed",
     )
     add("--deadline", type=int, default=280, help="abort the whole run after this many s")
     args = parser.parse_args()
@@ -768,6 +903,7 @@ def run(services: Services, args: argparse.Namespace, t0: float) -> int:
     step("migrate, seed_demo, agent_token, benchmark set-up")
     services.manage("migrate", "--noinput", timeout=180)
     services.manage("seed_demo")
+    services.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     token = services.manage("agent_token", AGENT, "--name", "benchmark").strip().splitlines()[-1]
     prepared = json.loads(
         services.python_module("benchmarks.prepare", AGENT, str(args.agent_rate_limit))
@@ -779,11 +915,21 @@ def run(services: Services, args: argparse.Namespace, t0: float) -> int:
         f"HTTP throttle AGENT_HTTP_RATE={args.http_rate}"
     )
 
+    # What caching the parsed policy per version would save a gate call (it is read, with the
+    # kill-switch lock, in the gate's first statement and parsed there: issue 22).
+    encoded = json.dumps(snapshot)
+    started = time.process_time()  # CPU time: the machine may be busy with other work
+    for _ in range(1000):
+        json.loads(encoded)
+    log(
+        f"    policy snapshot: {len(encoded):,} bytes of JSON, parsed in "
+        f"{(time.process_time() - started) * 1000:.1f} us of CPU per call"
+    )
     # In-process, before any server runs, so nothing of ours competes for the CPU.
     step(f"policy engine vs Cedar: {args.engine_calls} decisions per case, in-process")
     from benchmarks import engine
 
-    figures = engine.run(snapshot, args.engine_calls)
+    figures = engine.run(snapshot, args.engine_calls) if args.engine_calls else {}
 
     passes: dict[str, list[Result]] = {}
     open_passes: dict[str, list[OpenLoopResult]] = {}
@@ -942,6 +1088,13 @@ def report(
         )
         log(f"  durable/trivial floor: throughput {ratio(durable.rps, trivial.rps):.2f}")
         log(
+            "  PostgreSQL per request (pg_stat_statements, pg_current_wal_lsn): "
+            + "; ".join(
+                f"{r.name} {r.statements:.2f} statements, {r.wal_bytes:,.0f} WAL bytes"
+                for r in results
+            )
+        )
+        log(
             f"  targets [{config}]: gate >= {TARGET_GATE_VS_DURABLE:.0%} of durable floor "
             f"throughput: {verdict(ratio(gate.rps, durable.rps) >= TARGET_GATE_VS_DURABLE)} "
             f"({ratio(gate.rps, durable.rps):.0%}); gate p99 < {TARGET_P99_MS:.0f} ms: "
@@ -952,6 +1105,10 @@ def report(
         if open_passes and config in open_passes:
             report_open_loop(config, open_passes[config], results)
 
+    if not figures:
+        log("Policy engine: not measured (--engine-calls 0)")
+        log("=" * 100)
+        return
     log(f"Policy engine: mean us per decision, {figures['calls']} single decisions per case")
     log(f"  {'case':<36}{'ours':>8}{'cedar':>8}{'ours/cedar':>12}{'cedar batch':>13}")
     cases = (

@@ -18,3 +18,15 @@ if os.environ.get("AIRLOCK_BENCH_SWITCH_INTERVAL"):
     # Experiment only: how long a thread waiting for the GIL (e.g. after a database round
     # trip) may have to wait for the thread holding it (Python's default: 5 ms).
     sys.setswitchinterval(float(os.environ["AIRLOCK_BENCH_SWITCH_INTERVAL"]))
+
+if os.environ.get("AIRLOCK_BENCH_SERVER_SIDE_BINDING"):
+    # Experiment only (gate.py --configs prepared): psycopg binds parameters on the server
+    # and prepares a statement once a connection has run it 5 times, so PostgreSQL stops
+    # re-planning the gate's statements. Not shipped: it changes how every query of the
+    # project binds its parameters.
+    DATABASES["default"]["OPTIONS"] = {  # noqa: F405
+        **DATABASES["default"]["OPTIONS"],  # noqa: F405
+        "server_side_binding": True,
+        # Django passes None (never prepare) unless told; psycopg's default is 5.
+        "prepare_threshold": 5,
+    }

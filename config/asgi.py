@@ -5,7 +5,9 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 
-from django.core.asgi import get_asgi_application
+# Django's handler, with each request's worker thread reused rather than started anew
+# (core/asgi.py).
+from core.asgi import get_asgi_application
 
 django_asgi_app = get_asgi_application()
 

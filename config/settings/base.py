@@ -72,19 +72,22 @@ INSTALLED_APPS = [
     "slack_approvals",
 ]
 
+# The "PeopleOnly" ones are Django's (and django-htmx's) session, CSRF, authentication,
+# messages and htmx middlewares, stepping aside for an agent's bearer-token call to the agent
+# API, which needs none of them (config/agent_calls.py says why that opens no way around CSRF).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "core.middleware.RequestBodyLimitMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "config.agent_calls.PeopleOnlySessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "config.agent_calls.PeopleOnlyCsrfViewMiddleware",
+    "config.agent_calls.PeopleOnlyAuthenticationMiddleware",
     # Who acts in this request, for audit events no caller names an actor for (roles, accounts).
     "audit.actor_context.ActorContextMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "config.agent_calls.PeopleOnlyMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
+    "config.agent_calls.PeopleOnlyHtmxMiddleware",
     # The 404 page (not Django's debug page) for pages, with DEBUG on or off.
     "core.error_pages.NotFoundPageMiddleware",
     # Audits refused requests (access.refused) once their answer is made: API and pages.
@@ -466,7 +469,7 @@ LIVE_SOCKET_RECHECK_SECONDS = float(os.environ.get("LIVE_SOCKET_RECHECK_SECONDS"
 # Innermost (after the auth and messages middlewares it needs): it is sync-only, so Django
 # runs every middleware outside it in sync mode in one worker thread; innermost, none is
 # left in async mode to hop threads for its process_response (see its docstring).
-MIDDLEWARE.append("accounts.login_protection.SessionIdleTimeoutMiddleware")
+MIDDLEWARE.append("config.agent_calls.PeopleOnlySessionIdleTimeoutMiddleware")
 # The longest a session lives, active or not.
 SESSION_COOKIE_AGE = int(os.environ.get("SESSION_MAX_AGE_SECONDS", "43200"))
 SESSION_COOKIE_SAMESITE = "Lax"
