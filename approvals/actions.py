@@ -7,6 +7,7 @@ transaction, and queues the broadcast with ``transaction.on_commit``."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,8 +36,10 @@ from audit.chain import (
     stripe_partitions,
     write_event,
 )
+from audit.installation import installation_id
 from core.errors import Refused
 from core.sql import insert_statement, mark_saved
+from grants.tokens import sign_grant
 from rollout import permissions as rollout_permissions
 from rollout.actions import KILL_SWITCH_LOCK_KEY, engaged_switches_for, release_for
 from rollout.models import Agent, KillSwitch, PolicyVersion
@@ -372,8 +375,13 @@ def _decide_and_record(
         action.feedback = "; ".join(decision.reasons)
     if action.id is None:  # no id drawn in advance: the row first, for the event to name
         action.save()
+        if action.status == Status.ALLOWED:
+            _issue_grant(action, now)
+            action.save(update_fields=["grant", "grant_id"])
         also = []
     else:
+        if action.status == Status.ALLOWED:
+            _issue_grant(action, now)
         also = [insert_statement(action)]
     # A duplicate idempotency key aborts this whole transaction; submit_action answers it.
     write_event(
@@ -407,6 +415,41 @@ def _decide_and_record(
 
 def _grant_deadline(start: Any) -> Any:
     return start + timedelta(seconds=settings.GRANT_TTL_SECONDS)
+
+
+def _obo_username(on_behalf_of: str) -> str | None:
+    """The username of the person an action is on behalf of, when it names one exactly."""
+    if not on_behalf_of:
+        return None
+    from django.contrib.auth import get_user_model
+
+    model = get_user_model()
+    found = model._default_manager.filter(**{model.USERNAME_FIELD: on_behalf_of}).exists()
+    return on_behalf_of if found else None
+
+
+def _issue_grant(action: Action, now: Any) -> None:
+    """Sign the execution grant of an action that just became allowed or approved (it must
+    have its id and ``grant_expires_at``) and keep it on the row (the caller saves): the
+    claims bind the action to its tool, the canonical hash of the arguments that will run,
+    the person it acts for, its environment and policy version, until the grant window
+    closes. Issued once; a replay of the submission answers the stored token."""
+    action.grant_id = uuid.uuid4().hex
+    claims = {
+        "iss": installation_id(),
+        "jti": action.grant_id,
+        "sub": str(action.pk),
+        "agent": action.agent.slug,
+        "tool": action.tool,
+        "payload_hash": action.payload_hash,
+        "obo": _obo_username(action.on_behalf_of),
+        # Environments bound to agent tokens come later (issue 21): none yet.
+        "env": None,
+        "pv": None if action.policy_version is None else action.policy_version.number,
+        "iat": int(now.timestamp()),
+        "exp": int(action.grant_expires_at.timestamp()),
+    }
+    action.grant = sign_grant(claims)
 
 
 # --- people's decisions -------------------------------------------------------------------
@@ -629,7 +672,17 @@ def _record_approval(action: Action, user: Any, comment: str, channel: str) -> N
         transition(action, Status.APPROVED)
         action.decided_at = timezone.now()
         action.grant_expires_at = _grant_deadline(action.decided_at)
-        action.save(update_fields=["status", "decided_at", "grant_expires_at", "updated_at"])
+        _issue_grant(action, action.decided_at)
+        action.save(
+            update_fields=[
+                "status",
+                "decided_at",
+                "grant_expires_at",
+                "grant",
+                "grant_id",
+                "updated_at",
+            ]
+        )
         _audit(
             action,
             verbs.ACTION_APPROVED,

@@ -60,6 +60,11 @@ CIRCUIT_BREAKER_TRIPPED = register(
 AGENT_DEMOTED = register("agent.demoted", "{actor} demoted {target}")
 DRILL_COMPLETED = register("drill.completed", "{actor} ran a kill-switch drill on {target}")
 
+# Execution grants: the keys that sign them
+GRANT_KEY_ROTATED = register(
+    "grant_key.rotated", "{actor} rotated the grant signing key; {target} signs now"
+)
+
 # The log itself
 AUDIT_CHECKPOINT = register("audit.checkpoint", "checkpoint of every chain partition")
 

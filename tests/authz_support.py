@@ -377,6 +377,7 @@ OPS: list[Op] = [
     # --- infrastructure and public pages
     Op("healthz", "GET", "public"),
     Op("readyz", "GET", "public"),
+    Op("grants:key-set", "GET", "public"),
     Op("metrics", "GET", "machine"),
     Op("api-schema", "GET", "public"),
     Op("api-docs", "GET", "public"),

@@ -108,6 +108,7 @@ name                             method anonymous agent   reviewer reviewer_a cr
 # --- infrastructure and login (public by design; /metrics is for the scraper or staff)
 healthz                          GET    200       200     200      200        200      200      200        200      200        200     200       200      200       200     200        200
 readyz                           GET    200       200     200      200        200      200      200        200      200        200     200       200      200       200     200        200
+grants:key-set                   GET    200       200     200      200        200      200      200        200      200        200     200       200      200       200     200        200
 metrics                          GET    403       403     403      403        403      403      403        403      403        403     403       403      200       403     403        403
 api-schema                       GET    200       200     200      200        200      200      200        200      200        200     200       200      200       200     200        200
 api-docs                         GET    200       200     200      200        200      200      200        200      200        200     200       200      200       200     200        200

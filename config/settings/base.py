@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "audit",
     "accounts",
     "rollout",
+    "grants",
     "approvals",
     "incidents",
     "governance",
