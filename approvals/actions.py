@@ -39,7 +39,7 @@ from audit.chain import (
 from audit.installation import installation_id
 from core.errors import Refused
 from core.sql import insert_statement, mark_saved
-from grants.tokens import sign_grant
+from grants.tokens import InvalidGrant, read_grant, sign_grant
 from rollout import permissions as rollout_permissions
 from rollout.actions import KILL_SWITCH_LOCK_KEY, engaged_switches_for, release_for
 from rollout.models import Agent, KillSwitch, PolicyVersion
@@ -1001,12 +1001,86 @@ def _revoke_grant_locked(action: Action) -> None:
     _on_commit_broadcast(action, "revoked")
 
 
+@dataclass(frozen=True)
+class GrantCheck:
+    """The online answer about a grant: ``valid`` and a stable ``code`` (``ok``; signature
+    problems as ``grants.tokens.InvalidGrant``; ``wrong_tool``/``wrong_arguments``/
+    ``wrong_environment``; ``revoked``, ``used``, ``expired``, ``unknown_grant``)."""
+
+    valid: bool
+    code: str
+    detail: str
+    action: Action | None = None
+
+
+UNCHECKED: Any = object()
+
+
+def check_grant(
+    *,
+    token: str,
+    service: str,
+    tool: str | None = None,
+    arguments: Any = UNCHECKED,
+    environment: Any = UNCHECKED,
+    consume: bool = False,
+) -> GrantCheck:
+    """What a tool service asks before running a tool: is this grant authentic, bound to
+    what it is about to run (when it says), unexpired, not revoked (kill switch, grant
+    window) and — with ``consume`` — not used before? A consuming check marks the grant used
+    under the action's row lock (two replicas asking at once: one ``ok``, one ``used``) and
+    audits ``grant.consumed``; nothing else changes. A grant whose action already reported
+    its execution counts as used."""
+    try:
+        claims = read_grant(token)
+    except InvalidGrant as exc:
+        return GrantCheck(False, exc.code, str(exc))
+    if tool is not None and claims["tool"] != tool:
+        return GrantCheck(False, "wrong_tool", f"The grant is for {claims['tool']!r}.")
+    if arguments is not UNCHECKED and claims["payload_hash"] != payload_hash(arguments):
+        return GrantCheck(False, "wrong_arguments", "The arguments differ from the granted ones.")
+    if environment is not UNCHECKED and claims["env"] != environment:
+        return GrantCheck(
+            False, "wrong_environment", f"The grant is for environment {claims['env']!r}."
+        )
+    with transaction.atomic():
+        action = (
+            Action.objects.select_for_update(of=("self",))
+            .select_related("agent")
+            .filter(pk=int(claims["sub"]), grant_id=claims["jti"])
+            .first()
+        )
+        if action is None:
+            return GrantCheck(False, "unknown_grant", "No action holds this grant any more.")
+        if action.status == Status.REVOKED:
+            return GrantCheck(False, "revoked", action.feedback or "The grant was revoked.", action)
+        ran = action.reports.filter(kind=Report.Kind.EXECUTION).exists()
+        if action.grant_used_at is not None or ran or action.status not in EXECUTABLE:
+            return GrantCheck(False, "used", "The grant was used already.", action)
+        if _grant_expired(action):
+            return GrantCheck(False, "expired", "The grant window has closed.", action)
+        if consume:
+            action.grant_used_at = timezone.now()
+            action.save(update_fields=["grant_used_at", "updated_at"])
+            _audit(
+                action,
+                verbs.GRANT_CONSUMED,
+                Actor.system(f"service:{service}"),
+                {"grant_id": action.grant_id, "payload_hash": action.payload_hash},
+            )
+        return GrantCheck(True, "ok", "The grant allows this call.", action)
+
+
 def revoke_stale_grant(*, action_id: int) -> bool:
     """Revoke an approved or allowed action whose grant window passed unexecuted (no-op
     otherwise). Audits ``action.revoked``; owes a webhook; broadcasts."""
     with transaction.atomic():
         action = _lock(action_id)
-        if not _grant_expired(action) or action.reports.filter(kind=Report.Kind.EXECUTION).exists():
+        if (
+            not _grant_expired(action)
+            or action.grant_used_at is not None  # a tool service ran it: not "unexecuted"
+            or action.reports.filter(kind=Report.Kind.EXECUTION).exists()
+        ):
             return False
         _revoke_grant_locked(action)
         return True

@@ -55,6 +55,8 @@ class Action(models.Model):
     # ``grant_id`` is its ``jti``.
     grant = models.TextField(blank=True)
     grant_id = models.CharField(max_length=32, blank=True)
+    # When a tool service used the grant through the online check (``consume``): once only.
+    grant_used_at = models.DateTimeField(null=True, blank=True)
     reversible_until = models.DateTimeField(null=True, blank=True)
     # Opt-in proof of life of the agent waiting on a pending action: waits and heartbeats
     # renew ``lease_expires_at``; once it passes the action is cancelled (``agent_gone``).

@@ -544,3 +544,65 @@ class BoundedJSONFieldSchema(OpenApiSerializerFieldExtension):
 
     def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict:
         return {"type": "object", "maxProperties": self.target.max_keys}
+
+
+class GrantCheckInSerializer(StrictSerializer):
+    """A tool service's online question about a grant."""
+
+    grant = serializers.CharField(max_length=4096, help_text="The grant (JWS compact token).")
+    tool = serializers.CharField(
+        max_length=120, required=False, help_text="When given: the grant must be for this tool."
+    )
+    arguments = serializers.JSONField(
+        required=False,
+        help_text="When given: the grant must be for exactly these arguments (canonical hash).",
+    )
+    environment = serializers.CharField(
+        max_length=40,
+        required=False,
+        allow_null=True,
+        help_text="When given (null: none): the grant must be for this environment.",
+    )
+    consume = serializers.BooleanField(
+        default=False,
+        help_text="Mark the grant used: this check answers `ok` once, `used` ever after.",
+    )
+
+
+class GrantCheckOutSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    code = serializers.CharField(
+        help_text=(
+            "`ok`; `malformed`, `unknown_key`, `bad_signature`, `expired`; `wrong_tool`, "
+            "`wrong_arguments`, `wrong_environment`; `revoked` (kill switch or grant window), "
+            "`used`, `unknown_grant`."
+        )
+    )
+    detail = serializers.CharField()
+    action = serializers.IntegerField(allow_null=True)
+    agent = serializers.CharField(allow_null=True)
+    tool = serializers.CharField(allow_null=True)
+
+
+class RevocationQuerySerializer(StrictSerializer):
+    since = serializers.CharField(
+        required=False,
+        max_length=200,
+        help_text="`next` of the previous answer; absent: from the oldest revocation kept.",
+    )
+
+
+class RevocationSerializer(serializers.Serializer):
+    grant_id = serializers.CharField(help_text="The grant's `jti`.")
+    action = serializers.IntegerField()
+    revoked_at = serializers.DateTimeField()
+
+
+class RevocationPageSerializer(serializers.Serializer):
+    revocations = RevocationSerializer(many=True)
+    next = serializers.CharField(help_text="Pass as `since` to get what was revoked after.")
+
+
+def encode_revocation_cursor(moment: datetime, pk: int) -> str:
+    raw = json.dumps([moment.isoformat(), pk], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")

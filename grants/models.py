@@ -32,3 +32,20 @@ class GrantKey(models.Model):
 
     def __str__(self) -> str:
         return self.kid
+
+
+class ServiceToken(models.Model):
+    """A bearer token of a tool service (``als_…``): it may check grants online
+    (``POST /api/v1/grants/verify``) and read the revocation list, nothing else. Only its
+    digest is stored; the token is shown once."""
+
+    name = models.CharField(max_length=80, unique=True)
+    prefix = models.CharField(max_length=12)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

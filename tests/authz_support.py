@@ -681,6 +681,10 @@ OPS: list[Op] = [
     ),
     Op("api-action-withdraw", "POST", "api", kwargs=_action("pending"), targeted=True),
     Op("api-action-heartbeat", "POST", "api", kwargs=_action("pending"), targeted=True),
+    # Tool services' endpoints: a service token only (tests/test_grants_online.py); every
+    # role of the matrix is refused before the body is read.
+    Op("api-grant-verify", "POST", "api", body=_fixed({"grant": "x.y.z"})),
+    Op("api-grant-revocations", "GET", "api"),
     Op(
         "api-action-rollback",
         "POST",

@@ -4,18 +4,14 @@ service verifies offline (``airlock_sdk.grants``); keys are encrypted at rest an
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
 import jwt
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import call_command
 from django.test import override_settings
@@ -31,10 +27,10 @@ from grants import keys
 from grants.models import GrantKey
 from grants.tokens import InvalidGrant, read_grant, sign_grant
 from tests import factories
-from tests.conftest import free_port
+from tests.grant_support import tool_service
 
 # isort: split
-from airlock_sdk.grants import GrantMiddleware, GrantRejected, KeySet, RemoteKeySet, verify
+from airlock_sdk.grants import GrantRejected, KeySet, RemoteKeySet, verify
 
 pytestmark = pytest.mark.django_db
 
@@ -274,43 +270,13 @@ def test_grant_keys_list__says_which_key_signs(capsys):
 # --- the SDK middleware in a tool service -------------------------------------------------
 
 
-@contextlib.contextmanager
-def _tool_service(keyset: KeySet) -> Iterator[httpx.Client]:
-    """A real tool service on a loopback port: one endpoint behind the SDK's middleware."""
-    ran: list[dict] = []
-
-    async def app(scope, receive, send):
-        message = await receive()
-        ran.append({"body": json.loads(message["body"]), "grant": scope["airlock.grant"].action_id})
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"noted"})
-
-    service = GrantMiddleware(app, tools={"/ticket_draft": "create_ticket_draft"}, keys=keyset)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(service, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            client.ran = ran  # type: ignore[attr-defined]
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-
-
 def test_tool_service_middleware__runs_only_what_the_grant_allows(client, agent_api):
     draft = {"subject": "Late parcel", "body": "Customer called back"}
     mine = submit(agent_api, "create_ticket_draft", draft)
     other = submit(agent_api, "get_order_status", ORDER)
     assert mine["status"] == "allowed", mine
 
-    with _tool_service(key_set(client)) as service:
+    with tool_service(key_set(client)) as service:
         no_grant = service.post("/ticket_draft", json=draft)
         other_grant = service.post(
             "/ticket_draft", json=draft, headers={"Airlock-Grant": other["grant"]}

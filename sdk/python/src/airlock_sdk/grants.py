@@ -22,6 +22,7 @@ Errors are :class:`GrantRejected` with a stable ``code``: ``malformed``, ``unkno
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -212,6 +213,41 @@ def _token_from(headers: Mapping[str, str]) -> str | None:
     return token.strip() if token else None
 
 
+class OnlineCheck:
+    """Airlock's online grant check (``POST /api/v1/grants/verify`` with a service token):
+    what an offline ``verify`` cannot prove — that the grant was not revoked since (a kill
+    switch) and, with ``consume``, that no replica of this service used it before."""
+
+    def __init__(
+        self,
+        airlock_url: str,
+        service_token: str,
+        *,
+        timeout: float = 10.0,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.url = airlock_url.rstrip("/") + "/api/v1/grants/verify"
+        self._headers = {"Authorization": f"Bearer {service_token}"}
+        self._client = client or httpx.Client(timeout=timeout)
+
+    def check(self, grant: str, *, consume: bool = True) -> None:
+        """Raise :class:`GrantRejected` unless Airlock answers ``ok`` (fails closed: an
+        unreachable Airlock is ``airlock_unavailable``)."""
+        try:
+            response = self._client.post(
+                self.url, json={"grant": grant, "consume": consume}, headers=self._headers
+            )
+        except httpx.HTTPError as exc:
+            raise GrantRejected("airlock_unavailable", f"Airlock unreachable: {exc}") from exc
+        if response.status_code != 200:
+            raise GrantRejected(
+                "airlock_unavailable", f"Airlock answered {response.status_code} to the check"
+            )
+        answer = response.json()
+        if not answer.get("valid"):
+            raise GrantRejected(answer.get("code", "invalid"), answer.get("detail", "refused"))
+
+
 ASGIApp = Callable[
     [dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]
 ]
@@ -220,8 +256,9 @@ ASGIApp = Callable[
 class GrantMiddleware:
     """ASGI middleware for a tool service: a POST to one of ``tools`` (path → tool name)
     runs only with an ``Airlock-Grant`` header whose grant allows that tool with exactly the
-    request's JSON body as arguments; otherwise 403 ``{"code": …, "detail": …}`` and the app
-    never sees the request. The verified :class:`Grant` is in ``scope["airlock.grant"]``.
+    request's JSON body as arguments (and, with ``online``, that Airlock says it is neither
+    revoked nor used: each grant runs once across every replica); otherwise 403
+    ``{"code": …, "detail": …}`` and the app never sees the request. The verified :class:`Grant` is in ``scope["airlock.grant"]``.
     Other paths pass through untouched."""
 
     def __init__(
@@ -232,9 +269,11 @@ class GrantMiddleware:
         keys: KeySet,
         env: str | None = None,
         issuer: str | None = None,
+        online: OnlineCheck | None = None,
         max_body_bytes: int = 1_048_576,
     ) -> None:
         self.app = app
+        self.online = online
         self.tools = dict(tools)
         self.keys = keys
         self.env = env
@@ -260,7 +299,8 @@ class GrantMiddleware:
                 return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            grant = self._verified(headers, tool, body)
+            # The online check is a blocking HTTP call: off the event loop.
+            grant = await asyncio.to_thread(self._verified, headers, tool, body)
         except GrantRejected as exc:
             await _answer(send, 403, exc.code, str(exc))
             return
@@ -283,9 +323,12 @@ class GrantMiddleware:
             arguments = json.loads(body or b"null")
         except ValueError as exc:
             raise GrantRejected("malformed", "the request body is not JSON") from exc
-        return verify(
+        grant = verify(
             token, tool=tool, arguments=arguments, env=self.env, keys=self.keys, issuer=self.issuer
         )
+        if self.online is not None:
+            self.online.check(token, consume=True)
+        return grant
 
 
 async def _answer(send: Callable, status: int, code: str, detail: str) -> None:
