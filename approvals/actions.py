@@ -7,6 +7,7 @@ transaction, and queues the broadcast with ``transaction.on_commit``."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,8 +36,10 @@ from audit.chain import (
     stripe_partitions,
     write_event,
 )
+from audit.installation import installation_id
 from core.errors import Refused
 from core.sql import insert_statement, mark_saved
+from grants.tokens import InvalidGrant, read_grant, sign_grant
 from rollout import permissions as rollout_permissions
 from rollout.actions import KILL_SWITCH_LOCK_KEY, engaged_switches_for, release_for
 from rollout.models import Agent, KillSwitch, PolicyVersion
@@ -372,8 +375,13 @@ def _decide_and_record(
         action.feedback = "; ".join(decision.reasons)
     if action.id is None:  # no id drawn in advance: the row first, for the event to name
         action.save()
+        if action.status == Status.ALLOWED:
+            _issue_grant(action, now)
+            action.save(update_fields=["grant", "grant_id"])
         also = []
     else:
+        if action.status == Status.ALLOWED:
+            _issue_grant(action, now)
         also = [insert_statement(action)]
     # A duplicate idempotency key aborts this whole transaction; submit_action answers it.
     write_event(
@@ -408,6 +416,41 @@ def _decide_and_record(
 
 def _grant_deadline(start: Any) -> Any:
     return start + timedelta(seconds=settings.GRANT_TTL_SECONDS)
+
+
+def _obo_username(on_behalf_of: str) -> str | None:
+    """The username of the person an action is on behalf of, when it names one exactly."""
+    if not on_behalf_of:
+        return None
+    from django.contrib.auth import get_user_model
+
+    model = get_user_model()
+    found = model._default_manager.filter(**{model.USERNAME_FIELD: on_behalf_of}).exists()
+    return on_behalf_of if found else None
+
+
+def _issue_grant(action: Action, now: Any) -> None:
+    """Sign the execution grant of an action that just became allowed or approved (it must
+    have its id and ``grant_expires_at``) and keep it on the row (the caller saves): the
+    claims bind the action to its tool, the canonical hash of the arguments that will run,
+    the person it acts for, its environment and policy version, until the grant window
+    closes. Issued once; a replay of the submission answers the stored token."""
+    action.grant_id = uuid.uuid4().hex
+    claims = {
+        "iss": installation_id(),
+        "jti": action.grant_id,
+        "sub": str(action.pk),
+        "agent": action.agent.slug,
+        "tool": action.tool,
+        "payload_hash": action.payload_hash,
+        "obo": _obo_username(action.on_behalf_of),
+        # Environments bound to agent tokens come later (issue 21): none yet.
+        "env": None,
+        "pv": None if action.policy_version is None else action.policy_version.number,
+        "iat": int(now.timestamp()),
+        "exp": int(action.grant_expires_at.timestamp()),
+    }
+    action.grant = sign_grant(claims)
 
 
 # --- people's decisions -------------------------------------------------------------------
@@ -630,7 +673,17 @@ def _record_approval(action: Action, user: Any, comment: str, channel: str) -> N
         transition(action, Status.APPROVED)
         action.decided_at = timezone.now()
         action.grant_expires_at = _grant_deadline(action.decided_at)
-        action.save(update_fields=["status", "decided_at", "grant_expires_at", "updated_at"])
+        _issue_grant(action, action.decided_at)
+        action.save(
+            update_fields=[
+                "status",
+                "decided_at",
+                "grant_expires_at",
+                "grant",
+                "grant_id",
+                "updated_at",
+            ]
+        )
         _audit(
             action,
             verbs.ACTION_APPROVED,
@@ -949,12 +1002,86 @@ def _revoke_grant_locked(action: Action) -> None:
     _on_commit_broadcast(action, "revoked")
 
 
+@dataclass(frozen=True)
+class GrantCheck:
+    """The online answer about a grant: ``valid`` and a stable ``code`` (``ok``; signature
+    problems as ``grants.tokens.InvalidGrant``; ``wrong_tool``/``wrong_arguments``/
+    ``wrong_environment``; ``revoked``, ``used``, ``expired``, ``unknown_grant``)."""
+
+    valid: bool
+    code: str
+    detail: str
+    action: Action | None = None
+
+
+UNCHECKED: Any = object()
+
+
+def check_grant(
+    *,
+    token: str,
+    service: str,
+    tool: str | None = None,
+    arguments: Any = UNCHECKED,
+    environment: Any = UNCHECKED,
+    consume: bool = False,
+) -> GrantCheck:
+    """What a tool service asks before running a tool: is this grant authentic, bound to
+    what it is about to run (when it says), unexpired, not revoked (kill switch, grant
+    window) and — with ``consume`` — not used before? A consuming check marks the grant used
+    under the action's row lock (two replicas asking at once: one ``ok``, one ``used``) and
+    audits ``grant.consumed``; nothing else changes. A grant whose action already reported
+    its execution counts as used."""
+    try:
+        claims = read_grant(token)
+    except InvalidGrant as exc:
+        return GrantCheck(False, exc.code, str(exc))
+    if tool is not None and claims["tool"] != tool:
+        return GrantCheck(False, "wrong_tool", f"The grant is for {claims['tool']!r}.")
+    if arguments is not UNCHECKED and claims["payload_hash"] != payload_hash(arguments):
+        return GrantCheck(False, "wrong_arguments", "The arguments differ from the granted ones.")
+    if environment is not UNCHECKED and claims["env"] != environment:
+        return GrantCheck(
+            False, "wrong_environment", f"The grant is for environment {claims['env']!r}."
+        )
+    with transaction.atomic():
+        action = (
+            Action.objects.select_for_update(of=("self",))
+            .select_related("agent")
+            .filter(pk=int(claims["sub"]), grant_id=claims["jti"])
+            .first()
+        )
+        if action is None:
+            return GrantCheck(False, "unknown_grant", "No action holds this grant any more.")
+        if action.status == Status.REVOKED:
+            return GrantCheck(False, "revoked", action.feedback or "The grant was revoked.", action)
+        ran = action.reports.filter(kind=Report.Kind.EXECUTION).exists()
+        if action.grant_used_at is not None or ran or action.status not in EXECUTABLE:
+            return GrantCheck(False, "used", "The grant was used already.", action)
+        if _grant_expired(action):
+            return GrantCheck(False, "expired", "The grant window has closed.", action)
+        if consume:
+            action.grant_used_at = timezone.now()
+            action.save(update_fields=["grant_used_at", "updated_at"])
+            _audit(
+                action,
+                verbs.GRANT_CONSUMED,
+                Actor.system(f"service:{service}"),
+                {"grant_id": action.grant_id, "payload_hash": action.payload_hash},
+            )
+        return GrantCheck(True, "ok", "The grant allows this call.", action)
+
+
 def revoke_stale_grant(*, action_id: int) -> bool:
     """Revoke an approved or allowed action whose grant window passed unexecuted (no-op
     otherwise). Audits ``action.revoked``; owes a webhook; broadcasts."""
     with transaction.atomic():
         action = _lock(action_id)
-        if not _grant_expired(action) or action.reports.filter(kind=Report.Kind.EXECUTION).exists():
+        if (
+            not _grant_expired(action)
+            or action.grant_used_at is not None  # a tool service ran it: not "unexecuted"
+            or action.reports.filter(kind=Report.Kind.EXECUTION).exists()
+        ):
             return False
         _revoke_grant_locked(action)
         return True

@@ -11,9 +11,11 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers as drf_serializers
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -37,15 +39,23 @@ from approvals.serializers import (
     ActionSubmitSerializer,
     DecisionInSerializer,
     ExecutionReportSerializer,
+    GrantCheckInSerializer,
+    GrantCheckOutSerializer,
+    RevocationPageSerializer,
+    RevocationQuerySerializer,
     RollbackReportSerializer,
+    decode_cursor,
     encode_cursor,
+    encode_revocation_cursor,
 )
+from approvals.states import Status
 from core.api import AirlockAPIView, valid_body
 from core.api_errors import ApiError
 from core.parsers import InvalidText, identifier_problem
 from core.people import is_agent
 from core.permissions import IsAgent, IsPerson
 from core.serializers import NoFieldsSerializer
+from grants.authentication import IsToolService, ServiceRateThrottle, ServiceTokenAuthentication
 from rollout.authentication import AgentTokenAuthentication
 
 MAX_IDEMPOTENCY_KEY = 200
@@ -487,3 +497,98 @@ def _step_up_check(request: Request, action: Action) -> actions.StepUpCheck:
     ``X-Airlock-OTP`` code is verified first, outside the decision's transaction."""
     verify_offered_code(request, purpose=approval_purpose(action))
     return approval_step_up_check(request)
+
+
+# --- tool services: the online grant check and the revocation list --------------------------
+
+REVOCATION_PAGE_SIZE = 500
+
+
+class GrantVerifyView(AirlockAPIView):
+    authentication_classes = [ServiceTokenAuthentication]
+    permission_classes = [IsToolService]
+    throttle_classes = [ServiceRateThrottle]
+
+    @extend_schema(
+        operation_id="verify_grant",
+        summary="Check a grant online (and use it once)",
+        request=GrantCheckInSerializer,
+        responses={200: GrantCheckOutSerializer},
+        description=(
+            "For tool services (service token). Proves the grant authentic and unexpired, "
+            "optionally bound to `tool`, `arguments` and `environment`, and not revoked (a "
+            "kill switch in scope, or the grant window passed unexecuted). With "
+            "`consume: true` it answers `ok` once and `used` after, across every replica of "
+            "the service. Always `200` for a well-formed question: `valid` and `code` say."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        body = valid_body(GrantCheckInSerializer, request)
+        check = actions.check_grant(
+            token=body["grant"],
+            service=request.user.token.name,
+            tool=body.get("tool"),
+            arguments=body.get("arguments", actions.UNCHECKED),
+            environment=body.get("environment", actions.UNCHECKED),
+            consume=body["consume"],
+        )
+        action = check.action
+        return Response(
+            {
+                "valid": check.valid,
+                "code": check.code,
+                "detail": check.detail,
+                "action": None if action is None else action.pk,
+                "agent": None if action is None else action.agent.slug,
+                "tool": None if action is None else action.tool,
+            }
+        )
+
+
+class GrantRevocationsView(AirlockAPIView):
+    authentication_classes = [ServiceTokenAuthentication]
+    permission_classes = [IsToolService]
+    throttle_classes = [ServiceRateThrottle]
+
+    @extend_schema(
+        operation_id="list_grant_revocations",
+        summary="Grants revoked since a position",
+        parameters=[RevocationQuerySerializer],
+        responses={200: RevocationPageSerializer},
+        description=(
+            "For tool services that cache: every grant revoked (kill switch, grant window) "
+            f"after `since`, oldest first, up to {REVOCATION_PAGE_SIZE} per answer; pass "
+            "`next` back as `since` to follow."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        query = RevocationQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows = Action.objects.filter(status=Status.REVOKED).exclude(grant_id="")
+        since = query.validated_data.get("since")
+        if since:
+            try:
+                moment, pk = decode_cursor(since)
+            except drf_serializers.ValidationError as exc:
+                raise ApiError(
+                    400, "invalid", "Invalid query.", {"since": [str(exc.detail[0])]}
+                ) from exc
+            rows = rows.filter(Q(updated_at__gt=moment) | Q(updated_at=moment, pk__gt=pk))
+        page = list(
+            rows.order_by("updated_at", "pk").values_list("grant_id", "pk", "updated_at")[
+                :REVOCATION_PAGE_SIZE
+            ]
+        )
+        if page:
+            next_since = encode_revocation_cursor(page[-1][2], page[-1][1])
+        else:
+            next_since = since or encode_revocation_cursor(timezone.now(), 0)
+        return Response(
+            {
+                "revocations": [
+                    {"grant_id": grant_id, "action": pk, "revoked_at": moment.isoformat()}
+                    for grant_id, pk, moment in page
+                ],
+                "next": next_since,
+            }
+        )

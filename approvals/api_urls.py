@@ -26,4 +26,6 @@ urlpatterns = [
     path(
         "actions/<int:action_id>/decisions", api.DecisionView.as_view(), name="api-action-decisions"
     ),
+    path("grants/verify", api.GrantVerifyView.as_view(), name="api-grant-verify"),
+    path("grants/revocations", api.GrantRevocationsView.as_view(), name="api-grant-revocations"),
 ]

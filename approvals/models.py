@@ -50,6 +50,13 @@ class Action(models.Model):
     escalated_at = models.DateTimeField(null=True, blank=True)
     # An approved or allowed action must be executed (reported) before this, or it is revoked.
     grant_expires_at = models.DateTimeField(null=True, blank=True)
+    # The signed execution grant (JWS compact, ``grants.tokens``) issued when the action
+    # became allowed or approved, stored so an idempotent replay answers the same token;
+    # ``grant_id`` is its ``jti``.
+    grant = models.TextField(blank=True)
+    grant_id = models.CharField(max_length=32, blank=True)
+    # When a tool service used the grant through the online check (``consume``): once only.
+    grant_used_at = models.DateTimeField(null=True, blank=True)
     reversible_until = models.DateTimeField(null=True, blank=True)
     # Opt-in proof of life of the agent waiting on a pending action: waits and heartbeats
     # renew ``lease_expires_at``; once it passes the action is cancelled (``agent_gone``).

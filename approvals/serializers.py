@@ -17,7 +17,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from approvals import rules
-from approvals.masking import masked_arguments
+from approvals.masking import is_own_agent, masked_arguments
 from approvals.models import Action, Decision, Report
 from approvals.states import Status
 from approvals.validators import callback_url_problem
@@ -268,6 +268,14 @@ class ActionSerializer(serializers.ModelSerializer):
     execution = serializers.SerializerMethodField(
         help_text="The agent's execution report once accepted (else null)."
     )
+    grant = serializers.SerializerMethodField(
+        help_text=(
+            "The execution grant of an `allowed` or `approved` action: a JWS compact token "
+            "(EdDSA) the tool service verifies (`airlock_sdk.grants.verify`, keys at "
+            "`/.well-known/airlock-grant-keys.json`). Shown to the action's own agent only, "
+            "while the action may run or after it ran; null otherwise."
+        )
+    )
     links = serializers.SerializerMethodField()
 
     class Meta:
@@ -296,6 +304,7 @@ class ActionSerializer(serializers.ModelSerializer):
             "created_at",
             "decided_at",
             "execution",
+            "grant",
             "links",
         ]
         read_only_fields = fields
@@ -331,6 +340,7 @@ class ActionSerializer(serializers.ModelSerializer):
             "created_at": _datetime(action.created_at),
             "decided_at": _datetime(action.decided_at),
             "execution": self.get_execution(action),
+            "grant": self.get_grant(action),
             "links": self.get_links(action),
         }
 
@@ -350,6 +360,13 @@ class ActionSerializer(serializers.ModelSerializer):
             return None  # the gate's answer: nothing can have run yet
         return execution_report(action)
 
+    def get_grant(self, action: Action) -> str | None:
+        # A grant is an instruction to the tool service, for the agent that runs the tool:
+        # a person reading the action (or another agent) never gets one to replay.
+        if not action.grant or action.status not in _GRANT_SHOWN:
+            return None
+        return action.grant if is_own_agent(self.context.get("viewer"), action) else None
+
     def get_links(self, action: Action) -> dict:
         base = f"/api/v1/actions/{action.pk}"
         return {
@@ -359,6 +376,20 @@ class ActionSerializer(serializers.ModelSerializer):
             "card": f"/actions/{action.pk}",
         }
 
+
+# Statuses in which the agent is shown its grant: it may run (or ran, for a replay that
+# must answer the same token). A revoked, cancelled or expired grant is not shown.
+_GRANT_SHOWN = frozenset(
+    {
+        Status.ALLOWED,
+        Status.APPROVED,
+        Status.EXECUTED,
+        Status.FAILED,
+        Status.ROLLBACK_REQUESTED,
+        Status.ROLLED_BACK,
+        Status.ROLLBACK_FAILED,
+    }
+)
 
 # Statuses in which an action cannot carry an execution report (nothing ran).
 _NEVER_REPORTED = frozenset(
@@ -513,3 +544,65 @@ class BoundedJSONFieldSchema(OpenApiSerializerFieldExtension):
 
     def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict:
         return {"type": "object", "maxProperties": self.target.max_keys}
+
+
+class GrantCheckInSerializer(StrictSerializer):
+    """A tool service's online question about a grant."""
+
+    grant = serializers.CharField(max_length=4096, help_text="The grant (JWS compact token).")
+    tool = serializers.CharField(
+        max_length=120, required=False, help_text="When given: the grant must be for this tool."
+    )
+    arguments = serializers.JSONField(
+        required=False,
+        help_text="When given: the grant must be for exactly these arguments (canonical hash).",
+    )
+    environment = serializers.CharField(
+        max_length=40,
+        required=False,
+        allow_null=True,
+        help_text="When given (null: none): the grant must be for this environment.",
+    )
+    consume = serializers.BooleanField(
+        default=False,
+        help_text="Mark the grant used: this check answers `ok` once, `used` ever after.",
+    )
+
+
+class GrantCheckOutSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    code = serializers.CharField(
+        help_text=(
+            "`ok`; `malformed`, `unknown_key`, `bad_signature`, `expired`; `wrong_tool`, "
+            "`wrong_arguments`, `wrong_environment`; `revoked` (kill switch or grant window), "
+            "`used`, `unknown_grant`."
+        )
+    )
+    detail = serializers.CharField()
+    action = serializers.IntegerField(allow_null=True)
+    agent = serializers.CharField(allow_null=True)
+    tool = serializers.CharField(allow_null=True)
+
+
+class RevocationQuerySerializer(StrictSerializer):
+    since = serializers.CharField(
+        required=False,
+        max_length=200,
+        help_text="`next` of the previous answer; absent: from the oldest revocation kept.",
+    )
+
+
+class RevocationSerializer(serializers.Serializer):
+    grant_id = serializers.CharField(help_text="The grant's `jti`.")
+    action = serializers.IntegerField()
+    revoked_at = serializers.DateTimeField()
+
+
+class RevocationPageSerializer(serializers.Serializer):
+    revocations = RevocationSerializer(many=True)
+    next = serializers.CharField(help_text="Pass as `since` to get what was revoked after.")
+
+
+def encode_revocation_cursor(moment: datetime, pk: int) -> str:
+    raw = json.dumps([moment.isoformat(), pk], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")

@@ -60,6 +60,18 @@ CIRCUIT_BREAKER_TRIPPED = register(
 AGENT_DEMOTED = register("agent.demoted", "{actor} demoted {target}")
 DRILL_COMPLETED = register("drill.completed", "{actor} ran a kill-switch drill on {target}")
 
+# Execution grants: the keys that sign them
+SERVICE_TOKEN_ISSUED = register(
+    "service_token.issued", "{actor} issued a tool service token {target}"
+)
+SERVICE_TOKEN_REVOKED = register(
+    "service_token.revoked", "{actor} revoked tool service token {target}"
+)
+GRANT_CONSUMED = register("grant.consumed", "{actor} used the grant of {target}")
+GRANT_KEY_ROTATED = register(
+    "grant_key.rotated", "{actor} rotated the grant signing key; {target} signs now"
+)
+
 # The log itself
 AUDIT_CHECKPOINT = register("audit.checkpoint", "checkpoint of every chain partition")
 

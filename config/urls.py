@@ -15,6 +15,7 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     # Login (password, then a second factor when due), two-factor, tokens, People.
     path("", include("accounts.urls")),
+    path("", include("grants.urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up code as a script of its own (?script), and

@@ -381,6 +381,7 @@ OPS: list[Op] = [
     # --- infrastructure and public pages
     Op("healthz", "GET", "public"),
     Op("readyz", "GET", "public"),
+    Op("grants:key-set", "GET", "public"),
     Op("metrics", "GET", "machine"),
     Op("api-schema", "GET", "public"),
     Op("api-docs", "GET", "public"),
@@ -699,6 +700,10 @@ OPS: list[Op] = [
     ),
     Op("api-action-withdraw", "POST", "api", kwargs=_action("pending"), targeted=True),
     Op("api-action-heartbeat", "POST", "api", kwargs=_action("pending"), targeted=True),
+    # Tool services' endpoints: a service token only (tests/test_grants_online.py); every
+    # role of the matrix is refused before the body is read.
+    Op("api-grant-verify", "POST", "api", body=_fixed({"grant": "x.y.z"})),
+    Op("api-grant-revocations", "GET", "api"),
     Op(
         "api-action-rollback",
         "POST",

@@ -109,6 +109,7 @@ name                             method anonymous agent   reviewer reviewer_a cr
 # --- infrastructure and login (public by design; /metrics is for the scraper or staff)
 healthz                          GET    200       200     200      200        200      200      200        200      200        200     200       200      200       200     200        200
 readyz                           GET    200       200     200      200        200      200      200        200      200        200     200       200      200       200     200        200
+grants:key-set                   GET    200       200     200      200        200      200      200        200      200        200     200       200      200       200     200        200
 metrics                          GET    403       403     403      403        403      403      403        403      403        403     403       403      200       403     403        403
 api-schema                       GET    200       200     200      200        200      200      200        200      200        200     200       200      200       200     200        200
 api-docs                         GET    200       200     200      200        200      200      200        200      200        200     200       200      200       200     200        200
@@ -203,6 +204,8 @@ api-action-detail                GET    401       200/404 200      200/404    20
 api-action-execution             POST   401       200/404 403      403        403      403      403        403      403        403     403       401      403       403     403        403
 api-action-withdraw              POST   401       200/404 403      403        403      403      403        403      403        403     403       401      403       403     403        403
 api-action-heartbeat             POST   401       200/404 403      403        403      403      403        403      403        403     403       401      403       403     403        403
+api-grant-verify                 POST   401       401       401       401       401       401       401       401       401       401       401       401       401       401       401       401
+api-grant-revocations            GET    401       401       401       401       401       401       401       401       401       401       401       401       401       401       401       401
 api-action-rollback              POST   401       200/404 403      403        403      403      403        403      403        403     403       401      403       403     403        403
 api-action-decisions             POST   401       403     201      201/404    201      404      404        404      404        403     403/404   401      201       201     201        403
 api-kill-switches                GET    401       403     403      403        403      403      403        200      200        200     403       401      200       200     403        200
@@ -687,6 +690,9 @@ NO_STORED_FIELDS = frozenset(
         ("login-enrol", "POST"),
         ("two-factor", "POST"),
         ("step-up", "POST"),
+        # A tool service's question about a grant: no role of the matrix may ask (service
+        # tokens only); tests/test_grants_online.py shows unknown fields refused by name.
+        ("api-grant-verify", "POST"),
     }
 )
 

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "audit",
     "accounts",
     "rollout",
+    "grants",
     "approvals",
     "incidents",
     "governance",
@@ -289,6 +290,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "agent": os.environ.get("AGENT_HTTP_RATE", "1200/min"),
         "person": os.environ.get("PERSON_HTTP_RATE", "600/min"),
+        # Tool services check a grant per tool call (POST /api/v1/grants/verify).
+        "service": os.environ.get("SERVICE_HTTP_RATE", "6000/min"),
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }

@@ -37,6 +37,7 @@ from airlock_sdk.errors import (
     GateUnavailable,
     WebhookVerificationError,
 )
+from airlock_sdk.gating import current_grant
 from airlock_sdk.gating import decorator as _decorator
 from airlock_sdk.webhooks import SIGNATURE_HEADER, parse_webhook, verify_signature
 
@@ -106,6 +107,7 @@ __all__ = [
     "__version__",
     "canonical_json",
     "configure",
+    "current_grant",
     "default_client",
     "gated",
     "parse_webhook",

@@ -78,6 +78,9 @@ class DecisionBase:
         self.correlation_id = str(data.get("correlation_id") or "")
         self.execution = data.get("execution") if isinstance(data.get("execution"), dict) else None
         self.lease_expires_at = _parse_time(data.get("lease_expires_at"))
+        # The signed execution grant of an allowed or approved action, for the tool service
+        # (airlock_sdk.grants.verify); None otherwise.
+        self.grant: str | None = data.get("grant") or None
 
     @property
     def pending(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import inspect
 import logging
@@ -309,7 +310,8 @@ def execute(
         if decision.pending:
             raise ActionNotPermitted(decision, reason=STILL_PENDING)
     try:
-        result = run(decision.arguments)
+        with _granted(decision):
+            result = run(decision.arguments)
     except Exception as exc:
         report_quietly(client, decision, "failed", error=describe_error(exc))
         raise
@@ -317,6 +319,26 @@ def execute(
         client, decision, "succeeded", report_result(result) if report_result else result
     )
     return answer(result, decision) if answer else result
+
+
+_current_grant: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "airlock_current_grant", default=None
+)
+
+
+def current_grant() -> str | None:
+    """Inside a gated tool: the grant Airlock issued for this call, to pass to the tool
+    service (``Airlock-Grant`` header) that verifies it. None outside a gated call."""
+    return _current_grant.get()
+
+
+@contextlib.contextmanager
+def _granted(decision: Any) -> Iterator[None]:
+    token = _current_grant.set(decision.grant)
+    try:
+        yield
+    finally:
+        _current_grant.reset(token)
 
 
 def run_gated(
@@ -464,7 +486,8 @@ async def aexecute(
         if decision.pending:
             raise ActionNotPermitted(decision, reason=STILL_PENDING)
     try:
-        result = await run(decision.arguments)
+        with _granted(decision):
+            result = await run(decision.arguments)
     except Exception as exc:
         await areport_quietly(client, decision, "failed", error=describe_error(exc))
         raise
