@@ -102,7 +102,7 @@ class EmailItem:
         return self.status == Status.PENDING
 
 
-def _item(row: Outbox, person: Any) -> EmailItem:
+def _item(row: Outbox, person: Any, issued: dict[tuple[int, int], dict[str, str]]) -> EmailItem:
     item = EmailItem(
         line=one_line(row.payload.get("line", "")), link=str(row.payload.get("link", ""))
     )
@@ -116,7 +116,12 @@ def _item(row: Outbox, person: Any) -> EmailItem:
     item.approvals = len(actions.current_approvals(action))
     if action.status != Status.PENDING:
         return item
-    tokens = actions.issue_email_decision_links(action=action, person=person)
+    # One pair of links per action and person in an email, however many of its rows name
+    # the action (a new card and its escalation sent together).
+    key = (action.pk, person.pk)
+    if key not in issued:
+        issued[key] = actions.issue_email_decision_links(action=action, person=person)
+    tokens = issued[key]
     if Decision.Verdict.APPROVE in tokens:
         item.approve_url = public_link(
             "email-decision", action.pk, tokens[Decision.Verdict.APPROVE]
@@ -143,7 +148,8 @@ def notification_email(destination: str, rows: list[Outbox]) -> EmailMultiAltern
     subjects = sorted({row.payload.get("subject", "Airlock") for row in rows})
     subject = subjects[0] if len(subjects) == 1 else f"Airlock: {len(rows)} updates"
     people = _people(rows)
-    items = [_item(row, people.get(row.payload.get("person_id"))) for row in rows]
+    issued: dict[tuple[int, int], dict[str, str]] = {}
+    items = [_item(row, people.get(row.payload.get("person_id")), issued) for row in rows]
     context = {"subject": subject, "items": items, "queue_url": public_link("queue")}
     message = EmailMultiAlternatives(
         subject=one_line(subject, 200),

@@ -25,7 +25,7 @@ from django.db.models.functions import Concat
 from django.test import Client
 from django.utils import timezone
 
-from approvals import actions
+from approvals import actions, notifications
 from approvals.models import Action, Decision, EmailDecisionLink
 from approvals.tasks import send_notification_batches
 from audit import verbs
@@ -157,6 +157,20 @@ def test_email__the_requester__gets_a_reject_link_only_and_is_told_why(db, suppo
     assert [link.verdict for link in links_to(reviewer)] == ["reject"]
     body = message_to(reviewer).body
     assert "No Approve link for you: You requested this action, so you cannot approve it." in body
+
+
+def test_email__new_card_and_its_escalation_in_one_email__one_pair_of_links(
+    db, support_agent, critical_reviewer
+):
+    # Given a senior reviewer told of a new card and, in the same batch, of its escalation
+    give_addresses()
+    action = factories.submit(support_agent, "send_email")
+    notifications.owe_escalation(action)
+    send_notification_batches()
+    # Then their one email lists both, with the same two links
+    links = links_to(critical_reviewer)
+    assert len(links) == 4 and len({link.token for link in links}) == 2
+    assert EmailDecisionLink.objects.filter(person=critical_reviewer).count() == 2
 
 
 def test_email__decided_before_it_was_sent__no_links(db, support_agent, reviewer, reviewer2):
