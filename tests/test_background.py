@@ -176,6 +176,7 @@ def test_webhook__signed_and_verifiable(
     settings,
 ):
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.AIRLOCK_PUBLIC_URL = "https://airlock.example.test/"
     from config.celery import app
 
     app.conf.task_always_eager = True
@@ -206,6 +207,8 @@ def test_webhook__signed_and_verifiable(
         "rejected",
         "not this customer",
     )
+    # The card's link, for the people the agent tells, from the public URL (issue 20.5)
+    assert event["links"] == {"card": f"https://airlock.example.test/actions/{action.pk}"}
     assert Outbox.objects.get().delivered_at is not None
 
 
