@@ -115,6 +115,18 @@ def test_email_approval__smtp_to_chromium__logged_in_confirmed_and_the_agent_see
         approve = re.search(r"Approve \([^)]*\): (\S+)", text).group(1)
         assert approve.startswith(f"{dashboard_server.url}/actions/{submitted['id']}/email/")
 
+        # The HTML part as a mail reader on a phone shows it: the card's essentials and the
+        # two links, the agent's markup as text
+        reader = browser.new_page(viewport={"width": 390, "height": 900}, java_script_enabled=False)
+        reader.set_content(html)
+        expect(
+            reader.get_by_text("Tell Dana <b>her refund</b> is on its way", exact=True)
+        ).to_be_visible()
+        expect(reader.get_by_role("link", name="Approve…")).to_have_attribute("href", approve)
+        expect(reader.get_by_role("link", name="Reject…")).to_be_visible()
+        reader.screenshot(path=str(artifacts / "email-approval-message-390.png"), full_page=True)
+        reader.close()
+
         # Then on a phone the link asks for a login, then shows what is to be confirmed
         phone = open_link_and_log_in(browser, approve, reviewer, 390)
         expect(phone.locator("h1")).to_have_text(f"Approve #{submitted['id']} send_email?")
