@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
-
+from core.links import public_link
 from core.notices import owe_notice
 
 
@@ -15,7 +14,6 @@ def owe_account_notice(*, user: Any, change: str) -> int:
     Called inside the change's transaction; the row is delivered like any other email."""
     if not getattr(user, "email", ""):
         return 0
-    base = settings.AIRLOCK_PUBLIC_URL.rstrip("/")
     return owe_notice(
         people={user},
         subject="Airlock: a credential of your account changed",
@@ -23,6 +21,6 @@ def owe_account_notice(*, user: Any, change: str) -> int:
             f"{user.get_username()}: {change}. If this was not you, change your password "
             "and tell an administrator at once."
         ),
-        link=f"{base}/accounts/profile/",
+        link=public_link("profile"),
         chat=False,
     )

@@ -7,6 +7,7 @@ transaction, and queues the broadcast with ``transaction.on_commit``."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from django.utils import timezone
 from accounts.stepup import risk_needs_step_up
 from approvals import events, hooks, notifications, rules
 from approvals.masking import keep_masked_values
-from approvals.models import Action, Channel, Decision, Outbox, Report
+from approvals.models import Action, Channel, Decision, EmailDecisionLink, Outbox, Report
 from approvals.permissions import reviewable_actions
 from approvals.states import EXECUTABLE, Status, transition
 from audit import verbs
@@ -37,7 +38,9 @@ from audit.chain import (
     write_event,
 )
 from audit.installation import installation_id
+from core.digests import token_digest
 from core.errors import Refused
+from core.links import public_link
 from core.sql import insert_statement, mark_saved
 from grants.tokens import InvalidGrant, read_grant, sign_grant
 from rollout import permissions as rollout_permissions
@@ -82,6 +85,8 @@ def _owe_webhook(action: Action, event: str) -> None:
             "payload_hash": action.payload_hash,
             "arguments": action.arguments,
             "at": timezone.now().isoformat(),
+            # Where people see it; built from AIRLOCK_PUBLIC_URL like every outgoing link.
+            "links": {"card": public_link("action-detail", action.pk)},
         },
     )
     from approvals.tasks import enqueue_delivery
@@ -713,9 +718,25 @@ def reject(
     ``payload_changed`` when the arguments changed since); ``comment`` is returned to the
     agent as ``feedback``. Audits ``action.rejected`` with the ``channel``; owes a webhook
     and broadcasts on commit."""
+    action = _reject(
+        action_id=action_id, user=user, comment=comment, seen_hash=seen_hash, channel=channel
+    )
+    _check_breaker(action.agent)
+    return action
+
+
+def _reject(
+    *, action_id: int, user: Any, comment: str, seen_hash: str | None, channel: str
+) -> Action:
+    """``reject`` but for the circuit breaker's look, which runs after the commit."""
     comment = (comment or "").strip()
     if not comment:
-        raise ActionRefused("comment_required", "A rejection needs a reason for the agent.", 400)
+        raise ActionRefused(
+            "comment_required",
+            "A rejection needs a reason for the agent.",
+            400,
+            fields={"comment": ["Say why you reject it: the reason is returned to the agent."]},
+        )
     with transaction.atomic():
         action = _lock(action_id)
         refusal = _refuse_or_expire(action, user, Decision.Verdict.REJECT, seen_hash)
@@ -742,7 +763,117 @@ def reject(
             _on_commit_broadcast(action, "rejected")
     if refusal is not None:
         raise refusal
-    _check_breaker(action.agent)
+    return action
+
+
+# --- decisions from an email's links ------------------------------------------------------
+
+# An email link of an action that never expires still does, this long after it was sent.
+EMAIL_LINK_LONGEST_SECONDS = 24 * 3600
+
+
+def issue_email_decision_links(*, action: Action, person: Any) -> dict[str, str]:
+    """The Approve and Reject links of a notification email to ``person``: one per verdict
+    they may give now (``decision_refusal``, the card's and the write path's rule), each
+    bound to ``person``, the action, the verdict and the current payload hash, and expiring
+    with the action (``EMAIL_LINK_LONGEST_SECONDS`` after now for one without expiry).
+    Creates ``EmailDecisionLink`` rows (the token's digest only) in the caller's transaction
+    and returns ``{verdict: token}``: the tokens exist only in the email. Not audited (a
+    link decides nothing; its use is, as the decision, channel ``email``); not broadcast."""
+    now = timezone.now()
+    expires_at = action.expires_at or now + timedelta(seconds=EMAIL_LINK_LONGEST_SECONDS)
+    if expires_at <= now:
+        return {}
+    tokens = {}
+    for verdict in (Decision.Verdict.APPROVE, Decision.Verdict.REJECT):
+        if decision_refusal(action, person, verdict, seen_hash=action.payload_hash) is not None:
+            continue
+        token = secrets.token_urlsafe(32)
+        EmailDecisionLink.objects.create(
+            action=action,
+            person=person,
+            verdict=verdict,
+            payload_hash=action.payload_hash,
+            token_digest=token_digest(token),
+            expires_at=expires_at,
+        )
+        tokens[verdict] = token
+    return tokens
+
+
+def email_link_refusal(link: EmailDecisionLink, user: Any) -> rules.Refusal | None:
+    """Why ``user`` may not confirm ``link`` now, or None: the link's own rule
+    (``rules.email_link_refusal``), then the write path's (``decision_refusal`` on the
+    payload the email showed). What the confirmation page asks before it offers to
+    confirm; ``decide_by_email_link`` asks the same again under the locks."""
+    return rules.email_link_refusal(link, user, timezone.now()) or decision_refusal(
+        link.action, user, link.verdict, seen_hash=link.payload_hash
+    )
+
+
+def decide_by_email_link(
+    *,
+    action_id: int,
+    token: str,
+    user: Any,
+    comment: str = "",
+    step_up: StepUpCheck | None = None,
+) -> Action:
+    """Give the verdict of the email link ``token`` (of action ``action_id``) as ``user``:
+    ``approve`` or ``reject`` with channel ``email`` and the payload hash the email showed,
+    so every rule of the write path holds (quorum, separation of duties, the critical
+    approver, step-up, re-assessed edits → ``payload_changed``, expiry, kill switches).
+
+    Refused when the link is unknown (``link_invalid``), issued to someone else
+    (``link_not_yours``), used (``link_used``) or expired (``link_expired``; an action past
+    its own deadline is settled first, as the write path would). The link row is locked
+    first and marked used in the decision's transaction: a replay, or a second confirmation
+    racing the first, is refused ``link_used``. Audits and broadcasts what ``approve`` /
+    ``reject`` do (the events name channel ``email``); a refusal writes nothing but what the
+    write path records (an expiry)."""
+    refusal: Refused | None = None
+    with transaction.atomic():
+        link = (
+            EmailDecisionLink.objects.select_for_update()
+            .filter(action_id=action_id, token_digest=token_digest(token))
+            .first()
+        )
+        if link is None:
+            raise ActionRefused(rules.LINK_INVALID.code, rules.LINK_INVALID.detail, 404)
+        link_refusal = rules.email_link_refusal(link, user, timezone.now())
+        if link_refusal is not None:
+            if link_refusal is rules.LINK_EXPIRED:
+                _settle_overdue_locked(_lock(action_id))
+            refusal = ActionRefused(link_refusal.code, link_refusal.detail, link_refusal.status)
+        else:
+            try:
+                if link.verdict == Decision.Verdict.APPROVE:
+                    action = approve(
+                        action_id=action_id,
+                        user=user,
+                        comment=comment,
+                        seen_hash=link.payload_hash,
+                        channel=Channel.EMAIL,
+                        step_up=step_up,
+                    )
+                else:
+                    action = _reject(
+                        action_id=action_id,
+                        user=user,
+                        comment=comment,
+                        seen_hash=link.payload_hash,
+                        channel=Channel.EMAIL,
+                    )
+            except Refused as refused:
+                # What the write path recorded before refusing (an expiry) stays.
+                refusal = refused
+            else:
+                link.used_at = timezone.now()
+                link.save(update_fields=["used_at"])
+    if refusal is not None:
+        raise refusal
+    if link.verdict == Decision.Verdict.REJECT:
+        _check_breaker(action.agent)
     return action
 
 

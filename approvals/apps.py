@@ -6,6 +6,7 @@ class ApprovalsConfig(AppConfig):
     verbose_name = "Actions and approvals"
 
     def ready(self) -> None:
+        from approvals import checks  # noqa: F401 (registers the deploy checks)
         from approvals.notifications import owe_installation_notice
         from core.notices import owe_notice
 

@@ -175,3 +175,20 @@ class BulkDecisionForm(forms.Form):
         if not self.action_ids:
             raise forms.ValidationError("Choose at least one action.")
         return cleaned
+
+
+class EmailDecisionForm(forms.Form):
+    """The confirmation of an email's Approve or Reject link: a comment, required (the
+    agent's reason) when rejecting. The payload hash is the link's own, not the form's."""
+
+    comment = _comment_field(required=False, label="Comment (optional)")
+
+    def __init__(self, *args: Any, verdict: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if verdict == "reject":
+            field = self.fields["comment"]
+            field.required = True
+            field.label = "Reason for the agent (required)"
+            field.error_messages["required"] = (
+                "Say why you reject it: the reason is returned to the agent."
+            )

@@ -136,6 +136,27 @@ class Decision(models.Model):
         return f"{self.reviewer_id} {self.verdict} #{self.action_id}"
 
 
+class EmailDecisionLink(models.Model):
+    """One Approve or Reject link of a notification email: issued to one person for one
+    action, with the verdict and the payload hash of what the email showed. It opens a
+    confirmation page (only for that person, logged in); confirming goes through the write
+    path, which marks it used in the decision's transaction. Usable once, never after
+    ``expires_at`` (the action's expiry when the email was sent). Only the SHA-256 of its
+    random token is stored (``core.digests.token_digest``): the token is in the email only."""
+
+    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="email_links")
+    person = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    verdict = models.CharField(max_length=10, choices=Decision.Verdict.choices)
+    payload_hash = models.CharField(max_length=64)
+    token_digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.verdict} link of #{self.action_id} for {self.person_id}"
+
+
 class Report(models.Model):
     """What the agent said happened: the execution, or a rollback. Accepted once each."""
 

@@ -2,7 +2,9 @@
 
 Rows are written inside the change's transaction; ``approvals.tasks.send_notification_batches``
 delivers them grouped per address (one email or chat message listing everything that piled
-up), so a burst of 100 actions is one message per reviewer, not 100."""
+up), so a burst of 100 actions is one message per reviewer, not 100. An email about a
+pending action the person may decide carries their own Approve / Reject links
+(``approvals.emails``)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from django.db.models import Q
 from guardian.shortcuts import get_users_with_perms
 
 from approvals.models import Action, NotificationRoute, Outbox
+from core.links import public_link
 from rollout.models import RISK_ORDER, Agent
 
 
@@ -82,7 +85,9 @@ def owe(
             action=action,
             agent=agent,
             destination=person.email,
-            payload={"subject": subject, "line": line, "link": link},
+            # Whose address it is: an email about a pending action carries that person's
+            # own Approve / Reject links (approvals.emails), made when it is sent.
+            payload={"subject": subject, "line": line, "link": link, "person_id": person.pk},
         )
         for person in sorted(people, key=lambda p: p.pk)
         if person.email
@@ -129,7 +134,7 @@ def chat_message(subject: str, items: list[Outbox]) -> dict[str, str]:
 
 
 def card_link(action: Action) -> str:
-    return f"{settings.AIRLOCK_PUBLIC_URL.rstrip('/')}/actions/{action.pk}"
+    return public_link("action-detail", action.pk)
 
 
 def owe_new_pending(action: Action) -> None:
@@ -167,7 +172,7 @@ def owe_kill_switch(switch: Any, change: str) -> None:
         action=None,
         subject=f"Airlock: kill switch {change}",
         line=f"Kill switch {change} on {switch.scope} {switch.target or ''}: {switch.reason}",
-        link=f"{settings.AIRLOCK_PUBLIC_URL.rstrip('/')}/incidents",
+        link=public_link("incidents"),
     )
 
 

@@ -54,6 +54,42 @@ CRITICAL_APPROVER_REQUIRED = Refusal(
 )
 
 
+# An email's Approve / Reject link (``approvals.models.EmailDecisionLink``), before the
+# write path's own rules.
+LINK_INVALID = Refusal(
+    "link_invalid",
+    "This link is not valid: it was cut short, mistyped or altered. Nothing was decided.",
+    404,
+)
+LINK_NOT_YOURS = Refusal(
+    "link_not_yours",
+    "This link was sent to another person, so it decides nothing for you (a forwarded "
+    "email carries no right to decide). Nothing was decided.",
+    403,
+)
+LINK_USED = Refusal("link_used", "This link was already used: a link decides once.", 409)
+LINK_EXPIRED = Refusal(
+    "link_expired",
+    "This link has expired (a link lasts as long as the action waited when the email was "
+    "sent). Nothing was decided.",
+    409,
+)
+
+
+def email_link_refusal(link: Any, user: Any, now: datetime) -> Refusal | None:
+    """Why ``user`` may not use the email decision ``link`` now, as far as the link itself
+    goes (whose it is, used, expired), or None; the decision then meets every rule of the
+    write path, on the payload hash the link was issued for. Whose it is comes first: a
+    forwarded link tells its new holder nothing more."""
+    if link.person_id != user.pk:
+        return LINK_NOT_YOURS
+    if link.used_at is not None:
+        return LINK_USED
+    if now >= link.expires_at:
+        return LINK_EXPIRED
+    return None
+
+
 def current_approvals(action: Action, decisions: Iterable[Decision]) -> list[Decision]:
     """The approvals among ``decisions`` that count toward ``action``'s quorum: not voided
     and bound to its current payload, in the order they were given."""

@@ -22,9 +22,10 @@ from django.utils import timezone
 from approvals import actions as write_path
 from approvals import rules
 from approvals.masking import masked_arguments
-from approvals.models import Action, Decision
+from approvals.models import Action, Decision, EmailDecisionLink
 from approvals.permissions import reviewable_actions, visible_actions
 from approvals.states import Status
+from core.digests import token_digest
 from rollout import permissions as agent_perms
 from rollout.models import Agent, Risk, ToolRule
 
@@ -229,6 +230,19 @@ def action_for_viewer(user: Any, action_id: int) -> Action | None:
     """One action with its card data, or None when it does not exist or ``user`` may not
     see it (the same answer for both, so pages leak nothing)."""
     return with_card_data(visible_actions(user)).filter(pk=action_id).first()
+
+
+def email_link(action_id: int, token: str) -> EmailDecisionLink | None:
+    """The email decision link of ``action_id`` with ``token``, with its action's card
+    data; None when there is none (a wrong, cut or altered token)."""
+    link = (
+        EmailDecisionLink.objects.select_related("person")
+        .filter(action_id=action_id, token_digest=token_digest(token))
+        .first()
+    )
+    if link is not None:
+        link.action = with_card_data(Action.objects.filter(pk=action_id)).get()
+    return link
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,13 @@ from datetime import timedelta
 
 import httpx
 from celery import shared_task
-from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from approvals import actions
+from approvals.emails import notification_email
 from approvals.models import Action, DailyAgentStats, Outbox
 from approvals.notifications import chat_message
 from approvals.retention import apply_retention
@@ -130,11 +130,14 @@ def _fail(row: Outbox, error: str) -> None:
 @shared_task
 def send_notification_batches() -> int:
     """Send every owed email and chat notification, one message per address listing all
-    that piled up. Rows are claimed with SKIP LOCKED, so concurrent runs never double-send."""
+    that piled up (an email with each pending action's essentials and, for its person, the
+    Approve / Reject links: ``approvals.emails``). Rows are claimed with SKIP LOCKED, so
+    concurrent runs never double-send."""
     sent = 0
     with transaction.atomic():
         rows = list(
-            Outbox.objects.select_for_update(skip_locked=True)
+            Outbox.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("action__agent")
             .filter(
                 kind__in=[Outbox.Kind.EMAIL, Outbox.Kind.CHAT],
                 delivered_at__isnull=True,
@@ -148,7 +151,9 @@ def send_notification_batches() -> int:
         now = timezone.now()
         for (kind, destination), items in batches.items():
             try:
-                _send_batch(kind, destination, items)
+                # A savepoint: the decision links an email issues exist only if it was sent.
+                with transaction.atomic():
+                    _send_batch(kind, destination, items)
             except Exception as exc:
                 logger.warning("notification to %s failed: %s", destination, exc)
                 Outbox.objects.filter(pk__in=[r.pk for r in items]).update(
@@ -166,14 +171,11 @@ def send_notification_batches() -> int:
 
 
 def _send_batch(kind: str, destination: str, items: list[Outbox]) -> None:
-    subjects = sorted({item.payload.get("subject", "Airlock") for item in items})
-    subject = subjects[0] if len(subjects) == 1 else f"Airlock: {len(items)} updates"
     if kind == Outbox.Kind.EMAIL:
-        lines = [
-            f"- {item.payload.get('line', '')}\n  {item.payload.get('link', '')}" for item in items
-        ]
-        send_mail(subject, "\n".join(lines), None, [destination])
+        notification_email(destination, items).send()
     else:
+        subjects = sorted({item.payload.get("subject", "Airlock") for item in items})
+        subject = subjects[0] if len(subjects) == 1 else f"Airlock: {len(items)} updates"
         response = post_webhook(destination, json=chat_message(subject, items), timeout=10)
         response.raise_for_status()
 

@@ -20,4 +20,6 @@ urlpatterns = [
     path("actions/<int:action_id>/reject", views.reject, name="action-reject"),
     path("actions/<int:action_id>/extend", views.extend, name="action-extend"),
     path("actions/<int:action_id>/rollback", views.request_rollback, name="action-rollback"),
+    # An email's Approve / Reject link: a confirmation page (GET shows, POST decides).
+    path("actions/<int:action_id>/email/<str:token>", views.email_decision, name="email-decision"),
 ]

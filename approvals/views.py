@@ -8,6 +8,7 @@ was wrong, shown the card again with the error)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.preferences import choose_desktop_notify_min_risk, desktop_notify_min_risk
 from accounts.preferences import choose_home as store_home
@@ -27,12 +28,13 @@ from accounts.stepup import (
     approval_step_up_check,
     verify_offered_code,
 )
-from approvals import actions, navigation, selectors
+from approvals import actions, navigation, permissions, rules, selectors
 from approvals.forms import (
     ApproveForm,
     BulkDecisionForm,
     DecidedFilterForm,
     EditAndApproveForm,
+    EmailDecisionForm,
     ExtendForm,
     QueueFilterForm,
     RejectForm,
@@ -41,7 +43,7 @@ from approvals.forms import (
 from approvals.models import Action, Channel
 from approvals.states import Status
 from approvals.trace import action_trace, record_action_view, trace_total
-from core.errors import answering_refusals, refusal_body
+from core.errors import answer_refusal, answering_refusals, refusal_body
 from core.redirects import next_target
 from rollout.models import RISK_ORDER
 
@@ -391,3 +393,94 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
     for pk, reason in result.refused:
         messages.error(request, f"#{pk} not {verb.lower()}: {reason}")
     return redirect(back)
+
+
+# --- decisions from an email's links ------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def email_decision(request: HttpRequest, action_id: int, token: str) -> HttpResponse:
+    """The page an email's Approve or Reject link opens. GET only shows — the card, and a
+    Confirm button when the link may be used — so a mail scanner that fetches the link
+    decides nothing. POST (the Confirm button, with CSRF) decides through the write path
+    (``actions.decide_by_email_link``: channel ``email``, the link marked used in the
+    decision's transaction). A link that cannot be used (unknown, someone else's, used,
+    expired, or refused by the write path's rules) gets a page that says what happened and
+    decides nothing; refusals of access are audited (``access.refused``)."""
+    link = selectors.email_link(action_id, token)
+    if link is None:
+        return _email_link_refused(
+            request, None, actions.ActionRefused(**_as_kwargs(rules.LINK_INVALID))
+        )
+    verdict = link.verdict
+    if request.method == "GET":
+        refusal = actions.email_link_refusal(link, request.user)
+        if refusal is not None:
+            return _email_link_refused(request, link, actions.ActionRefused(**_as_kwargs(refusal)))
+        return _email_confirmation(request, link, EmailDecisionForm(verdict=verdict))
+    form = EmailDecisionForm(request.POST, verdict=verdict)
+    if not form.is_valid():
+        return _email_confirmation(request, link, form, status=422)
+    with answering_refusals(request) as refused:
+        step_up = _step_up_check(request, link.action) if verdict == "approve" else None
+        action = actions.decide_by_email_link(
+            action_id=action_id,
+            token=token,
+            user=request.user,
+            comment=form.cleaned_data["comment"],
+            step_up=step_up,
+        )
+    if refusal := refused.refusal:
+        if refusal.code == "step_up_required":
+            return _email_confirmation(
+                request, link, form, error=refused.message, status=403, step_up_asked=True
+            )
+        return _email_link_refused(request, link, refusal, noted=True)
+    if verdict == "approve":
+        notice = _approval_notice(action)
+    else:
+        notice = f"Rejected #{action.pk}; your reason was sent to the agent."
+    messages.success(request, notice)
+    return redirect("action-detail", action_id=action.pk)
+
+
+def _as_kwargs(refusal: Any) -> dict:
+    return {"code": refusal.code, "detail": refusal.detail, "status": refusal.status}
+
+
+def _email_confirmation(
+    request: HttpRequest,
+    link: Any,
+    form: Form,
+    *,
+    error: str = "",
+    status: int = 200,
+    step_up_asked: bool = False,
+) -> HttpResponse:
+    card = selectors.build_card(link.action, request.user)
+    # The card's own forms are the dashboard's; here the one thing to do is to confirm.
+    card = dataclasses.replace(card, offers=selectors.DecisionOffers())
+    context = {
+        "card": card,
+        "link": link,
+        "form": form,
+        "error": error,
+        "step_up_risk": None if step_up_asked else link.action.risk,
+        "return_to": reverse("action-detail", args=[link.action.pk]),
+        "post_to": request.path,
+    }
+    return render(request, "approvals/email_decision.html", context, status=status)
+
+
+def _email_link_refused(
+    request: HttpRequest, link: Any, refusal: actions.ActionRefused, *, noted: bool = False
+) -> HttpResponse:
+    """The page of a link that decided nothing: what happened, the action's state (to
+    those who may see it) and the way to its card."""
+    message = refusal.detail if noted else answer_refusal(request, refusal)
+    action = None
+    if link is not None and permissions.can_view_action(request.user, link.action):
+        action = Action.objects.select_related("agent").get(pk=link.action.pk)
+    context = {"refusal": refusal, "message": message, "link": link, "action": action}
+    return render(request, "approvals/email_link_refused.html", context, status=refusal.status)

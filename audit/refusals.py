@@ -56,6 +56,7 @@ ACCESS_REFUSAL_CODES = frozenset(
         "reauth_required",  # a credential operation without the password typed again
         "reauth_failed",  # ... with a wrong password (also counted as a failed login)
         "reauth_throttled",  # ... while logins of that account or address are paused (429)
+        "link_not_yours",  # an email's decision link opened by someone it was not sent to
     }
 )
 # Refused, but not an access question: the caller may do this, the object is not in a
@@ -77,6 +78,10 @@ NOT_RECORDED_CODES = frozenset(
         "no_change",
         "invalid",
         "not_found",
+        "link_used",  # an email's decision link used again (its person, a replay)
+        "link_expired",
+        "link_invalid",  # a token that matches no link (404; recorded as not_visible when
+        # the action is another agent's)
     }
 )
 

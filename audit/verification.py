@@ -39,6 +39,7 @@ from audit.walker import (
     merge_expectations,
     use_one_snapshot,
 )
+from core.links import public_link
 from core.notices import owe_notice
 
 logger = logging.getLogger(__name__)
@@ -316,7 +317,7 @@ def _notify_incident_owners(run: AuditVerification) -> None:
         people=incident_owners(),
         subject="Airlock: the audit chain failed verification",
         line=f"Audit chain broken at {where}: {run.problem}",
-        link=f"{settings.AIRLOCK_PUBLIC_URL.rstrip('/')}/audit",
+        link=public_link("audit-search"),
         chat=True,
     )
 

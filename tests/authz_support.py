@@ -77,6 +77,8 @@ class Side:
     # Not an agent's, but owned the same way: own is reviewer_a's token, other someone else's.
     personal_token: int = 0
     switch: int = 0  # an engaged agent kill switch (made by ``prepare``)
+    # The token of an email's Approve link of ``pending``, issued to mx-reviewer (``prepare``).
+    email_link: str = ""
 
 
 @dataclass
@@ -252,6 +254,18 @@ def engage_switches(world: World) -> None:
         ).pk
 
 
+def issue_email_links(world: World) -> None:
+    """An email Approve link of each agent's pending action, issued to the ``reviewer``
+    role's person only (inside the request's savepoint): everyone else holds a link that
+    is not theirs."""
+    for side in (world.own, world.other):
+        action = Action.objects.select_related("agent").get(pk=side.pending)
+        tokens = approval_actions.issue_email_decision_links(
+            action=action, person=world.users["reviewer"]
+        )
+        side.email_link = tokens["approve"]
+
+
 # --- the endpoints ---------------------------------------------------------------------------
 
 Kwargs = Callable[[Side], dict]
@@ -342,6 +356,10 @@ def _slug(side: Side) -> dict:
 
 def _action(attribute: str) -> Kwargs:
     return lambda side: {"action_id": getattr(side, attribute)}
+
+
+def _email_link(side: Side) -> dict:
+    return {"action_id": side.pending, "token": side.email_link or "not-issued"}
 
 
 def _change(side: Side) -> dict:
@@ -467,6 +485,23 @@ OPS: list[Op] = [
         "page",
         kwargs=_action("pending"),
         body=_seen({"comment": "ok"}),
+        targeted=True,
+    ),
+    Op(
+        "email-decision",
+        "GET",
+        "page",
+        kwargs=_email_link,
+        prepare=issue_email_links,
+        targeted=True,
+    ),
+    Op(
+        "email-decision",
+        "POST",
+        "page",
+        kwargs=_email_link,
+        body=_fixed({"comment": "ok"}),
+        prepare=issue_email_links,
         targeted=True,
     ),
     Op(

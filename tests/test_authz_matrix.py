@@ -147,6 +147,9 @@ queue                            GET    login     login   200      200        20
 decided                          GET    login     login   200      200        200      200      200        200      200        200     200       login    200       login   login      login
 action-detail                    GET    login     login   200      200/404    200      404      404        404      404        200     200/404   login    200       login   login      login
 action-approve                   POST   login     login   302      302/404    302      404      404        404      404        403     403/404   login    302       login   login      login
+# an email's Approve link, issued to the reviewer: nobody else's session may use it (superuser too)
+email-decision                   GET    login     login   200      403        403      403      403        403      403        403     403       login    403       login   login      login
+email-decision                   POST   login     login   302      403        403      403      403        403      403        403     403       login    403       login   login      login
 action-edit-approve              POST   login     login   302      302/404    302      404      404        404      404        403     403/404   login    302       login   login      login
 action-reject                    POST   login     login   302      302/404    302      404      404        404      404        403     403/404   login    302       login   login      login
 actions-bulk                     POST   login     login   302      302        302      404      404        404      404        404     404       login    302       login   login      login
@@ -739,14 +742,14 @@ def _victim(world: World) -> Any:
 Check = Callable[[World, str], None]
 
 
-def _approved_by(world: World, role: str, *, arguments: dict) -> None:
+def _approved_by(world: World, role: str, *, arguments: dict, channel: str = "page") -> None:
     action = _action(world.own.pending)
     assert action.status == "approved" and action.risk == "medium"
     assert action.agent_id == world.own.agent.pk
     assert action.arguments == arguments
     assert action.payload_hash == payload_hash(arguments)
-    assert [(d.reviewer_id, d.verdict) for d in action.decisions.all()] == [
-        (_who(world, role).pk, "approve")
+    assert [(d.reviewer_id, d.verdict, d.channel) for d in action.decisions.all()] == [
+        (_who(world, role).pk, "approve", channel)
     ]
     assert not _action(world.other.pending).decisions.exists()
 
@@ -954,6 +957,10 @@ def _checks(drills: list) -> dict[tuple[str, str], tuple[dict, Check]]:
         ("action-edit-approve", "POST"): (
             {"status": "rejected"},
             lambda w, r: _approved_by(w, r, arguments={"to": "b@example.com"}),
+        ),
+        ("email-decision", "POST"): (
+            {"status": "rejected", "verdict": "reject"},
+            lambda w, r: _approved_by(w, r, arguments={"to": "a@example.com"}, channel="email"),
         ),
         ("action-reject", "POST"): ({}, _rejected_by),
         ("action-extend", "POST"): ({}, _extended_by),

@@ -136,7 +136,11 @@ def test_notifications__burst_of_high_risk_actions__one_email_per_reviewer(
     assert Outbox.objects.filter(kind="email").count() == 60
     assert tasks.send_notification_batches() == 2
     assert sorted(m.to[0] for m in mail.outbox) == ["ana@example.com", "ben@example.com"]
-    assert mail.outbox[0].body.count("/actions/") == 30
+    # Each action once, with its card and the reviewer's own Approve and Reject links
+    body = mail.outbox[0].body
+    assert body.count("Open in Airlock: ") == 30
+    assert body.count("Approve (asks you to confirm in Airlock): ") == 30
+    assert body.count("Reject (asks you for a reason in Airlock): ") == 30
     assert tasks.send_notification_batches() == 0  # idempotent: nothing left
 
 
@@ -172,6 +176,7 @@ def test_webhook__signed_and_verifiable(
     settings,
 ):
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.AIRLOCK_PUBLIC_URL = "https://airlock.example.test/"
     from config.celery import app
 
     app.conf.task_always_eager = True
@@ -202,6 +207,8 @@ def test_webhook__signed_and_verifiable(
         "rejected",
         "not this customer",
     )
+    # The card's link, for the people the agent tells, from the public URL (issue 20.5)
+    assert event["links"] == {"card": f"https://airlock.example.test/actions/{action.pk}"}
     assert Outbox.objects.get().delivered_at is not None
 
 

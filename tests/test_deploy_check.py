@@ -61,3 +61,15 @@ def test_check_deploy__a_setting_left_out__is_reported(tmp_path: Path) -> None:
     result = run_check(tmp_path, SECURE_HSTS_SECONDS="0")
     assert result.returncode != 0
     assert "security.W004" in result.stdout + result.stderr
+
+
+def test_check_deploy__mail_kept_locally_and_links_to_localhost__are_reported(
+    tmp_path: Path,
+) -> None:
+    # Notifications that would never reach anyone: mail written to the console, and links
+    # built from the development default of the public URL
+    result = run_check(tmp_path, EMAIL_URL="console:", AIRLOCK_PUBLIC_URL="http://127.0.0.1:8000")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "airlock.W001" in output and "printed to the console" in output
+    assert "airlock.W002" in output and "AIRLOCK_PUBLIC_URL" in output

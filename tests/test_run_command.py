@@ -105,3 +105,43 @@ def test_run_command_serves_the_login_page(tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=15)
+
+
+def test_run_environment__port__sets_every_url_to_it(tmp_path):
+    # scripts/run takes its addresses from scripts/_run_env.sh, all from one PORT
+    run = (ROOT / "scripts" / "run").read_text()
+    assert "source scripts/_run_env.sh" in run and "\nrun_environment\n" in run
+    env = {k: v for k, v in run_env(tmp_path).items() if not k.startswith("AIRLOCK_")}
+    env.pop("DATABASE_URL")  # what scripts/run runs: the embedded setup
+    script = (
+        "source scripts/_run_env.sh && run_environment && "
+        'echo "$AIRLOCK_URL $AIRLOCK_PUBLIC_URL $AIRLOCK_GATE_URL" && mail_destination "$1"'
+    )
+    shown = subprocess.run(
+        ["bash", "-c", script, "bash", sys.executable],
+        cwd=ROOT,
+        env={**env, "PORT": "8765"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    # Links in notifications and the drills' probe reach the server where it listens
+    assert shown[0] == " ".join(["http://127.0.0.1:8765"] * 3)
+    # and mail goes to files under var/mail (what the banner prints)
+    assert shown[1] == f"written to files in {ROOT / 'var' / 'mail'}/ (set EMAIL_URL to send it)"
+    # A public URL set by the operator (a proxy in front) is kept
+    kept = subprocess.run(
+        ["bash", "-c", script.split(" && mail_destination")[0]],
+        cwd=ROOT,
+        env={**env, "PORT": "8765", "AIRLOCK_PUBLIC_URL": "https://airlock.example.test"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    assert kept[0].split() == [
+        "http://127.0.0.1:8765",
+        "https://airlock.example.test",
+        "http://127.0.0.1:8765",
+    ]

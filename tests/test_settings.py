@@ -82,3 +82,85 @@ def test_sqlite_gets_immediate_transactions_and_wal(tmp_path, explicit):
         assert db["NAME"] == str(Path(s["var_dir"]) / "airlock.sqlite3")
     assert db["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
     assert "journal_mode=WAL" in db["OPTIONS"]["init_command"]
+
+
+# --- outgoing mail (config.settings.base.email_settings, called with the environment) -----
+
+FILE_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+
+def mail(env: dict, *, embedded: bool = False, debug: bool = False) -> dict:
+    from config.settings.base import email_settings
+
+    return email_settings(env, embedded=embedded, debug=debug)
+
+
+def test_email__embedded_default__files_under_var_mail():
+    config = mail({}, embedded=True, debug=True)
+    assert config["EMAIL_BACKEND"] == FILE_BACKEND
+    assert config["EMAIL_FILE_PATH"] == str(ROOT / "var" / "mail")
+
+
+def test_email__production_default__smtp_on_localhost_with_a_timeout():
+    config = mail({})
+    assert (config["EMAIL_BACKEND"], config["EMAIL_HOST"], config["EMAIL_PORT"]) == (
+        SMTP_BACKEND,
+        "localhost",
+        25,
+    )
+    assert config["EMAIL_TIMEOUT"] == 10
+
+
+def test_email__url__parsed_into_the_email_settings():
+    config = mail({"EMAIL_URL": "smtp://airlock:p%40ss%3Aw@mail.example.test:587/?tls=True"})
+    assert (config["EMAIL_BACKEND"], config["EMAIL_HOST"], config["EMAIL_PORT"]) == (
+        SMTP_BACKEND,
+        "mail.example.test",
+        587,
+    )
+    assert (config["EMAIL_HOST_USER"], config["EMAIL_HOST_PASSWORD"]) == ("airlock", "p@ss:w")
+    assert (config["EMAIL_USE_TLS"], config["EMAIL_USE_SSL"]) == (True, False)
+
+
+@pytest.mark.parametrize(
+    ("url", "backend", "path"),
+    [
+        ("file:///srv/airlock/mail", FILE_BACKEND, "/srv/airlock/mail"),
+        ("file:var/outbox", FILE_BACKEND, str(ROOT / "var" / "outbox")),
+        ("console:", "django.core.mail.backends.console.EmailBackend", None),
+    ],
+)
+def test_email__file_and_console_urls(url, backend, path):
+    config = mail({"EMAIL_URL": url})
+    assert config["EMAIL_BACKEND"] == backend
+    if path:
+        assert config["EMAIL_FILE_PATH"] == path
+
+
+def test_email__single_variables__override_the_url():
+    config = mail(
+        {
+            "EMAIL_URL": "smtp://airlock:old@mail.example.test:587/?tls=True",
+            "EMAIL_HOST_PASSWORD": "kept-apart",
+            "EMAIL_PORT": "2525",
+            "EMAIL_USE_TLS": "0",
+        }
+    )
+    assert (config["EMAIL_HOST_PASSWORD"], config["EMAIL_PORT"]) == ("kept-apart", 2525)
+    assert config["EMAIL_USE_TLS"] is False
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"EMAIL_URL": "http://mail.example.test"}, "EMAIL_URL must start with one of"),
+        ({"EMAIL_URL": "smtp://h/?ssl=True", "EMAIL_USE_TLS": "1"}, "exclusive"),
+        ({"EMAIL_USE_TLS": "maybe"}, "EMAIL_USE_TLS must be 1/0"),
+    ],
+)
+def test_email__bad_configuration__refused_at_start(env, problem):
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match=problem):
+        mail(env)

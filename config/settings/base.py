@@ -2,9 +2,13 @@
 read here and nowhere else (see README "Configuration")."""
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import dj_database_url
+import dj_email_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -15,6 +19,10 @@ def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
+    return _bool_value(name, raw)
+
+
+def _bool_value(name: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value in {"1", "true", "yes", "on"}:
         return True
@@ -366,7 +374,8 @@ ESCALATION_FRACTION = float(os.environ.get("ESCALATION_FRACTION", "0.5"))
 NOTIFY_MIN_RISK = os.environ.get("NOTIFY_MIN_RISK", "high")
 # A Slack-compatible incoming-webhook URL that hears every notification (per-agent routes too).
 NOTIFY_CHAT_WEBHOOK_URL = os.environ.get("NOTIFY_CHAT_WEBHOOK_URL", "")
-# Links in notifications point here.
+# Airlock as people reach it: every link in email, chat and webhooks starts here
+# (core.links.public_url). scripts/run sets it from its PORT.
 AIRLOCK_PUBLIC_URL = os.environ.get("AIRLOCK_PUBLIC_URL", "http://127.0.0.1:8000")
 # Slack approvals (slack_approvals/): a Slack app's bot token (xoxb-…, scopes chat:write and
 # im:write) and its signing secret. Both unset: Slack is off (nothing is owed to Slack and its
@@ -377,18 +386,92 @@ SLACK_SIGNING_SECRET = os.environ.get("SLACK_SIGNING_SECRET", "")
 SLACK_API_URL = os.environ.get("SLACK_API_URL", "https://slack.com/api/")
 # How long the link a Slack user gets to connect their Airlock account stays valid.
 SLACK_LINK_MAX_AGE_SECONDS = int(os.environ.get("SLACK_LINK_MAX_AGE_SECONDS", "900"))
-EMAIL_BACKEND = os.environ.get(
-    "EMAIL_BACKEND",
-    "django.core.mail.backends.console.EmailBackend"
-    if DEBUG
-    else "django.core.mail.backends.smtp.EmailBackend",
+
+
+def email_settings(environ: Mapping[str, str], *, embedded: bool, debug: bool) -> dict[str, Any]:
+    """Django's ``EMAIL_*`` settings from the environment, in this order (later wins):
+
+    1. the default: the embedded setup (no ``DATABASE_URL``, what ``scripts/run`` starts)
+       writes each message to a file under ``var/mail``; otherwise the console with
+       ``DEBUG``, else SMTP on localhost:25;
+    2. ``EMAIL_URL`` parsed by dj-email-url (``smtp://user:pass@host:587/?tls=True``,
+       ``submission://…``, ``file:///absolute/dir``, ``console:``): ``file:`` paths that
+       are not absolute are taken from the repository root;
+    3. each ``EMAIL_*`` variable set on its own (a password kept apart from the URL, say)."""
+    config: dict[str, Any] = {
+        "EMAIL_HOST": "localhost",
+        "EMAIL_PORT": 25,
+        "EMAIL_HOST_USER": "",
+        "EMAIL_HOST_PASSWORD": "",
+        "EMAIL_USE_TLS": False,
+        "EMAIL_USE_SSL": False,
+        # A mail server that hangs must not hold the notification task for ever.
+        "EMAIL_TIMEOUT": 10,
+        "EMAIL_FILE_PATH": str(VAR_DIR / "mail"),
+    }
+    if embedded:
+        config["EMAIL_BACKEND"] = "django.core.mail.backends.filebased.EmailBackend"
+    elif debug:
+        config["EMAIL_BACKEND"] = "django.core.mail.backends.console.EmailBackend"
+    else:
+        config["EMAIL_BACKEND"] = "django.core.mail.backends.smtp.EmailBackend"
+    url = environ.get("EMAIL_URL", "").strip()
+    if url:
+        scheme = urlsplit(url).scheme
+        if scheme not in dj_email_url.SCHEMES:
+            raise ImproperlyConfigured(
+                f"EMAIL_URL must start with one of {', '.join(sorted(dj_email_url.SCHEMES))}: "
+                f"got {scheme or 'no scheme'}"
+            )
+        parsed = dj_email_url.parse(url)
+        config.update({k: v for k, v in parsed.items() if v is not None and k != "EMAIL_FILE_PATH"})
+        if scheme == "file":
+            # dj-email-url drops the leading "/" of file:///abs/dir; the URL's own path is meant.
+            path = Path(unquote(urlsplit(url).path) or "var/mail")
+            config["EMAIL_FILE_PATH"] = str(path if path.is_absolute() else BASE_DIR / path)
+    for name in ("EMAIL_BACKEND", "EMAIL_HOST", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD"):
+        if environ.get(name):
+            config[name] = environ[name]
+    for name in ("EMAIL_PORT", "EMAIL_TIMEOUT"):
+        if environ.get(name):
+            config[name] = int(environ[name])
+    for name in ("EMAIL_USE_TLS", "EMAIL_USE_SSL"):
+        if environ.get(name):
+            config[name] = _bool_value(name, environ[name])
+    if environ.get("EMAIL_FILE_PATH"):
+        config["EMAIL_FILE_PATH"] = environ["EMAIL_FILE_PATH"]
+    if config["EMAIL_USE_TLS"] and config["EMAIL_USE_SSL"]:
+        raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive: set one")
+    return config
+
+
+def mail_destination() -> str:
+    """Where outgoing mail goes with these settings, in words (``scripts/run`` prints it)."""
+    backend = EMAIL_BACKEND.rsplit(".", 2)[-2] if EMAIL_BACKEND.count(".") >= 2 else EMAIL_BACKEND
+    if backend == "filebased":
+        return f"written to files in {EMAIL_FILE_PATH}/ (set EMAIL_URL to send it)"
+    if backend == "smtp":
+        return f"sent by SMTP to {EMAIL_HOST}:{EMAIL_PORT}"
+    if backend == "console":
+        return "printed by the worker to its log (set EMAIL_URL to send it)"
+    return f"handed to {EMAIL_BACKEND}"
+
+
+# The embedded setup: no DATABASE_URL (SQLite in var/, what scripts/run starts).
+EMBEDDED = not os.environ.get("DATABASE_URL")
+email_config = email_settings(os.environ, embedded=EMBEDDED, debug=DEBUG)
+EMAIL_BACKEND = email_config["EMAIL_BACKEND"]
+EMAIL_HOST = email_config["EMAIL_HOST"]
+EMAIL_PORT = email_config["EMAIL_PORT"]
+EMAIL_HOST_USER = email_config["EMAIL_HOST_USER"]
+EMAIL_HOST_PASSWORD = email_config["EMAIL_HOST_PASSWORD"]
+EMAIL_USE_TLS = email_config["EMAIL_USE_TLS"]
+EMAIL_USE_SSL = email_config["EMAIL_USE_SSL"]
+EMAIL_TIMEOUT = email_config["EMAIL_TIMEOUT"]
+EMAIL_FILE_PATH = email_config["EMAIL_FILE_PATH"]
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL") or email_config.get(
+    "DEFAULT_FROM_EMAIL", "airlock@localhost"
 )
-EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
-EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
-EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
-DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "airlock@localhost")
 # Webhook signing: a rotated secret is still accepted (sent as a second signature) this long.
 WEBHOOK_SECRET_GRACE_SECONDS = int(os.environ.get("WEBHOOK_SECRET_GRACE_SECONDS", "86400"))
 # /metrics is served to this bearer token (and to staff sessions); empty: staff only.

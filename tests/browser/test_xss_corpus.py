@@ -43,6 +43,8 @@ from django.db import connection
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from approvals.actions import issue_email_decision_links
+from approvals.models import Action
 from core.identity import INVISIBLE
 from rollout.models import PolicyVersion
 from tests import factories
@@ -269,6 +271,7 @@ class World:
     person_id: int = 0
     agent_token_id: int = 0
     agent_token: str = ""
+    email_link: str = ""  # the token of sam's email Approve link of action A
 
 
 def submission_body(p: Corpus, prefix: str, tool: str = "send_email") -> dict:
@@ -353,7 +356,7 @@ def build_world(base_url: str, settings: Any) -> World:
     world = World(p)
     # The callback URL's host must be allowed without a DNS lookup (no network here).
     settings.WEBHOOK_ALLOWED_HOSTS = ["hooks.example"]
-    factories.make_user("sam", superuser=True)  # sees everything, governs, decides
+    sam = factories.make_user("sam", superuser=True)  # sees everything, governs, decides
     factories.make_user("gail", groups=("governance_owner",))  # the second governance owner
     person = factories.make_user("pat", groups=("reviewer",))
     # A person's name is typed in the admin (no Airlock page edits it).
@@ -485,6 +488,11 @@ def build_world(base_url: str, settings: Any) -> World:
             # a header, so ASCII).
             key = p.place("A.idempotency_key", '"><img src=x onerror=__xss({n}) data-xss>')
             world.actions["A"] = agent.submit(submission_body(p, "A."), key=key)["id"]
+            # sam's email link to A (the notification email's, issued as when it is sent)
+            links = issue_email_decision_links(
+                action=Action.objects.get(pk=world.actions["A"]), person=sam
+            )
+            world.email_link = links["approve"]
             # B: approved, executed (result), rollback requested and reported (result).
             b = agent.submit(
                 small_body(
@@ -664,6 +672,12 @@ def visits(world: World) -> list[Visit]:
             ["A.correlation_id", "audit.query_text"],
         ),
         Visit("queue", "/queue", [*action_fields(world, "A", card_only=True), "agent.name"]),
+        # The page an email's Approve link opens: the card, and the confirmation.
+        Visit(
+            "email-decision",
+            f"/actions/{a['A']}/email/{world.email_link}",
+            [*action_fields(world, "A", card_only=True), "agent.name"],
+        ),
         Visit("decided", "/decided", ["agent.name", "B.rollback_comment", "C.reject_comment"]),
     ]
     for letter, action_id in a.items():
