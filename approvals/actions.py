@@ -22,7 +22,7 @@ from approvals import events, hooks, notifications, rules, standing
 from approvals.masking import keep_masked_values
 from approvals.models import Action, Channel, Decision, Outbox, Report
 from approvals.permissions import reviewable_actions
-from approvals.states import EXECUTABLE, Status, transition
+from approvals.states import APPROVED_BY_STANDING, EXECUTABLE, Status, transition
 from audit import verbs
 from audit.canonical import canonical_json, payload_hash, sha256_hex
 from audit.chain import (
@@ -434,7 +434,7 @@ def _approve_by_standing(action: Action, covered: standing.Use, now: Any) -> Non
     """A call the gate holds for people goes straight on to ``approved`` when people's
     standing approval covers it: the table's own pending → approved move, taken at once
     (``approvals.states``), with the grant window of any approval."""
-    transition(action, Status.APPROVED)
+    transition(action, APPROVED_BY_STANDING[1])
     action.reason_code = standing.REASON_CODE
     action.reasons = [
         *action.reasons,

@@ -26,4 +26,15 @@ urlpatterns = [
     path(
         "actions/<int:action_id>/decisions", api.DecisionView.as_view(), name="api-action-decisions"
     ),
+    path("standing-approvals", api.StandingListView.as_view(), name="api-standing-list"),
+    path(
+        "standing-approvals/<int:standing_id>",
+        api.StandingDetailView.as_view(),
+        name="api-standing-detail",
+    ),
+    path(
+        "standing-approvals/<int:standing_id>/revoke",
+        api.StandingRevokeView.as_view(),
+        name="api-standing-revoke",
+    ),
 ]

@@ -4,6 +4,7 @@ send back. Every change goes through ``approvals.actions``."""
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.timezone import now
 
 from approvals.states import Status
 from rollout.models import Agent, PolicyVersion, Release, Risk
@@ -293,3 +294,9 @@ class StandingApproval(models.Model):
     @property
     def uses_left(self) -> int:
         return max(0, self.max_uses - self.uses)
+
+    @property
+    def is_active(self) -> bool:
+        """In force now: not ended, in time, uses left (an expired one is ended when next
+        looked up at the gate)."""
+        return self.ended_at is None and self.uses < self.max_uses and self.expires_at > now()

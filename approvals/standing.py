@@ -27,7 +27,7 @@ from django.utils import timezone
 from approvals import events
 from approvals.models import Action, Decision, StandingApproval
 from audit import verbs
-from audit.chain import Actor, append_event
+from audit.chain import Actor, append_event, lock_chain_position
 from core.errors import Refused
 from core.identity import same_person
 from core.people import is_active_person
@@ -322,6 +322,13 @@ def _audit_end(standing: StandingApproval, reason: str, actor: Actor, **data: An
     _broadcast_on_commit(standing, "ended")
 
 
+def _hold_chain_head(agent_slug: str) -> None:
+    """Take the audit chain head the ending's event goes to before any standing approval
+    row: a gate call takes its head first and then the row, so a holder of the row never
+    waits for a head (no lock cycle however many gate calls wait on the row)."""
+    lock_chain_position(agent_slug)
+
+
 def _end_all(queryset: QuerySet, reason: str, actor: Actor, **data: Any) -> int:
     ended = list(
         queryset.filter(ended_at__isnull=True)
@@ -338,7 +345,14 @@ def revoke(*, standing_id: int, user: Any, channel: str = "api") -> StandingAppr
     """A reviewer of the agent ends a standing approval at once (a tightening: nobody else
     is asked). Audits ``standing.ended`` (reason ``revoked``); broadcasts on commit.
     Refused: ``404 not_found`` (or not visible), ``409 not_active`` (already ended)."""
+    slug = (
+        StandingApproval.objects.filter(pk=standing_id)
+        .values_list("agent__slug", flat=True)
+        .first()
+    )
     with transaction.atomic():
+        if slug is not None:
+            _hold_chain_head(slug)
         standing = (
             StandingApproval.objects.select_for_update(of=("self",))
             .select_related("agent")
@@ -375,6 +389,7 @@ def end_for_policy_change(
     """Inside a policy change's transaction: end the agent's active standing approvals of
     ``tools`` (whose rule changed), or all of them (``None``: the tier or the agent's
     activity changed). Audits each (reason ``policy_changed``)."""
+    _hold_chain_head(agent.slug)
     queryset = StandingApproval.objects.filter(agent=agent)
     if tools is not None:
         if not tools:

@@ -15,4 +15,5 @@ urlpatterns = [
     path("actions/<int:action_id>/reject", views.reject, name="action-reject"),
     path("actions/<int:action_id>/extend", views.extend, name="action-extend"),
     path("actions/<int:action_id>/rollback", views.request_rollback, name="action-rollback"),
+    path("standing/<int:standing_id>/revoke", views.revoke_standing, name="standing-revoke"),
 ]

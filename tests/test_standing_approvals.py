@@ -531,3 +531,178 @@ def test_bounds__governance_refusal_is_field_level(agent, governor):
             reason="x",
         )
     assert "tools.send_email.standing.max_uses" in exc.value.fields
+
+
+# --- API and pages ----------------------------------------------------------------------------
+
+
+def person(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def decide(client, action, **body):
+    return client.post(
+        f"/api/v1/actions/{action.pk}/decisions",
+        json.dumps({"verdict": "approve", **body}),
+        content_type="application/json",
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "field"),
+    [
+        ({"standing_minutes": 30}, 400, "invalid", "standing_uses"),
+        ({"standing_uses": 3}, 400, "invalid", "standing_minutes"),
+        (
+            {"standing_minutes": 90, "standing_uses": 3},
+            400,
+            "standing_out_of_bounds",
+            "standing_minutes",
+        ),
+        (
+            {"standing_minutes": 30, "standing_uses": 9},
+            400,
+            "standing_out_of_bounds",
+            "standing_uses",
+        ),
+        ({"standing_minutes": "x", "standing_uses": 3}, 400, "invalid", "standing_minutes"),
+        (
+            {"verdict": "reject", "comment": "no", "standing_minutes": 5, "standing_uses": 1},
+            400,
+            "invalid",
+            "standing_minutes",
+        ),
+    ],
+)
+def test_api_decision__bad_terms__400_field_and_nothing_recorded(
+    agent, reviewer, body, status, code, field
+):
+    action = factories.submit(agent, "send_email", dict(EMAIL))
+    response = decide(person(reviewer), action, **body)
+    data = response.json()
+    assert (response.status_code, data["code"]) == (status, code)
+    assert field in data["fields"]
+    action.refresh_from_db()
+    assert action.status == "pending" and not action.decisions.exists()
+    assert not StandingApproval.objects.exists()
+
+
+def test_api__approve_with_terms__gate_answers_approved_with_link__list_and_revoke(
+    agent, reviewer, reviewer2
+):
+    action = factories.submit(agent, "send_email", dict(EMAIL))
+    response = decide(person(reviewer), action, standing_minutes=30, standing_uses=3)
+    assert response.status_code == 201 and response.json()["status"] == "approved"
+    made = StandingApproval.objects.get()
+    # The agent's next matching call is answered approved at once, with the link
+    token = factories.make_token(agent)
+    agent_client = Client(headers={"Authorization": f"Bearer {token}"})
+    answer = agent_client.post(
+        "/api/v1/actions",
+        json.dumps({"tool": "send_email", "arguments": dict(EMAIL)}),
+        content_type="application/json",
+        headers={"Idempotency-Key": "same-email"},
+    )
+    body = answer.json()
+    assert answer.status_code == 201, body
+    assert (body["status"], body["reason_code"]) == ("approved", "standing_approval")
+    assert body["links"]["standing_approval"] == f"/api/v1/standing-approvals/{made.pk}"
+    own = agent_client.get(body["links"]["standing_approval"]).json()
+    assert own["uses"] == 1 and own["approvers"] == ["rita"]
+    # A reviewer lists it and revokes it
+    listed = person(reviewer2).get("/api/v1/standing-approvals").json()["results"]
+    assert [item["id"] for item in listed] == [made.pk] and listed[0]["uses_left"] == 2
+    revoked = person(reviewer2).post(
+        f"/api/v1/standing-approvals/{made.pk}/revoke", "{}", content_type="application/json"
+    )
+    assert revoked.status_code == 200 and revoked.json()["end_reason"] == "revoked"
+    again = person(reviewer2).post(
+        f"/api/v1/standing-approvals/{made.pk}/revoke", "{}", content_type="application/json"
+    )
+    assert (again.status_code, again.json()["code"]) == (409, "not_active")
+    assert person(reviewer2).get("/api/v1/standing-approvals").json()["results"] == []
+
+
+def test_api__other_agents_reviewer_and_agent__404(agent, reviewer, other_agent):
+    made = approve_standing(agent, reviewer)
+    stranger = factories.make_user("sam", agent_perms={"review_agent": other_agent})
+    assert person(stranger).get(f"/api/v1/standing-approvals/{made.pk}").status_code == 404
+    response = person(stranger).post(
+        f"/api/v1/standing-approvals/{made.pk}/revoke", "{}", content_type="application/json"
+    )
+    assert response.status_code == 404
+    assert person(stranger).get("/api/v1/standing-approvals").json()["results"] == []
+    other_token = factories.make_token(other_agent)
+    other = Client(headers={"Authorization": f"Bearer {other_token}"})
+    assert other.get(f"/api/v1/standing-approvals/{made.pk}").status_code == 404
+    made.refresh_from_db()
+    assert made.ended_at is None
+
+
+def test_pages__card_offers_terms__approve_creates__queue_and_agent_page_list__revoke(
+    agent, reviewer
+):
+    action = factories.submit(agent, "send_email", dict(EMAIL))
+    client = person(reviewer)
+    card = client.get(f"/actions/{action.pk}").content.decode()
+    assert 'name="standing_minutes"' in card and "at most 60" in card
+    response = client.post(
+        f"/actions/{action.pk}/approve",
+        {
+            "payload_hash": action.payload_hash,
+            "comment": "",
+            "standing": "1",
+            "standing_minutes": "20",
+            "standing_uses": "2",
+        },
+    )
+    assert response.status_code == 302
+    made = StandingApproval.objects.get()
+    assert (made.minutes, made.max_uses) == (20, 2)
+    queue = client.get("/queue").content.decode()
+    assert f'data-standing-id="{made.pk}"' in queue
+    agent_page = client.get("/agents/support-assistant").content.decode()
+    assert f'data-standing-id="{made.pk}"' in agent_page
+    covered = factories.submit(agent, "send_email", dict(EMAIL))
+    covered_card = client.get(f"/actions/{covered.pk}").content.decode()
+    assert f"standing approval #{made.pk}" in covered_card
+    response = client.post(f"/standing/{made.pk}/revoke", {"next": "/queue"})
+    assert response.status_code == 302 and response["Location"] == "/queue"
+    made.refresh_from_db()
+    assert made.end_reason == "revoked"
+    assert f'data-standing-id="{made.pk}"' not in client.get("/queue").content.decode()
+
+
+def test_pages__ticked_without_numbers__form_error_nothing_recorded(agent, reviewer):
+    action = factories.submit(agent, "send_email", dict(EMAIL))
+    response = person(reviewer).post(
+        f"/actions/{action.pk}/approve",
+        {"payload_hash": action.payload_hash, "standing": "1", "standing_minutes": ""},
+    )
+    assert response.status_code == 422
+    assert "Say for how many minutes" in response.content.decode()
+    action.refresh_from_db()
+    assert action.status == "pending"
+
+
+def test_pages__card_of_tool_without_bounds__offers_no_terms(agent, reviewer):
+    action = factories.submit(agent, "update_crm_note", {"note": "x"})
+    card = person(reviewer).get(f"/actions/{action.pk}").content.decode()
+    assert 'name="standing_minutes"' not in card
+
+
+def test_readiness_and_backtest__a_standing_approval_is_one_human_decision(agent, reviewer):
+    from governance.backtest import backtest
+    from governance.readiness import measure
+
+    approve_standing(agent, reviewer, uses=3)
+    for _ in range(3):
+        assert factories.submit(agent, "send_email", dict(EMAIL)).status == "approved"
+    now = timezone.now()
+    counts = measure(agent, now - timedelta(days=1), now + timedelta(seconds=1))
+    assert counts["human_approved"] == 1  # the card, not its three uses
+    agent.refresh_from_db()
+    result = backtest(agent, agent.current_policy.snapshot, days=1)
+    assert result.replayed == 4 and result.changed == 0  # all four needed people
