@@ -50,8 +50,8 @@ def test_browser__approve_with_standing_terms__listed__revoked_on_a_phone(
     laptop.goto(f"/actions/{action.pk}")
     card = laptop.locator(f"#card-{action.pk}")
     card.get_by_label("Also approve matching calls").check()
-    card.get_by_label("for minutes (at most 120)").fill("45")
-    card.get_by_label("up to uses (at most 20)").fill("5")
+    card.get_by_label("Minutes (at most 120)").fill("45")
+    card.get_by_label("Uses (at most 20)").fill("5")
     laptop.screenshot(path=str(artifacts / "standing-1280-card.png"), full_page=True)
     card.get_by_role("button", name="Approve").click()
     expect(laptop.locator(f"#card-{action.pk}")).to_contain_text("matching calls for 45 minutes")
@@ -75,6 +75,9 @@ def test_browser__approve_with_standing_terms__listed__revoked_on_a_phone(
     expect(row).to_contain_text("4 of 5")
     expect(row).to_contain_text("send_email")
     phone.screenshot(path=str(artifacts / "standing-390-queue.png"), full_page=True)
+    revoke = row.get_by_role("button", name=f"Revoke standing approval #{made.pk}")
+    box = revoke.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 390  # on screen, no sideways scroll
     row.get_by_role("button", name=f"Revoke standing approval #{made.pk}").click()
     expect(phone.locator("body")).to_contain_text(
         f"Standing approval #{made.pk} of send_email revoked"
