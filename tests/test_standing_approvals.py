@@ -706,3 +706,31 @@ def test_readiness_and_backtest__a_standing_approval_is_one_human_decision(agent
     agent.refresh_from_db()
     result = backtest(agent, agent.current_policy.snapshot, days=1)
     assert result.replayed == 4 and result.changed == 0  # all four needed people
+
+
+def test_rule_form__governor_turns_standing_on__preview_says_loosening__request_opens(
+    agent, governor
+):
+    client = person(governor)
+    page = client.get("/agents/support-assistant/rules/edit/send_email").content.decode()
+    assert "standing approvals up to 60 min, 3 uses, risk ≤ medium" in page
+    form = {
+        "effect": "write",
+        "rule": "requires_approval",
+        "base_risk": "low",
+        "standing_allowed": "on",
+        "standing_max_minutes": "30",
+        "standing_max_uses": "5",
+        "standing_max_risk": "low",
+        "standing_at_most": "",
+        "reason": "reviewers repeat themselves",
+    }
+    bare = factories.make_agent("bare-bot")
+    preview = client.post(
+        "/agents/bare-bot/rules/edit/send_email", {**form, "base_risk": "medium", "step": "preview"}
+    ).content.decode()
+    assert "allow standing approvals (up to 30 min, 5 uses, risk ≤ low)" in preview
+    assert "loosening" in preview.lower()
+    client.post("/agents/bare-bot/rules/edit/send_email", {**form, "base_risk": "medium"})
+    request = ChangeRequest.objects.get(agent=bare)
+    assert request.after["tools"]["send_email"]["standing"]["max_uses"] == 5
