@@ -398,6 +398,31 @@ def end_for_policy_change(
     return _end_all(queryset, EndReason.POLICY_CHANGED, actor, policy_version=policy_version)
 
 
+def end_expired(*, limit: int = 1000) -> int:
+    """End (audited, reason ``expired``) the standing approvals whose time ran out, each in
+    its own transaction, so the log says when one stopped even if no call came after. The
+    gate never uses one past its time either way."""
+    due = list(
+        StandingApproval.objects.filter(ended_at__isnull=True, expires_at__lte=timezone.now())
+        .values_list("pk", "agent__slug")
+        .order_by("pk")[:limit]
+    )
+    ended = 0
+    for standing_id, slug in due:
+        with transaction.atomic():
+            _hold_chain_head(slug)
+            standing = (
+                StandingApproval.objects.select_for_update(of=("self",))
+                .select_related("agent")
+                .filter(pk=standing_id, ended_at__isnull=True, expires_at__lte=timezone.now())
+                .first()
+            )
+            if standing is not None:
+                _end_locked(standing, EndReason.EXPIRED, Actor.system("expiry"))
+                ended += 1
+    return ended
+
+
 # --- reading --------------------------------------------------------------------------------
 
 

@@ -410,6 +410,24 @@ def test_end__expiry(agent, reviewer):
     assert events_of("standing.ended", reason="expired")
 
 
+def test_end__expiry_sweep__audited_when_time_runs_out_without_a_call(agent, reviewer):
+    from approvals.tasks import expire_stale_actions
+
+    made = approve_standing(agent, reviewer)
+    live = approve_standing(agent, reviewer, arguments={**EMAIL, "to": "b@example.com"})
+    StandingApproval.objects.filter(pk=made.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    expire_stale_actions()
+    made.refresh_from_db()
+    live.refresh_from_db()
+    assert made.end_reason == "expired" and made.ended_by == "system:expiry"
+    assert live.ended_at is None
+    assert len(events_of("standing.ended", reason="expired")) == 1
+    expire_stale_actions()  # running again changes nothing more
+    assert len(events_of("standing.ended", reason="expired")) == 1
+
+
 def test_end__revoke_by_any_reviewer__audited_at_once(agent, reviewer, reviewer2, other_agent):
     made = approve_standing(agent, reviewer)
     stranger = factories.make_user("sam", agent_perms={"review_agent": other_agent})
