@@ -510,6 +510,18 @@ def test_end__policy_change_of_the_tool_or_tier__ends__other_tool_does_not(
     assert refund.end_reason == "policy_changed"
 
 
+def test_end__deactivating_the_agent__ends_all_of_its(agent, reviewer, governor):
+    made = approve_standing(agent, reviewer)
+    result = governance_actions.propose_change(
+        agent=agent, user=governor, changes={"active": False}, reason="pause"
+    )
+    assert result.applied
+    made.refresh_from_db()
+    assert made.end_reason == "policy_changed"
+    (event,) = events_of("standing.ended", reason="policy_changed")
+    assert (event.actor_type, event.actor) == ("user", "gwen")
+
+
 # --- the race at the last use (PostgreSQL, real threads) ---------------------------------------
 
 
