@@ -20,11 +20,11 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from accounts.stepup import risk_needs_step_up
-from approvals import events, hooks, notifications, rules
+from approvals import events, hooks, notifications, rules, standing
 from approvals.masking import keep_masked_values
 from approvals.models import Action, Channel, Decision, EmailDecisionLink, Outbox, Report
 from approvals.permissions import reviewable_actions
-from approvals.states import EXECUTABLE, Status, transition
+from approvals.states import APPROVED_BY_STANDING, EXECUTABLE, Status, transition
 from audit import verbs
 from audit.canonical import canonical_json, payload_hash, sha256_hex
 from audit.chain import (
@@ -378,6 +378,19 @@ def _decide_and_record(
     )
     if decision.outcome == Status.DENIED and decision.reason_code == "kill_switch":
         action.feedback = "; ".join(decision.reasons)
+    covered = None
+    if decision.outcome == Status.PENDING:
+        covered = standing.use_for_call(
+            agent=agent,
+            snapshot=policy.snapshot,
+            tool=tool,
+            arguments=arguments,
+            blast_radius=blast_radius,
+            on_behalf_of=action.on_behalf_of,
+            risk=decision.risk,
+        )
+        if covered.use is not None:
+            _approve_by_standing(action, covered.use, now)
     if action.id is None:  # no id drawn in advance: the row first, for the event to name
         action.save()
         if action.status == Status.ALLOWED:
@@ -398,6 +411,8 @@ def _decide_and_record(
             target_id=action.pk,
             agent_slug=agent.slug,
             correlation_id=action.correlation_id,
+            # A covered call is recorded as the gate held it (pending), then approved by
+            # the standing approval's own event: each status move has its event.
             data={
                 "tool": tool,
                 "outcome": decision.outcome,
@@ -407,16 +422,66 @@ def _decide_and_record(
                 "policy_version": policy.number,
                 "payload_hash": action.payload_hash,
                 "switch_id": decision.switch_id,
+                **(
+                    {"standing_approval": covered.use.standing.pk}
+                    if covered and covered.use
+                    else {}
+                ),
             },
         ),
         also=also,
     )
     mark_saved(action)
-    if action.status == Status.PENDING:
+    if covered is not None:
+        # Audited after the submission's event, which took the chain head read above.
+        standing.record_lookup(covered)
+    if covered is not None and covered.use is not None:
+        _record_standing_use(action, covered.use)
+    elif action.status == Status.PENDING:
         notifications.owe_new_pending(action)
         hooks.action_pending(action)
         _on_commit_broadcast(action, "submitted")
     return Submission(action, created=True)
+
+
+def _approve_by_standing(action: Action, covered: standing.Use, now: Any) -> None:
+    """A call the gate holds for people goes straight on to ``approved`` when people's
+    standing approval covers it: the table's own pending → approved move, taken at once
+    (``approvals.states``), with the grant window of any approval."""
+    transition(action, APPROVED_BY_STANDING[1])
+    action.reason_code = standing.REASON_CODE
+    action.reasons = [
+        *action.reasons,
+        f"approved by standing approval #{covered.standing.pk} of "
+        f"{', '.join(covered.approvers)} (use {covered.number} of {covered.standing.max_uses})",
+    ]
+    action.standing_approval = covered.standing
+    action.expires_at = None
+    action.lease_expires_at = None
+    action.decided_at = now
+    action.grant_expires_at = _grant_deadline(now)
+
+
+def _record_standing_use(action: Action, covered: standing.Use) -> None:
+    """After the submission event: the approval event of a call a standing approval
+    covered (its id, the use, the approvers), the webhook owed as for any approval, the
+    broadcast on commit."""
+    _audit(
+        action,
+        verbs.ACTION_APPROVED,
+        Actor.system("standing_approval"),
+        {
+            "standing_approval": covered.standing.pk,
+            "use": covered.number,
+            "max_uses": covered.standing.max_uses,
+            "approvers": covered.approvers,
+            "channels": [Channel.STANDING],
+            "payload_hash": action.payload_hash,
+            "policy_version": action.policy_version.number,
+        },
+    )
+    _owe_webhook(action, "action.approved")
+    _on_commit_broadcast(action, "approved")
 
 
 def _grant_deadline(start: Any) -> Any:
@@ -532,10 +597,17 @@ def approve(
     seen_hash: str | None = None,
     channel: str = Channel.API,
     step_up: StepUpCheck | None = None,
+    standing_terms: standing.Terms | None = None,
 ) -> Action:
     """Record ``user``'s approval (optionally of edited ``arguments``) of the payload they
     saw (``seen_hash``; refused with ``payload_changed`` when it is no longer the one that
     would run); decide the action once the quorum is met.
+
+    ``standing_terms`` ("also approve matching calls for N minutes, up to K uses") must fit
+    the tool's standing bounds in the agent's current policy (``400
+    standing_out_of_bounds``, nothing recorded); the approval that completes the quorum
+    creates the standing approval when every approval carries the same terms
+    (``approvals.standing.create_if_agreed``).
 
     An edit keeps the original beside it, changes the payload hash, voids earlier approvals
     and is re-assessed under the agent's current policy (``_apply_edit``): a refused edit
@@ -552,12 +624,23 @@ def approve(
             and payload_hash(arguments) != action.payload_hash
         ):
             refusal = _apply_edit(action, user, arguments, channel)
+        if refusal is None and standing_terms is not None:
+            refusal = _standing_terms_refusal(action, standing_terms)
         if refusal is None:
             _require_step_up(action, step_up)
-            _record_approval(action, user, comment, channel)
+            _record_approval(action, user, comment, channel, standing_terms)
     if refusal is not None:
         raise refusal
     return action
+
+
+def _standing_terms_refusal(action: Action, terms: standing.Terms) -> ActionRefused | None:
+    """Terms are judged by the agent's current policy, as an edit is (``_apply_edit``)."""
+    policy = Agent.objects.select_related("current_policy").get(pk=action.agent_id).current_policy
+    refused = standing.terms_refusal(action, terms, policy.snapshot)
+    if refused is None:
+        return None
+    return ActionRefused(refused.code, refused.detail, refused.status, refused.fields)
 
 
 def _apply_edit(action: Action, user: Any, arguments: dict, channel: str) -> ActionRefused | None:
@@ -648,7 +731,13 @@ def _apply_edit(action: Action, user: Any, arguments: dict, channel: str) -> Act
     return None
 
 
-def _record_approval(action: Action, user: Any, comment: str, channel: str) -> None:
+def _record_approval(
+    action: Action,
+    user: Any,
+    comment: str,
+    channel: str,
+    standing_terms: standing.Terms | None = None,
+) -> None:
     edited = (
         action.arguments if action.payload_hash != payload_hash(action.original_arguments) else None
     )
@@ -660,6 +749,8 @@ def _record_approval(action: Action, user: Any, comment: str, channel: str) -> N
         edited_arguments=edited,
         payload_hash=action.payload_hash,
         channel=channel,
+        standing_minutes=standing_terms.minutes if standing_terms else None,
+        standing_uses=standing_terms.uses if standing_terms else None,
     )
     approvals = current_approvals(action)
     _audit(
@@ -672,6 +763,11 @@ def _record_approval(action: Action, user: Any, comment: str, channel: str) -> N
             "approvals": len(approvals),
             "required": action.required_approvals,
             "channel": channel,
+            **(
+                {"standing_terms": {"minutes": standing_terms.minutes, "uses": standing_terms.uses}}
+                if standing_terms
+                else {}
+            ),
         },
     )
     if rules.quorum_met(action, approvals, _critical_approver_of(action)):
@@ -700,6 +796,7 @@ def _record_approval(action: Action, user: Any, comment: str, channel: str) -> N
                 "policy_version": action.policy_version.number,
             },
         )
+        standing.create_if_agreed(action, approvals, user)
         _owe_webhook(action, "action.approved")
         _on_commit_broadcast(action, "approved")
     else:
@@ -1339,8 +1436,8 @@ KILL_SWITCH_FEEDBACK = "Stopped by kill switch: "
 
 def stop_actions_in_scope(*, switch: KillSwitch, actor: Actor) -> dict[str, int]:
     """The kill switch's sweep, inside its transaction: pending → cancelled, approved or
-    allowed and not yet reported → revoked. Locks rows in id order. Audits each; owes
-    webhooks; broadcasts on commit."""
+    allowed and not yet reported → revoked, and every standing approval in scope ended.
+    Locks rows in id order. Audits each; owes webhooks; broadcasts on commit."""
     scope = Q(status__in=[Status.PENDING, *EXECUTABLE])
     if switch.scope == KillSwitch.Scope.AGENT:
         scope &= Q(agent__slug=switch.target)
@@ -1371,4 +1468,7 @@ def stop_actions_in_scope(*, switch: KillSwitch, actor: Actor) -> dict[str, int]
             lambda action=action, key=key: events.broadcast_action(action, key, to_dashboards=False)
         )
         counts[key] += 1
+    # Standing approvals in scope end with it; releasing the switch brings none back.
+    # Each is audited (``standing.ended``, reason ``kill_switch``) with the switch's id.
+    standing.end_for_kill_switch(switch=switch, actor=actor)
     return counts

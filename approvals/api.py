@@ -27,9 +27,9 @@ from accounts.stepup import (
     approval_step_up_check,
     verify_offered_code,
 )
-from approvals import actions, hooks, rules, selectors
+from approvals import actions, hooks, rules, selectors, standing
 from approvals.events import action_group
-from approvals.models import Action, Channel
+from approvals.models import Action, Channel, StandingApproval
 from approvals.permissions import can_view_action, visible_actions
 from approvals.serializers import (
     DEFAULT_PAGE_SIZE,
@@ -44,6 +44,9 @@ from approvals.serializers import (
     RevocationPageSerializer,
     RevocationQuerySerializer,
     RollbackReportSerializer,
+    StandingApprovalSerializer,
+    StandingListQuerySerializer,
+    StandingListSerializer,
     decode_cursor,
     encode_cursor,
     encode_revocation_cursor,
@@ -56,6 +59,7 @@ from core.people import is_agent
 from core.permissions import IsAgent, IsPerson
 from core.serializers import NoFieldsSerializer
 from grants.authentication import IsToolService, ServiceRateThrottle, ServiceTokenAuthentication
+from rollout import permissions as rollout_permissions
 from rollout.authentication import AgentTokenAuthentication
 
 MAX_IDEMPOTENCY_KEY = 200
@@ -454,15 +458,22 @@ class DecisionView(AirlockAPIView):
             "re-assessed under the agent's current policy: `400` `argument_limit`, `409` "
             "`tool_forbidden`/`tool_unknown`/`tier_denies` refuse the edit and change nothing; "
             "otherwise the answer carries the new `risk` and `required_approvals` and the "
-            "action stays `pending` until they are met."
+            "action stays `pending` until they are met. `standing_minutes` + `standing_uses` "
+            "ask for a standing approval of matching calls: `400 standing_out_of_bounds` "
+            "(field named) outside the tool's bounds; created with the approval that "
+            "completes the quorum when every approval gave the same terms."
         ),
     )
     def post(self, request: Request, action_id: int) -> Response:
         require_token_scope(request, "decide")
         seen = _visible_action_or_404(request, action_id)
         data = valid_body(DecisionInSerializer, request)
+        terms = None
+        if "standing_minutes" in data:
+            terms = standing.Terms(data["standing_minutes"], data["standing_uses"])
         if data["verdict"] == "approve":
             action = actions.approve(
+                standing_terms=terms,
                 action_id=action_id,
                 user=request.user,
                 comment=data.get("comment", ""),
@@ -592,3 +603,77 @@ class GrantRevocationsView(AirlockAPIView):
                 "next": next_since,
             }
         )
+
+
+def _standing_or_404(request: Request, standing_id: int) -> StandingApproval:
+    """A standing approval its agent, or a reviewer or auditor of its agent, may see (404
+    otherwise, so ids of other agents' are not revealed)."""
+    found = (
+        StandingApproval.objects.select_related("agent")
+        .prefetch_related("approvers")
+        .filter(pk=standing_id)
+        .first()
+    )
+    if found is not None:
+        if is_agent(request.user):
+            if found.agent_id == request.user.agent.pk:
+                return found
+        elif rollout_permissions.can_review(
+            request.user, found.agent
+        ) or rollout_permissions.can_read_audit(request.user, found.agent):
+            return found
+    raise ApiError(404, "not_found", "No such standing approval.")
+
+
+class StandingListView(AirlockAPIView):
+    permission_classes = [IsPerson]
+
+    @extend_schema(
+        operation_id="list_standing_approvals",
+        summary="The standing approvals in force of the agents you review",
+        parameters=[StandingListQuerySerializer],
+        responses={200: StandingListSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        query = StandingListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        found = standing.active_for_reviewer(request.user)
+        if query.validated_data.get("agent"):
+            found = found.filter(agent__slug=query.validated_data["agent"])
+        context = {"viewer": request.user}
+        return Response(
+            {"results": StandingApprovalSerializer(found[:200], many=True, context=context).data}
+        )
+
+
+class StandingDetailView(AirlockAPIView):
+    @extend_schema(
+        operation_id="get_standing_approval",
+        summary="One standing approval (its agent, or a reviewer or auditor of its agent)",
+        responses={200: StandingApprovalSerializer},
+    )
+    def get(self, request: Request, standing_id: int) -> Response:
+        found = _standing_or_404(request, standing_id)
+        return Response(StandingApprovalSerializer(found, context={"viewer": request.user}).data)
+
+
+class StandingRevokeView(AirlockAPIView):
+    permission_classes = [IsPerson]
+
+    @extend_schema(
+        operation_id="revoke_standing_approval",
+        summary="End a standing approval at once",
+        request=NoFieldsSerializer,
+        responses={200: StandingApprovalSerializer},
+        description=(
+            "Any reviewer of the agent may (a tightening: nobody else is asked). Audited "
+            "(`standing.ended`, reason `revoked`). `404 not_found`, `409 not_active` "
+            "(already ended)."
+        ),
+    )
+    def post(self, request: Request, standing_id: int) -> Response:
+        require_token_scope(request, "decide")
+        valid_body(NoFieldsSerializer, request)
+        ended = standing.revoke(standing_id=standing_id, user=request.user, channel=Channel.API)
+        found = _standing_or_404(request, ended.pk)
+        return Response(StandingApprovalSerializer(found, context={"viewer": request.user}).data)

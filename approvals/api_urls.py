@@ -28,4 +28,15 @@ urlpatterns = [
     ),
     path("grants/verify", api.GrantVerifyView.as_view(), name="api-grant-verify"),
     path("grants/revocations", api.GrantRevocationsView.as_view(), name="api-grant-revocations"),
+    path("standing-approvals", api.StandingListView.as_view(), name="api-standing-list"),
+    path(
+        "standing-approvals/<int:standing_id>",
+        api.StandingDetailView.as_view(),
+        name="api-standing-detail",
+    ),
+    path(
+        "standing-approvals/<int:standing_id>/revoke",
+        api.StandingRevokeView.as_view(),
+        name="api-standing-revoke",
+    ),
 ]

@@ -30,6 +30,10 @@ class QueueConsumer(PersonSocketConsumer):
         if self.may_hear(event.get("agent", "")):
             await self.forward(event)
 
+    async def standing_changed(self, event: dict) -> None:
+        if self.may_hear(event.get("agent", "")):
+            await self.forward(event)
+
     async def switch_changed(self, event: dict) -> None:
         if event.get("scope") != "agent" or self.may_hear(event.get("target", "")):
             await self.forward(event)

@@ -58,3 +58,17 @@ def broadcast_action(action: Any, change: str, *, to_dashboards: bool = True) ->
     publish(action_group(action.pk), message)
     if to_dashboards:
         publish(agent_group(action.agent.slug), message)
+
+
+def broadcast_standing(standing: Any, change: str) -> None:
+    """Tell the agent's dashboards that one of its standing approvals was created, used or
+    ended (the queue and the agent page re-read their lists)."""
+    publish(
+        agent_group(standing.agent.slug),
+        {
+            "type": "standing.changed",
+            "standing_id": standing.pk,
+            "agent": standing.agent.slug,
+            "change": change,
+        },
+    )

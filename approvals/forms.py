@@ -10,6 +10,7 @@ from typing import Any
 from django import forms
 
 from approvals.selectors import DECIDED_STATUSES, EXTENSIONS, ActionFilters, FilterChoices
+from approvals.standing import Terms
 from rollout.models import Risk
 
 # The API's bounds (approvals.serializers), so the dashboard accepts nothing it would refuse.
@@ -102,6 +103,26 @@ class _DecisionForm(forms.Form):
 
 class ApproveForm(_DecisionForm):
     comment = _comment_field(required=False, label="Comment (optional)")
+    # "Also approve matching calls for N minutes / up to K uses": offered on a card whose
+    # tool's policy allows standing approvals; the write path checks the bounds.
+    standing = forms.BooleanField(required=False)
+    standing_minutes = forms.IntegerField(required=False, min_value=1, label="Minutes")
+    standing_uses = forms.IntegerField(required=False, min_value=1, label="Uses")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("standing"):
+            for name, what in (("standing_minutes", "minutes"), ("standing_uses", "uses")):
+                if data.get(name) is None and name not in self.errors:
+                    self.add_error(name, f"Say for how many {what} matching calls are approved.")
+        return data
+
+    def standing_terms(self) -> Terms | None:
+        """The terms asked for, or None when the box is not ticked."""
+        data = self.cleaned_data
+        if not data.get("standing"):
+            return None
+        return Terms(data["standing_minutes"], data["standing_uses"])
 
 
 class RejectForm(_DecisionForm):

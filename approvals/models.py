@@ -4,6 +4,7 @@ send back. Every change goes through ``approvals.actions``."""
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.timezone import now
 
 from approvals.states import Status
 from rollout.models import Agent, PolicyVersion, Release, Risk
@@ -63,6 +64,15 @@ class Action(models.Model):
     # None: no lease (interrupt-style agents, which sleep while a human decides).
     lease_seconds = models.PositiveIntegerField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Set when the gate answered ``approved`` at once: people's earlier standing approval
+    # covered this call (``approvals.standing``).
+    standing_approval = models.ForeignKey(
+        "StandingApproval",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="covered_actions",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -116,6 +126,10 @@ class Decision(models.Model):
     voided = models.BooleanField(default=False)
     # Empty on decisions recorded before channels were (migration 0004).
     channel = models.CharField(max_length=10, choices=Channel.choices, blank=True)
+    # An approval's standing terms ("also approve matching calls for N minutes, up to K
+    # uses"); both empty when the approver asked for none.
+    standing_minutes = models.PositiveIntegerField(null=True, blank=True)
+    standing_uses = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -253,3 +267,64 @@ class DailyAgentStats(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent_id} {self.day}"
+
+
+class StandingApproval(models.Model):
+    """People's approval of one call that also approves matching later calls of the same
+    agent, tool and environment, for a while and a number of uses, within the bounds the
+    tool's policy sets (``rollout.standing``). Created with the approval that completed
+    its source action's quorum when every approver gave the same terms; ended by expiry,
+    its count, a reviewer's revoke, a kill switch in scope or a policy change of the
+    tool, its tier or its bounds. Every change goes through ``approvals.standing``."""
+
+    class EndReason(models.TextChoices):
+        REVOKED = "revoked"
+        KILL_SWITCH = "kill_switch"
+        POLICY_CHANGED = "policy_changed"
+        USED_UP = "used_up"
+        EXPIRED = "expired"
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="standing_approvals")
+    tool = models.CharField(max_length=120)
+    # The declared ``blast_radius.environment`` of the approved call ("" when none); a
+    # later call must declare the same.
+    environment = models.CharField(max_length=120, blank=True)
+    arguments = models.JSONField()
+    at_most = models.JSONField(default=list)
+    risk = models.CharField(max_length=10, choices=Risk.choices)
+    max_uses = models.PositiveIntegerField()
+    uses = models.PositiveIntegerField(default=0)
+    minutes = models.PositiveIntegerField()
+    expires_at = models.DateTimeField()
+    approvers = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="+")
+    source_action = models.OneToOneField(
+        Action, on_delete=models.PROTECT, related_name="created_standing_approval"
+    )
+    policy_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
+    ended_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["agent", "tool"],
+                condition=Q(ended_at__isnull=True),
+                name="standing_active",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"standing #{self.pk} {self.agent_id}:{self.tool}"
+
+    @property
+    def uses_left(self) -> int:
+        return max(0, self.max_uses - self.uses)
+
+    @property
+    def is_active(self) -> bool:
+        """In force now: not ended, in time, uses left (an expired one is ended when next
+        looked up at the gate)."""
+        return self.ended_at is None and self.uses < self.max_uses and self.expires_at > now()

@@ -20,9 +20,9 @@ from django.db.models import Case, IntegerField, Prefetch, Q, QuerySet, Value, W
 from django.utils import timezone
 
 from approvals import actions as write_path
-from approvals import rules
+from approvals import rules, standing
 from approvals.masking import masked_arguments
-from approvals.models import Action, Decision, EmailDecisionLink
+from approvals.models import Action, Decision, EmailDecisionLink, StandingApproval
 from approvals.permissions import reviewable_actions, visible_actions
 from approvals.states import Status
 from core.digests import token_digest
@@ -379,6 +379,23 @@ class DecisionCard:
     viewer: Any = None
     # Who may still approve it (``rules.still_needed``); None on a card built without it.
     needs: rules.StillNeeded | None = None
+    # The tool's standing bounds when this viewer may approve with standing terms (only
+    # the card's own page offers them; the queue's cards and bulk decisions never do).
+    standing_offer: dict | None = None
+
+    @cached_property
+    def standing_created(self) -> Any:
+        """The standing approval this card's approval created (None: none)."""
+        if self.action.status == Status.PENDING:
+            return None
+        return StandingApproval.objects.filter(source_action=self.action).first()
+
+    @property
+    def standing_why_not(self) -> str:
+        """Why approvers who asked for standing terms got none (they differed)."""
+        if self.action.status == Status.PENDING or self.standing_created is not None:
+            return ""
+        return standing.disagreement(self.approvals) or ""
 
     @property
     def step_up_risk(self) -> str | None:
@@ -603,7 +620,24 @@ def build_card(action: Action, user: Any) -> DecisionCard:
         now,
         viewer=user,
         needs=rules.still_needed(action, approvals, is_critical),
+        standing_offer=_standing_offer(action) if approve is None else None,
     )
+
+
+def _standing_offer(action: Action) -> dict | None:
+    """The bounds a card offers standing terms within, asked of the write path's own rule
+    (``approvals.standing.terms_refusal``) with the smallest terms: None when the tool's
+    policy allows none for this action (off, its risk above the bound, a shadow agent)."""
+    policy = Agent.objects.select_related("current_policy").get(pk=action.agent_id).current_policy
+    if policy is None or standing.terms_refusal(action, standing.Terms(1, 1), policy.snapshot):
+        return None
+    bounds = policy.snapshot["tools"][action.tool]["standing"]
+    return {
+        **bounds,
+        "minutes": min(60, bounds["max_minutes"]),
+        "uses": min(10, bounds["max_uses"]),
+        "environment": standing.environment_of(action.blast_radius),
+    }
 
 
 @dataclass(frozen=True)

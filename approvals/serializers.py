@@ -17,7 +17,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from approvals import rules
-from approvals.masking import is_own_agent, masked_arguments
+from approvals.masking import is_own_agent, masked_arguments, masked_for
 from approvals.models import Action, Decision, Report
 from approvals.states import Status
 from approvals.validators import callback_url_problem
@@ -369,12 +369,17 @@ class ActionSerializer(serializers.ModelSerializer):
 
     def get_links(self, action: Action) -> dict:
         base = f"/api/v1/actions/{action.pk}"
-        return {
+        links = {
             "self": base,
             "wait": f"{base}?wait=30",
             "execution": f"{base}/execution",
             "card": f"/actions/{action.pk}",
         }
+        if action.standing_approval_id is not None:
+            # Approved at once by people's standing approval (``reason_code``
+            # ``standing_approval``): the one that covered it.
+            links["standing_approval"] = f"/api/v1/standing-approvals/{action.standing_approval_id}"
+        return links
 
 
 # Statuses in which the agent is shown its grant: it may run (or ran, for a replay that
@@ -441,6 +446,24 @@ class RollbackReportSerializer(StrictSerializer):
 
 class DecisionInSerializer(StrictSerializer):
     verdict = serializers.ChoiceField(choices=["approve", "reject"])
+    standing_minutes = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=24 * 60,
+        help_text=(
+            "Approve only, with `standing_uses`: also approve matching calls (same agent, "
+            "tool, environment and arguments; fields the tool's policy marks `at_most` may "
+            "be lower) for this many minutes. Must be within the tool's standing bounds "
+            "(`400 standing_out_of_bounds`, field named). Created when every approver of "
+            "the card gives the same terms."
+        ),
+    )
+    standing_uses = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=1000,
+        help_text="Approve only, with `standing_minutes`: at most this many matching calls.",
+    )
     comment = serializers.CharField(max_length=4000, required=False, allow_blank=True)
     arguments = BoundedJSONField(
         required=False,
@@ -462,6 +485,73 @@ class DecisionInSerializer(StrictSerializer):
             "payload_changed and nothing is recorded. The SDK always sends it."
         ),
     )
+
+    def validate(self, attrs: dict) -> dict:
+        given = [name for name in ("standing_minutes", "standing_uses") if name in attrs]
+        if given and attrs.get("verdict") != "approve":
+            raise serializers.ValidationError({given[0]: ["Only an approval has standing terms."]})
+        if len(given) == 1:
+            missing = "standing_uses" if given[0] == "standing_minutes" else "standing_minutes"
+            raise serializers.ValidationError(
+                {missing: ["Standing terms need both standing_minutes and standing_uses."]}
+            )
+        return attrs
+
+
+class StandingApprovalSerializer(serializers.Serializer):
+    """A standing approval as the API shows it to reviewers of its agent."""
+
+    id = serializers.IntegerField()
+    agent = serializers.CharField(source="agent.slug")
+    tool = serializers.CharField()
+    environment = serializers.CharField()
+    arguments = serializers.JSONField(
+        help_text="The approved arguments, masked as the source action's are for you."
+    )
+    at_most = serializers.ListField(child=serializers.CharField())
+    risk = serializers.ChoiceField(choices=Risk.choices)
+    minutes = serializers.IntegerField()
+    max_uses = serializers.IntegerField()
+    uses = serializers.IntegerField()
+    uses_left = serializers.IntegerField()
+    expires_at = serializers.DateTimeField()
+    approvers = serializers.ListField(child=serializers.CharField())
+    source_action = serializers.IntegerField(source="source_action_id")
+    created_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
+    end_reason = serializers.CharField()
+    active = serializers.BooleanField()
+
+    def to_representation(self, standing: Any) -> dict:
+        data = {
+            "id": standing.pk,
+            "agent": standing.agent.slug,
+            "tool": standing.tool,
+            "environment": standing.environment,
+            "arguments": masked_for(self.context.get("viewer"), standing.tool, standing.arguments),
+            "at_most": standing.at_most,
+            "risk": standing.risk,
+            "minutes": standing.minutes,
+            "max_uses": standing.max_uses,
+            "uses": standing.uses,
+            "uses_left": standing.uses_left,
+            "expires_at": _datetime(standing.expires_at),
+            "approvers": sorted(u.get_username() for u in standing.approvers.all()),
+            "source_action": standing.source_action_id,
+            "created_at": _datetime(standing.created_at),
+            "ended_at": _datetime(standing.ended_at),
+            "end_reason": standing.end_reason,
+            "active": standing.is_active,
+        }
+        return data
+
+
+class StandingListSerializer(serializers.Serializer):
+    results = StandingApprovalSerializer(many=True)
+
+
+class StandingListQuerySerializer(StrictSerializer):
+    agent = serializers.SlugField(required=False, help_text="Only this agent's.")
 
 
 MAX_PAGE_SIZE = 200

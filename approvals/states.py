@@ -25,6 +25,12 @@ class Status(models.TextChoices):
 
 # The gate creates an action in one of these.
 INITIAL_STATUSES = frozenset({Status.ALLOWED, Status.DENIED, Status.SHADOWED, Status.PENDING})
+# A call the gate would hold as pending that people's standing approval covers
+# (``approvals.standing``) is approved in the submission's own transaction: created
+# pending, then the table's pending → approved move, each with its audit event.
+APPROVED_BY_STANDING = (Status.PENDING, Status.APPROVED)
+# What the gate may answer a submission with.
+GATE_ANSWERS = INITIAL_STATUSES | {APPROVED_BY_STANDING[1]}
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     Status.PENDING: frozenset({Status.APPROVED, Status.REJECTED, Status.EXPIRED, Status.CANCELLED}),

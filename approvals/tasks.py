@@ -14,7 +14,7 @@ from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from approvals import actions
+from approvals import actions, standing
 from approvals.emails import notification_email
 from approvals.models import Action, DailyAgentStats, Outbox
 from approvals.notifications import chat_message
@@ -183,7 +183,8 @@ def _send_batch(kind: str, destination: str, items: list[Outbox]) -> None:
 @shared_task
 def expire_stale_actions() -> int:
     """Expire pending actions past their time, cancel those whose agent's lease lapsed
-    (``agent_gone``) and revoke grants past their window, each in its own transaction
+    (``agent_gone``), revoke grants past their window and end standing approvals past
+    theirs, each in its own transaction
     through the same action functions as everything else. Only tidying up: a decision on
     such an action is refused, and the lapse recorded, inside the decision's transaction."""
     now = timezone.now()
@@ -197,6 +198,7 @@ def expire_stale_actions() -> int:
     changed += sum(
         1 for action_id in list(grants) if actions.revoke_stale_grant(action_id=action_id)
     )
+    changed += standing.end_expired()
     return changed
 
 

@@ -38,6 +38,7 @@ STAGES = {
     verbs.ACTION_APPROVED: "decision",
     verbs.ACTION_REJECTED: "decision",
     verbs.ACTION_SHADOW_LABELLED: "decision",
+    verbs.STANDING_NOT_CREATED: "decision",
     verbs.ACTION_EXECUTED: "execution",
     verbs.ACTION_FAILED: "execution",
     verbs.ACTION_ROLLBACK_REQUESTED: "rollback",

@@ -22,4 +22,5 @@ urlpatterns = [
     path("actions/<int:action_id>/rollback", views.request_rollback, name="action-rollback"),
     # An email's Approve / Reject link: a confirmation page (GET shows, POST decides).
     path("actions/<int:action_id>/email/<str:token>", views.email_decision, name="email-decision"),
+    path("standing/<int:standing_id>/revoke", views.revoke_standing, name="standing-revoke"),
 ]

@@ -28,7 +28,7 @@ from accounts.stepup import (
     approval_step_up_check,
     verify_offered_code,
 )
-from approvals import actions, navigation, permissions, rules, selectors
+from approvals import actions, navigation, permissions, rules, selectors, standing
 from approvals.forms import (
     ApproveForm,
     BulkDecisionForm,
@@ -40,7 +40,7 @@ from approvals.forms import (
     RejectForm,
     RollbackForm,
 )
-from approvals.models import Action, Channel
+from approvals.models import Action, Channel, StandingApproval
 from approvals.states import Status
 from approvals.trace import action_trace, record_action_view, trace_total
 from core.errors import answer_refusal, answering_refusals, refusal_body
@@ -163,6 +163,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         left, context["stopped_groups"] = selectors.collapse_stopped(left)
         context["left_cards"] = selectors.build_cards(left, request.user)
         return _fragment(request, "approvals/_queue_list.html", context, "queue")
+    context["standing_approvals"] = list(standing.active_for_reviewer(request.user)[:100])
     return render(request, "approvals/queue.html", context)
 
 
@@ -221,9 +222,14 @@ Perform = Callable[[HttpRequest, Action, dict], str]
 
 
 def _approve(request: HttpRequest, seen: Action, data: dict) -> str:
-    """Approve from the card: the plain form, or the editor's (``arguments`` edited)."""
+    """Approve from the card: the plain form (maybe with standing terms), or the editor's
+    (``arguments`` edited)."""
     edited = data.get("arguments")
+    terms = None
+    if data.get("standing"):
+        terms = standing.Terms(data["standing_minutes"], data["standing_uses"])
     action = actions.approve(
+        standing_terms=terms,
         action_id=seen.pk,
         user=request.user,
         comment=data["comment"],
@@ -245,6 +251,13 @@ def _step_up_check(request: HttpRequest, seen: Action) -> actions.StepUpCheck:
 
 def _approval_notice(action: Action) -> str:
     if action.status == Status.APPROVED:
+        made = StandingApproval.objects.filter(source_action=action).first()
+        if made is not None:
+            return (
+                f"Approved: the agent may now run #{action.pk}, and matching calls for "
+                f"{made.minutes} minutes, up to {made.max_uses} uses (standing approval "
+                f"#{made.pk})."
+            )
         return f"Approved: the agent may now run #{action.pk}."
     return f"Your approval of #{action.pk} is recorded; it needs more approvals."
 
@@ -484,3 +497,22 @@ def _email_link_refused(
         action = Action.objects.select_related("agent").get(pk=link.action.pk)
     context = {"refusal": refusal, "message": message, "link": link, "action": action}
     return render(request, "approvals/email_link_refused.html", context, status=refusal.status)
+
+
+@login_required
+@require_POST
+def revoke_standing(request: HttpRequest, standing_id: int) -> HttpResponse:
+    """End a standing approval at once (any reviewer of its agent), then go back to the
+    page the button was on."""
+    back = next_target(request, reverse("queue"))
+    with answering_refusals(request, hide=True) as refused:
+        ended = standing.revoke(standing_id=standing_id, user=request.user, channel=Channel.PAGE)
+    if refused:
+        messages.error(request, refused.message)
+    else:
+        messages.success(
+            request,
+            f"Standing approval #{ended.pk} of {ended.tool} revoked: matching calls wait for "
+            "people again.",
+        )
+    return redirect(back)

@@ -41,6 +41,11 @@ ACTION_ROLLBACK_FAILED = register(
     "action.rollback_failed", "{actor} reported {target}'s rollback failed"
 )
 ACTION_VIEWED = register("action.viewed", "{actor} viewed {target}")
+STANDING_CREATED = register("standing.created", "{actor} created standing approval {target}")
+STANDING_ENDED = register("standing.ended", "standing approval {target} ended")
+STANDING_NOT_CREATED = register(
+    "standing.not_created", "{target} was approved without the standing terms asked for"
+)
 
 # Governance and access
 AGENT_REGISTERED = register("agent.registered", "{actor} registered {target}")

@@ -27,6 +27,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from approvals.models import Action
+from approvals.standing import end_for_policy_change as end_standing_for_policy_change
 from approvals.states import Status as ActionStatus
 from audit import verbs
 from audit.chain import Actor, append_event
@@ -67,8 +68,10 @@ from rollout.policy_diff import (
     piece_of_snapshot,
     same_value,
     touched_piece,
+    with_rule_defaults,
 )
 from rollout.snapshots import build_snapshot
+from rollout.standing import normalize_bounds
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_.:/\-]{1,120}$")
 AGENT_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
@@ -145,6 +148,7 @@ def _normalize_rule(
     base = dict(existing) if existing else {"base_risk": "low", "argument_limits": []}
     base.setdefault("rate_limit_per_minute", None)
     base.setdefault("blast_radius_from_arguments", {})
+    base.setdefault("standing", {})
     rule = {**base, **{k: v for k, v in value.items() if k in RULE_FIELDS}}
     if rule.get("effect") not in Effect.values:
         errors[f"{prefix}.effect"] = [f"Choose one of {', '.join(Effect.values)}."]
@@ -174,6 +178,9 @@ def _normalize_rule(
     problems = validate_radius_mapping(rule["blast_radius_from_arguments"])
     if problems:
         errors[f"{prefix}.blast_radius_from_arguments"] = problems
+    rule["standing"] = normalize_bounds(
+        rule.get("standing"), errors, f"{prefix}.standing", (existing or {}).get("standing")
+    )
     rate = rule.get("rate_limit_per_minute")
     if rate is not None and (
         isinstance(rate, bool) or not isinstance(rate, int) or not 0 <= rate <= MAX_RATE_PER_MINUTE
@@ -388,7 +395,11 @@ def _apply_to_live_rows(
     agent: Agent, after: dict, *, actor: Actor, change_request_id: int | None = None
 ) -> None:
     """Write ``after`` into the agent's live rows (the caller holds the agent's lock).
-    Access changes are audited one by one (``access.granted`` / ``access.removed``)."""
+    Access changes are audited one by one (``access.granted`` / ``access.removed``).
+    Standing approvals end (audited) where the change touches what they were granted
+    under: all of the agent's for a new tier or activity, a tool's for any change of its
+    rule (its standing bounds included)."""
+    _end_standing_approvals(agent, after, actor)
     fields = []
     if "tier" in after:
         agent.tier = Tier.objects.get(name=after["tier"]["name"])
@@ -413,6 +424,23 @@ def _apply_to_live_rows(
         agent_access.apply_access(
             agent, after["access"], actor=actor, change_request_id=change_request_id
         )
+
+
+def _end_standing_approvals(agent: Agent, after: dict, actor: Actor) -> None:
+    live = live_piece(agent)
+    if any(
+        key in after and not same_value(live.get(key), after[key]) for key in ("tier", "active")
+    ):
+        end_standing_for_policy_change(agent=agent, tools=None, actor=actor)
+        return
+    changed = {
+        tool
+        for tool, rule in (after.get("tools") or {}).items()
+        if not same_value(
+            with_rule_defaults((live.get("tools") or {}).get(tool)), with_rule_defaults(rule)
+        )
+    }
+    end_standing_for_policy_change(agent=agent, tools=changed, actor=actor)
 
 
 def _version_reason(text: str) -> str:

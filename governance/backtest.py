@@ -31,6 +31,9 @@ INITIAL_OUTCOME = {
     "requires_approval": "pending",
     "tier_requires_approval": "pending",
     "risk_above_auto_limit": "pending",
+    # Held for people, approved by their earlier standing approval (one human decision for
+    # all its uses): in a replay it is a call that needed people.
+    "standing_approval": "pending",
 }
 
 

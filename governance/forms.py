@@ -224,6 +224,32 @@ class ToolRuleForm(forms.Form):
     rate_limit_per_minute = forms.IntegerField(
         required=False, min_value=0, max_value=1_000_000, help_text="Empty: no limit."
     )
+    # Standing approvals ("approve, and allow the same for a while"): off unless ticked.
+    standing_allowed = forms.BooleanField(
+        required=False,
+        label="Standing approvals allowed",
+        help_text="Reviewers may approve matching calls ahead, within the bounds below.",
+    )
+    standing_max_minutes = forms.IntegerField(
+        required=False, min_value=1, max_value=1440, initial=60, label="Standing: longest (minutes)"
+    )
+    standing_max_uses = forms.IntegerField(
+        required=False, min_value=1, max_value=1000, initial=10, label="Standing: most uses"
+    )
+    standing_max_risk = forms.ChoiceField(
+        required=False,
+        choices=[("low", "low"), ("medium", "medium"), ("high", "high")],
+        initial="medium",
+        label="Standing: highest risk",
+        help_text="Critical actions are never approved standing.",
+    )
+    standing_at_most = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Standing: fields that may be lower",
+        help_text="Comma-separated top-level argument fields (numbers) a matching call may "
+        "lower, e.g. 'amount'; every other field must be equal.",
+    )
     reason = _reason_field()
 
     def __init__(self, *args: Any, fixed_tool: str | None = None, **kwargs: Any) -> None:
@@ -256,9 +282,29 @@ class ToolRuleForm(forms.Form):
                     "argument_limits": data["argument_limits"],
                     "blast_radius_from_arguments": data["blast_radius_from_arguments"],
                     "rate_limit_per_minute": data["rate_limit_per_minute"],
+                    "standing": self._standing(),
                 }
             }
         }
+
+    def _standing(self) -> dict:
+        """The rule's ``standing`` bounds (``{}``: off); governance validates them."""
+        data = self.cleaned_data
+        if not data.get("standing_allowed"):
+            return {}
+        bounds: dict[str, Any] = {
+            "allowed": True,
+            "at_most": [
+                name.strip()
+                for name in (data.get("standing_at_most") or "").split(",")
+                if name.strip()
+            ],
+        }
+        for name in ("max_minutes", "max_uses", "max_risk"):
+            value = data.get(f"standing_{name}")
+            if value not in (None, ""):
+                bounds[name] = value
+        return bounds
 
     @classmethod
     def initial_for(cls, tool: str, rule: dict) -> dict:
@@ -272,6 +318,19 @@ class ToolRuleForm(forms.Form):
                 rule.get("blast_radius_from_arguments") or {}
             ),
             "rate_limit_per_minute": rule.get("rate_limit_per_minute"),
+            **cls._standing_initial(rule.get("standing") or {}),
+        }
+
+    @staticmethod
+    def _standing_initial(bounds: dict) -> dict:
+        if not bounds.get("allowed"):
+            return {"standing_allowed": False}
+        return {
+            "standing_allowed": True,
+            "standing_max_minutes": bounds.get("max_minutes"),
+            "standing_max_uses": bounds.get("max_uses"),
+            "standing_max_risk": bounds.get("max_risk"),
+            "standing_at_most": ", ".join(bounds.get("at_most") or []),
         }
 
 

@@ -33,7 +33,9 @@ from approvals.models import Action
 from governance.models import ShadowLabel
 from rollout.models import Agent, KillSwitch, Tier
 
-# The gate codes of actions held for a human.
+# The gate codes of actions held for a human. Not ``standing_approval``: a call people's
+# standing approval covered was not decided by anyone on its own — the standing approval
+# counts once, as the human decision of the card that created it.
 HUMAN_GATE_CODES = ("requires_approval", "tier_requires_approval", "risk_above_auto_limit")
 # Statuses an action reaches only after an approval (or an allow) — later steps included.
 APPROVED_STATUSES = (

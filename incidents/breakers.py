@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from approvals import standing
 from approvals.models import Action
 from approvals.states import Status
 from audit import verbs
@@ -131,10 +132,14 @@ def _check(agent_id: int) -> KillSwitch | Tier | None:
                 agent_slug=agent.slug,
                 data={"before": before, "after": lower.name, "trip": trip},
             )
-            record_policy_version(
+            version = record_policy_version(
                 agent=agent,
                 actor=BREAKER_ACTOR,
                 reason=f"circuit breaker demoted {before} → {lower.name}",
+            )
+            # A new tier is a new policy: no standing approval outlives it.
+            standing.end_for_policy_change(
+                agent=agent, tools=None, actor=BREAKER_ACTOR, policy_version=version.number
             )
             return lower
         summary = ", ".join(f"{t.metric} {t.count} ≥ {t.threshold}" for t in trips)

@@ -143,6 +143,10 @@ class ToolRule(models.Model):
     #   arguments.batch.rows. Risk weighs the higher of this and what the agent declares.
     blast_radius_from_arguments = models.JSONField(default=dict, blank=True)
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    # Bounds of standing approvals ("approve, and allow the same for a while"): {} when
+    # none are allowed, else {"allowed": true, "max_minutes", "max_uses", "max_risk",
+    # "at_most": [fields]} (``rollout.standing``).
+    standing = models.JSONField(default=dict, blank=True)
     description = models.CharField(max_length=200, blank=True)
 
     class Meta:
@@ -160,6 +164,7 @@ class ToolRule(models.Model):
             "argument_limits": self.argument_limits,
             "blast_radius_from_arguments": self.blast_radius_from_arguments,
             "rate_limit_per_minute": self.rate_limit_per_minute,
+            "standing": self.standing or {},
         }
 
 

@@ -35,6 +35,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from rollout.policy import RADIUS_DIMENSIONS, RISKS, radius_mapping_text
+from rollout.standing import bound_changes, bounds_text, is_allowed
 
 TIGHTENING = "tightening"
 LOOSENING = "loosening"
@@ -55,10 +56,11 @@ RULE_FIELDS = (
     "argument_limits",
     "blast_radius_from_arguments",
     "rate_limit_per_minute",
+    "standing",
 )
 # What a rule field means when a stored rule (a policy version or change request written
 # before the field existed) does not have it.
-RULE_FIELD_DEFAULTS: dict[str, Any] = {"blast_radius_from_arguments": {}}
+RULE_FIELD_DEFAULTS: dict[str, Any] = {"blast_radius_from_arguments": {}, "standing": {}}
 UPPER_BOUNDS = {"<=", "<"}
 LOWER_BOUNDS = {">=", ">"}
 
@@ -391,6 +393,8 @@ def _rule_description(rule: dict) -> str:
         parts.append(f"risk from {mapping}")
     if rule.get("rate_limit_per_minute") is not None:
         parts.append(_rate_text(rule["rate_limit_per_minute"]))
+    if is_allowed(rule.get("standing")):
+        parts.append(f"standing approvals {bounds_text(rule['standing'])}")
     return ", ".join(parts)
 
 
@@ -442,6 +446,10 @@ def _tool_changes(tool: str, before: dict | None, after: dict | None) -> list[Ch
                 f"{tool}: {verb} rate limit {_rate_text(old_rate)} → {_rate_text(new_rate)}",
             )
         )
+    # Standing approvals let later calls through without a person: on or wider loosens.
+    for field, loosens, text in bound_changes(before.get("standing"), after.get("standing")):
+        direction = LOOSENING if loosens else TIGHTENING
+        changes.append(Change(f"{path}.{field}", direction, f"{tool}: {text}"))
     known = set(RULE_FIELDS)
     for field in sorted((set(before) | set(after)) - known):
         if not same_value(before.get(field), after.get(field)):

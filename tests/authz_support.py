@@ -79,6 +79,7 @@ class Side:
     switch: int = 0  # an engaged agent kill switch (made by ``prepare``)
     # The token of an email's Approve link of ``pending``, issued to mx-reviewer (``prepare``).
     email_link: str = ""
+    standing: int = 0  # a standing approval in force (made by ``prepare``)
 
 
 @dataclass
@@ -264,6 +265,33 @@ def issue_email_links(world: World) -> None:
             action=action, person=world.users["reviewer"]
         )
         side.email_link = tokens["approve"]
+
+
+def make_standing_approvals(world: World) -> None:
+    """A standing approval in force on each agent (reused while one is)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from approvals.models import StandingApproval
+
+    for side in (world.own, world.other):
+        found = StandingApproval.objects.filter(agent=side.agent, ended_at__isnull=True).first()
+        if found is None:
+            source = _submit(side.agent, "send_email", {"to": "standing@example.com"})
+            found = StandingApproval.objects.create(
+                agent=side.agent,
+                tool="send_email",
+                arguments={"to": "standing@example.com"},
+                risk="medium",
+                max_uses=5,
+                minutes=60,
+                expires_at=timezone.now() + timedelta(hours=1),
+                source_action=source,
+                policy_version=side.agent.current_policy
+                or Agent.objects.get(pk=side.agent.pk).current_policy,
+            )
+        side.standing = found.pk
 
 
 # --- the endpoints ---------------------------------------------------------------------------
@@ -692,6 +720,14 @@ OPS: list[Op] = [
         targeted=True,
     ),
     # --- incidents
+    Op(
+        "standing-revoke",
+        "POST",
+        "page",
+        kwargs=lambda side: {"standing_id": side.standing},
+        prepare=make_standing_approvals,
+        targeted=True,
+    ),
     Op("incidents", "GET", "page"),
     Op(
         "incident-engage",
@@ -753,6 +789,23 @@ OPS: list[Op] = [
         "api",
         kwargs=_action("pending"),
         body=_fixed({"verdict": "approve", "comment": "ok"}),
+        targeted=True,
+    ),
+    Op("api-standing-list", "GET", "api", prepare=make_standing_approvals),
+    Op(
+        "api-standing-detail",
+        "GET",
+        "api",
+        kwargs=lambda side: {"standing_id": side.standing},
+        prepare=make_standing_approvals,
+        targeted=True,
+    ),
+    Op(
+        "api-standing-revoke",
+        "POST",
+        "api",
+        kwargs=lambda side: {"standing_id": side.standing},
+        prepare=make_standing_approvals,
         targeted=True,
     ),
     Op("api-kill-switches", "GET", "api"),

@@ -99,6 +99,7 @@ GATE = frozenset(
         "api-action-execution",
         "api-action-withdraw",
         "api-action-heartbeat",
+        "api-standing-detail",
         "api-action-rollback",
     }
 )
@@ -155,6 +156,7 @@ action-reject                    POST   login     login   302      302/404    30
 actions-bulk                     POST   login     login   302      302        302      404      404        404      404        404     404       login    302       login   login      login
 action-extend                    POST   login     login   302      302/404    302      404      404        404      404        403     403/404   login    302       login   login      login
 action-rollback                  POST   login     login   302      302/404    302      404      404        404      404        403     403/404   login    302       login   login      login
+standing-revoke                  POST   login     login   302      302/404    302      404      404        404      404        404     404       login    302       login   login      login
 # --- governance pages: any role on an agent shows it; governors change it; change requests are
 #     read by governors and auditors, approved by a governor who did not write them
 rollout:agent-list               GET    login     login   200      200        200      200      200        200      200        200     200       login    200       login   login      login
@@ -211,6 +213,9 @@ api-grant-verify                 POST   401       401       401       401       
 api-grant-revocations            GET    401       401       401       401       401       401       401       401       401       401       401       401       401       401       401       401
 api-action-rollback              POST   401       200/404 403      403        403      403      403        403      403        403     403       401      403       403     403        403
 api-action-decisions             POST   401       403     201      201/404    201      404      404        404      404        403     403/404   401      201       201     201        403
+api-standing-list                GET    401       403     200      200        200      200      200        200      200        200     200       401      200       200     200        200
+api-standing-detail              GET    401       200/404 200      200/404    200      404      404        404      404        200     200/404   401      200       200     200        200
+api-standing-revoke              POST   401       403     200      200/404    200      404      404        404      404        404     404       401      200       200     200        403
 api-kill-switches                GET    401       403     403      403        403      403      403        200      200        200     403       401      200       200     403        200
 api-kill-switches                POST   401       403     403      403        403      403      403        201      201/403    403     403       401      201       201     403        403
 api-kill-switch-release          POST   401       403     404      404        404      404      404        200      200/403    403     404       401      200       200     403        403
@@ -918,6 +923,14 @@ def _withdrawn(world: World, role: str) -> None:
     assert _action(world.other.pending).status == "pending"
 
 
+def _standing_revoked(world: World, role: str) -> None:
+    from approvals.models import StandingApproval
+
+    own = StandingApproval.objects.get(pk=world.own.standing)
+    assert (own.end_reason, own.ended_by) == ("revoked", _actor(world, role))
+    assert StandingApproval.objects.get(pk=world.other.standing).ended_at is None
+
+
 def _drill_queued(drills: list) -> Check:
     def check(world: World, role: str) -> None:
         assert drills == [(world.own.agent.pk, _who(world, role).get_username())]
@@ -966,6 +979,7 @@ def _checks(drills: list) -> dict[tuple[str, str], tuple[dict, Check]]:
         ("action-extend", "POST"): ({}, _extended_by),
         ("actions-bulk", "POST"): ({}, _bulk_approved_by),
         ("action-rollback", "POST"): ({"status": "rolled_back"}, _rollback_requested),
+        ("standing-revoke", "POST"): ({"end_reason": "expired"}, _standing_revoked),
         ("api-action-withdraw", "POST"): ({}, _withdrawn),
         ("rollout:agent-register", "POST"): ({}, _registered),
         ("rollout:agent-tier", "POST"): ({}, _open_request_by),

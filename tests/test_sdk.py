@@ -193,6 +193,34 @@ def test_shadow_tier__shadowed__decorated_function_never_runs(asgi_server, refer
     assert caught.value.decision.status == "shadowed"
 
 
+def test_gated__standing_approval__approved_at_once_runs_like_allowed(
+    asgi_server, reference_data, reviewer
+):
+    from approvals.standing import Terms
+
+    bounds = {"allowed": True, "max_minutes": 60, "max_uses": 5, "max_risk": "medium"}
+    rules = [
+        {**rule, "standing": bounds} if rule["tool"] == "send_email" else rule
+        for rule in factories.SUPPORT_RULES
+    ]
+    agent = factories.make_agent("mail-bot", rules=rules)
+    first = factories.submit(agent, "send_email", {"to": "a@example.com"})
+    actions.approve(action_id=first.pk, user=reviewer, standing_terms=Terms(30, 3))
+    calls = []
+    with Airlock(asgi_server.url, factories.make_token(agent), retry=FAST_RETRY) as client:
+
+        @client.gated(tool="send_email", effect="write", timeout=30)
+        def send_email(to: str) -> str:
+            calls.append(to)
+            return "sent"
+
+        # No person decides: the gate's answer is already "approved"
+        assert send_email("a@example.com") == "sent"
+    assert calls == ["a@example.com"]
+    action = Action.objects.exclude(pk=first.pk).get()
+    assert (action.status, action.reason_code) == ("executed", "standing_approval")
+
+
 # --- waiting for people -----------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from django import template
 
 from rollout.policy import RADIUS_DIMENSIONS
 from rollout.policy_diff import OPERATOR_TEXT, value_text
+from rollout.standing import bounds_text
 
 register = template.Library()
 
@@ -37,6 +38,13 @@ def radius_lines(mapping: Any) -> list[str]:
         f"{dimension} ← arguments.{mapping[dimension]}"
         for dimension in known + sorted(set(mapping) - set(known), key=str)
     ]
+
+
+@register.filter
+def standing_bounds(bounds: Any) -> str:
+    """A tool's standing-approval bounds as people read them ("up to 60 min, 10 uses, risk
+    ≤ medium" or "off")."""
+    return bounds_text(bounds)
 
 
 @register.filter

@@ -15,6 +15,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from approvals.models import StandingApproval
+from approvals.standing import active as active_standing
 from approvals.states import Status
 from core.errors import answering_refusals
 from governance import access as agent_access
@@ -275,6 +277,10 @@ def agent_detail(request: HttpRequest, slug: str, section: str = "overview") -> 
                 "pending": agent.actions.filter(status=Status.PENDING).count(),
             }
         )
+        if context["can_review"]:
+            context["standing_approvals"] = list(
+                active_standing(StandingApproval.objects.filter(agent=agent))[:100]
+            )
     elif section == "policy":
         snapshot = agent.current_policy.snapshot if agent.current_policy else {}
         context["rules"] = [

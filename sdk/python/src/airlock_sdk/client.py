@@ -82,7 +82,8 @@ class Airlock:
         lease_seconds: int | None = None,
     ) -> Decision:
         """Ask the gate about one tool call. Returns the :class:`Decision` whatever the
-        outcome (``allowed``, ``denied``, ``shadowed`` or ``pending``); ``decision.wait()``
+        outcome (``allowed``, ``denied``, ``shadowed``, ``pending``, or ``approved`` at once
+        when people's standing approval covers the call); ``decision.wait()``
         turns it into "run it" or an exception. Retries reuse one Idempotency-Key, so a
         retried call never creates a second action. ``lease_seconds`` (5..3600): the
         action is cancelled (``agent_gone``) unless the agent keeps reading it or calls
