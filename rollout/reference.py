@@ -5,7 +5,7 @@ between them restore it with ``ensure_reference_data``)."""
 
 from typing import Any
 
-from django.contrib.auth.management import create_permissions
+from django.contrib.auth.management import _get_all_permissions, create_permissions
 
 from audit.actor_context import seeding_reference_data
 
@@ -65,6 +65,21 @@ def ensure_reference_data(apps: Any) -> None:
 
 
 def _ensure_reference_data(apps: Any) -> None:
+    # Each part reads first and writes only what is missing or different: the test suite
+    # calls this before most tests (on a database that usually has it all), and ~250
+    # queries a call made it the suite's largest fixed cost. The writes are the same.
+    _ensure_tiers(apps)
+    # Permissions are normally created after all migrations; the roles need them now.
+    if not _permissions_complete(apps):
+        for app_config in apps.get_app_configs():
+            had_models = getattr(app_config, "models_module", None)
+            app_config.models_module = had_models or True
+            create_permissions(app_config, apps=apps, verbosity=0)
+            app_config.models_module = had_models
+    _ensure_roles(apps)
+
+
+def _ensure_tiers(apps: Any) -> None:
     tier_model = apps.get_model("rollout", "Tier")
     # Migrations before the field existed run this with a Tier that has no such field.
     extra = (
@@ -72,33 +87,63 @@ def _ensure_reference_data(apps: Any) -> None:
         if any(f.name == "max_pending_seconds" for f in tier_model._meta.get_fields())
         else {}
     )
+    existing = {tier.name: tier for tier in tier_model.objects.all()}
     for name, rank, read, draft, write, auto, description, exit_criteria in TIERS:
-        tier_model.objects.update_or_create(
-            name=name,
-            defaults={
-                **extra,
-                "rank": rank,
-                "read_outcome": read,
-                "draft_outcome": draft,
-                "write_outcome": write,
-                "auto_approve_max_risk": auto,
-                "description": description,
-                "pending_ttl_seconds": TTL_BY_RISK,
-                "exit_criteria": exit_criteria,
-            },
+        defaults = {
+            **extra,
+            "rank": rank,
+            "read_outcome": read,
+            "draft_outcome": draft,
+            "write_outcome": write,
+            "auto_approve_max_risk": auto,
+            "description": description,
+            "pending_ttl_seconds": TTL_BY_RISK,
+            "exit_criteria": exit_criteria,
+        }
+        tier = existing.get(name)
+        if tier is not None and all(getattr(tier, k) == v for k, v in defaults.items()):
+            continue
+        tier_model.objects.update_or_create(name=name, defaults=defaults)
+
+
+def _permissions_complete(apps: Any) -> bool:
+    """Whether every model already has its content type and permissions, i.e. whether
+    ``create_permissions`` would add nothing (two queries instead of ~3 per app)."""
+    content_type_model = apps.get_model("contenttypes", "ContentType")
+    permission_model = apps.get_model("auth", "Permission")
+    types = set(content_type_model.objects.values_list("app_label", "model"))
+    permissions = set(
+        permission_model.objects.values_list(
+            "content_type__app_label", "content_type__model", "codename"
         )
-    # Permissions are normally created after all migrations; the roles need them now.
+    )
     for app_config in apps.get_app_configs():
-        had_models = getattr(app_config, "models_module", None)
-        app_config.models_module = had_models or True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = had_models
+        for model in app_config.get_models():
+            opts = model._meta
+            if (opts.app_label, opts.model_name) not in types:
+                return False
+            for codename, _name in _get_all_permissions(opts):
+                if (opts.app_label, opts.model_name, codename) not in permissions:
+                    return False
+    return True
+
+
+def _ensure_roles(apps: Any) -> None:
     group_model = apps.get_model("auth", "Group")
     permission_model = apps.get_model("auth", "Permission")
+    held = set(
+        group_model.objects.filter(name__in=ROLES).values_list(
+            "name", "permissions__content_type__app_label", "permissions__codename"
+        )
+    )
     for role, perms in ROLES.items():
+        missing = [dotted for dotted in perms if (role, *dotted.split(".")) not in held]
+        if not missing:
+            continue
         group, _ = group_model.objects.get_or_create(name=role)
-        for dotted in perms:
-            app_label, codename = dotted.split(".")
-            group.permissions.add(
+        group.permissions.add(
+            *(
                 permission_model.objects.get(content_type__app_label=app_label, codename=codename)
+                for app_label, codename in (dotted.split(".") for dotted in missing)
             )
+        )

@@ -20,7 +20,8 @@ from tests import factories
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # sync Playwright beside the ORM
 
-pytest_plugins = ["tests.sockets"]
+# tests.flush: transactional tests empty the database with DELETE, not one slow TRUNCATE.
+pytest_plugins = ["tests.sockets", "tests.flush"]
 
 
 @pytest.fixture(autouse=True)
