@@ -393,12 +393,12 @@ def _decide_and_record(
             _approve_by_standing(action, covered.use, now)
     if action.id is None:  # no id drawn in advance: the row first, for the event to name
         action.save()
-        if action.status == Status.ALLOWED:
+        if action.status in EXECUTABLE:  # allowed, or approved by a standing approval
             _issue_grant(action, now)
             action.save(update_fields=["grant", "grant_id"])
         also = []
     else:
-        if action.status == Status.ALLOWED:
+        if action.status in EXECUTABLE:  # allowed, or approved by a standing approval
             _issue_grant(action, now)
         also = [insert_statement(action)]
     # A duplicate idempotency key aborts this whole transaction; submit_action answers it.

@@ -23,6 +23,7 @@ from audit.models import AuditEvent
 from governance import actions as governance_actions
 from governance.actions import GovernanceRefused
 from governance.models import ChangeRequest
+from grants.tokens import read_grant
 from incidents.actions import engage_kill_switch, release_kill_switch
 from rollout.models import KillSwitch
 from rollout.policy_diff import LOOSENING, TIGHTENING, changes_between
@@ -309,6 +310,10 @@ def test_gate__matching_call__approved_at_once_counted_audited_webhook(agent, re
     )
     assert covered.status == "approved" and covered.reason_code == "standing_approval"
     assert covered.standing_approval_id == made.pk and covered.grant_expires_at
+    # It carries an execution grant for exactly these arguments, like any approval
+    claims = read_grant(covered.grant)
+    assert (claims["sub"], claims["tool"]) == (str(covered.pk), "send_email")
+    assert claims["payload_hash"] == covered.payload_hash
     made.refresh_from_db()
     assert made.uses == 1
     verbs = list(
