@@ -8,7 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Tags, Warning, register
+from django.core.checks import CheckMessage, Tags, Warning, register
+from django.core.checks.security import csrf as csrf_checks
+from django.core.checks.security import sessions as sessions_checks
+from django.test.utils import override_settings
+from django.utils.module_loading import import_string
 
 LOCAL_MAIL_BACKENDS = {
     "django.core.mail.backends.filebased.EmailBackend": "written to files",
@@ -42,4 +46,54 @@ def notifications_reach_people(app_configs: Any = None, **kwargs: Any) -> list[W
                 id="airlock.W002",
             )
         )
+    return problems
+
+
+# Django's session and CSRF deploy checks find their middleware by exact dotted path; the
+# stack names subclasses that step aside for agents' bearer calls (config/agent_calls.py),
+# so those checks would pass silently. Run them again with each subclass named as the Django
+# class it extends (security.W003 is silenced in settings and reported here as airlock.W003).
+_DJANGO_MIDDLEWARE = (
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+)
+
+
+def _as_django_middleware(paths: list[str]) -> list[str]:
+    named = []
+    for path in paths:
+        cls = import_string(path)
+        base = next(
+            (
+                candidate
+                for candidate in _DJANGO_MIDDLEWARE
+                if isinstance(cls, type) and issubclass(cls, import_string(candidate))
+            ),
+            None,
+        )
+        named.append(base or path)
+    return named
+
+
+@register(Tags.security, deploy=True)
+def session_and_csrf_checks_see_our_middleware(
+    app_configs: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Django's cookie checks for sessions and CSRF (security.W010 to W013, W016), run with
+    the stack's middleware named as the Django classes they extend; airlock.W003 when no
+    CSRF middleware is in the stack at all."""
+    middleware = _as_django_middleware(list(settings.MIDDLEWARE))
+    problems: list[CheckMessage] = []
+    if "django.middleware.csrf.CsrfViewMiddleware" not in middleware:
+        problems.append(
+            Warning(
+                "No CSRF middleware (django.middleware.csrf.CsrfViewMiddleware or a subclass) "
+                "is in MIDDLEWARE: people's forms would accept cross-site posts.",
+                id="airlock.W003",
+            )
+        )
+    with override_settings(MIDDLEWARE=middleware):
+        problems += csrf_checks.check_csrf_cookie_secure(None)
+        problems += sessions_checks.check_session_cookie_secure(None)
+        problems += sessions_checks.check_session_cookie_httponly(None)
     return problems

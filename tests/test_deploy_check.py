@@ -73,3 +73,14 @@ def test_check_deploy__mail_kept_locally_and_links_to_localhost__are_reported(
     assert result.returncode != 0
     assert "airlock.W001" in output and "printed to the console" in output
     assert "airlock.W002" in output and "AIRLOCK_PUBLIC_URL" in output
+
+
+def test_check_deploy__insecure_session_cookie__still_reported_with_our_middleware(
+    tmp_path: Path,
+) -> None:
+    # The session middleware in the stack is a subclass (agent calls skip it): Django's own
+    # cookie checks must still see it
+    result = run_check(tmp_path, SECURE_COOKIES="0")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "security.W012" in output and "security.W016" in output
