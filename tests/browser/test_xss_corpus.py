@@ -822,6 +822,7 @@ def probe_unvisited_pages(http: httpx.Client, world: World, visited: set[str]) -
         "switch_id": world.engaged_switch,
         "user_id": world.person_id,
         "event_id": 1,
+        "standing_id": 1,
     }
     unlisted = []
     names = set()
