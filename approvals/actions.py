@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -492,8 +493,6 @@ def _obo_username(on_behalf_of: str) -> str | None:
     """The username of the person an action is on behalf of, when it names one exactly."""
     if not on_behalf_of:
         return None
-    from django.contrib.auth import get_user_model
-
     model = get_user_model()
     found = model._default_manager.filter(**{model.USERNAME_FIELD: on_behalf_of}).exists()
     return on_behalf_of if found else None

@@ -49,7 +49,7 @@ from approvals.serializers import (
     StandingListSerializer,
     decode_cursor,
     encode_cursor,
-    encode_revocation_cursor,
+    encode_position,
 )
 from approvals.states import Status
 from core.api import AirlockAPIView, valid_body
@@ -58,7 +58,8 @@ from core.parsers import InvalidText, identifier_problem
 from core.people import is_agent
 from core.permissions import IsAgent, IsPerson
 from core.serializers import NoFieldsSerializer
-from grants.authentication import IsToolService, ServiceRateThrottle, ServiceTokenAuthentication
+from grants.authentication import ServiceRateThrottle, ServiceTokenAuthentication
+from grants.permissions import IsToolService
 from rollout import permissions as rollout_permissions
 from rollout.authentication import AgentTokenAuthentication
 
@@ -591,9 +592,9 @@ class GrantRevocationsView(AirlockAPIView):
             ]
         )
         if page:
-            next_since = encode_revocation_cursor(page[-1][2], page[-1][1])
+            next_since = encode_position(page[-1][2], page[-1][1])
         else:
-            next_since = since or encode_revocation_cursor(timezone.now(), 0)
+            next_since = since or encode_position(timezone.now(), 0)
         return Response(
             {
                 "revocations": [

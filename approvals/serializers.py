@@ -558,10 +558,15 @@ MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
 
 
+def encode_position(moment: datetime, pk: int) -> str:
+    """An opaque keyset position (a time and an id), read back by ``decode_cursor``."""
+    raw = json.dumps([moment.isoformat(), pk], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
 def encode_cursor(action: Action) -> str:
     """An opaque position after ``action`` in the list's order (newest first)."""
-    raw = json.dumps([action.created_at.isoformat(), action.pk], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return encode_position(action.created_at, action.pk)
 
 
 def decode_cursor(value: str) -> tuple[datetime, int]:
@@ -691,8 +696,3 @@ class RevocationSerializer(serializers.Serializer):
 class RevocationPageSerializer(serializers.Serializer):
     revocations = RevocationSerializer(many=True)
     next = serializers.CharField(help_text="Pass as `since` to get what was revoked after.")
-
-
-def encode_revocation_cursor(moment: datetime, pk: int) -> str:
-    raw = json.dumps([moment.isoformat(), pk], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")

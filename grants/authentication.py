@@ -1,12 +1,13 @@
 """Bearer authentication of tool services' tokens (``als_…``), for the grant endpoints only
-(set per view: a tool service is neither a person nor an agent and reaches nothing else)."""
+(set per view: a tool service is neither a person nor an agent and reaches nothing else;
+who may call what is ``grants.permissions``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions, permissions
+from rest_framework import authentication, exceptions
 
 from core.api import ResilientThrottle
 from grants.models import ServiceToken
@@ -57,13 +58,6 @@ class ServiceTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Any) -> str:
         return self.keyword
-
-
-class IsToolService(permissions.BasePermission):
-    message = "Only a tool service token may do this."
-
-    def has_permission(self, request: Any, view: Any) -> bool:
-        return getattr(request.user, "is_service", False) is True
 
 
 class ServiceTokenScheme(OpenApiAuthenticationExtension):

@@ -26,7 +26,12 @@ def issue_service_token(*, name: str, actor: Actor) -> tuple[ServiceToken, str]:
     Returns the record and the token, shown once."""
     name = (name or "").strip()
     if not name or len(name) > 80:
-        raise ServiceTokenRefused("invalid", "A service token needs a name of 1 to 80 characters.")
+        raise ServiceTokenRefused(
+            "invalid",
+            "A service token needs a name of 1 to 80 characters.",
+            400,
+            {"name": ["1 to 80 characters."]},
+        )
     token = SERVICE_TOKEN_PREFIX + secrets.token_urlsafe(32)
     try:
         with transaction.atomic():

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -92,19 +93,21 @@ def free_port() -> int:
 
 
 class ThreadedASGIServer:
-    """The real ASGI application served by uvicorn on a loopback port, in a thread of the
-    test process (so it shares the test database settings)."""
+    """The real ASGI application (or ``app``, e.g. a tool service in a grant test) served by
+    uvicorn on a loopback port, in a thread of the test process (so it shares the test
+    database settings)."""
 
-    def __init__(self) -> None:
+    def __init__(self, app: Any = None) -> None:
         import uvicorn
 
-        from config.asgi import application
+        if app is None:
+            from config.asgi import application as app
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(
             uvicorn.Config(
-                application, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning"
+                app, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning"
             )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)

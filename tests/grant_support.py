@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
-import uvicorn
 
 import tests.sdk_path  # noqa: F401
-from tests.conftest import free_port
+from tests.conftest import ThreadedASGIServer
 
 # isort: split
 from airlock_sdk.grants import GrantMiddleware, KeySet, OnlineCheck
@@ -36,19 +33,11 @@ def tool_service(keyset: KeySet, online: OnlineCheck | None = None) -> Iterator[
         keys=keyset,
         online=online,
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(service, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
+    server = ThreadedASGIServer(service)
+    server.start()
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        with httpx.Client(base_url=server.url) as client:
             client.ran = ran  # type: ignore[attr-defined]
             yield client
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+        server.stop()
