@@ -830,6 +830,12 @@ def parse_args() -> argparse.Namespace:
         help="sample the server with py-spy during each closed-loop measured window; raw "
         "stacks in DIR, the top functions printed",
     )
+    add(
+        "--grant-calls",
+        type=int,
+        default=2000,
+        help="grants signed and verified per round, in-process (0: skip the grant costs)",
+    )
     add("--deadline", type=int, default=280, help="abort the whole run after this many s")
     args = parser.parse_args()
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -930,6 +936,12 @@ def run(services: Services, args: argparse.Namespace, t0: float) -> int:
     from benchmarks import engine
 
     figures = engine.run(snapshot, args.engine_calls) if args.engine_calls else {}
+    grant_figures: dict = {}
+    if args.grant_calls:
+        step(f"grant sign and verify: {args.grant_calls} per round, CPU time, in-process")
+        grant_figures = json.loads(
+            services.python_module("benchmarks.grant_costs", str(args.grant_calls))
+        )
 
     passes: dict[str, list[Result]] = {}
     open_passes: dict[str, list[OpenLoopResult]] = {}
@@ -994,10 +1006,42 @@ def run(services: Services, args: argparse.Namespace, t0: float) -> int:
     log(f"    audit_verify: {verify[:300]}")
 
     report(args, figures, passes, open_passes)
+    report_grants(grant_figures, passes)
     clean = all(not r.errors for results in passes.values() for r in results) and all(
         not o.result.errors for results in open_passes.values() for o in results
     )
     return 0 if clean and verified and total == events else 1
+
+
+def report_grants(figures: dict, passes: dict[str, list[Result]]) -> None:
+    """The grant's costs beside the gate's measured server+PostgreSQL CPU per call (issue 21):
+    signing is part of every allowed call's gate work; verifying is the tool service's."""
+    if not figures:
+        log("Execution grants: not measured (--grant-calls 0)")
+        return
+    gate_cpu_ms = {
+        config: r.cpu_ms["server"] + r.cpu_ms["postgres"]
+        for config, results in passes.items()
+        for r in results
+        if r.name == "gate"
+    }
+    sign = figures["sign_us"]
+    log(f"Execution grants: CPU us per grant, median of 5 rounds of {figures['calls']}")
+    log(
+        f"  gate: sign a grant (claims + Ed25519 JWS) {sign:.1f} us"
+        + "".join(
+            f"; [{config}] the gate's server+pg CPU per call {cpu:.2f} ms, of which signing "
+            f"{sign / (cpu * 1000):.1%}"
+            for config, cpu in gate_cpu_ms.items()
+        )
+    )
+    for name, verify_us in figures["verify_us"].items():
+        log(
+            f"  tool service: verify ({name} arguments, {figures['payload_bytes'][name]:,} bytes "
+            f"of JSON; token {figures['token_bytes'][name]} bytes) {verify_us:.1f} us, of which "
+            f"canonical hash {figures['hash_us'][name]:.1f} us and the bare Ed25519 signature "
+            f"check {figures['ed25519_verify_us']:.1f} us"
+        )
 
 
 def report_open_loop(config: str, results: list[OpenLoopResult], closed: list[Result]) -> None:
