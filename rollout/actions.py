@@ -6,10 +6,11 @@ with ``transaction.on_commit``."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
@@ -136,16 +137,51 @@ def revoke_agent_token(*, token_id: int, actor: Actor) -> AgentToken:
     return record
 
 
-def authenticate_agent_token(token: str) -> AgentToken | None:
-    """The live token record for ``token``, or None. Marks it used (at most once a minute,
-    to keep the gate's hot path free of a write per call)."""
-    record = (
-        AgentToken.objects.select_related("agent")
-        .filter(token_hash=token_digest(token), revoked_at__isnull=True)
-        .first()
+@functools.cache
+def _token_lookup() -> tuple[str, list[tuple[Any, list[Any]]]]:
+    """The live-token lookup as one SELECT of the token's and its agent's columns (every
+    concrete field, in model order, so ``from_db`` builds both rows), and each column's
+    converters as the ORM applies them (JSON text, SQLite's datetimes). Written once per
+    process: compiling the equivalent queryset on every call was the largest share of the
+    gate's Python time after the view itself (issue 22's profile)."""
+    quote = connection.ops.quote_name
+    token_meta, agent_meta = AgentToken._meta, Agent._meta
+    columns, converters = [], []
+    for alias, meta in (("t", token_meta), ("a", agent_meta)):
+        for field in meta.concrete_fields:
+            columns.append(f"{alias}.{quote(field.column)}")
+            col = field.get_col(meta.db_table)
+            converters.append(
+                (col, connection.ops.get_db_converters(col) + field.get_db_converters(connection))
+            )
+    # Identifiers from the models' metadata; the digest is a parameter.
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {quote(token_meta.db_table)} t "  # noqa: S608
+        f"JOIN {quote(agent_meta.db_table)} a "
+        f"ON a.{quote(agent_meta.pk.column)} = t.{quote(token_meta.get_field('agent').column)} "
+        f"WHERE t.{quote('token_hash')} = %s AND t.{quote('revoked_at')} IS NULL"
     )
-    if record is None:
+    return sql, converters
+
+
+def authenticate_agent_token(token: str) -> AgentToken | None:
+    """The live token record for ``token`` (its ``agent`` loaded), or None. Marks it used
+    (at most once a minute, to keep the gate's hot path free of a write per call)."""
+    sql, converters = _token_lookup()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [token_digest(token)])
+        row = cursor.fetchone()
+    if row is None:
         return None
+    values = []
+    for value, (col, convert_all) in zip(row, converters, strict=True):
+        for convert in convert_all:
+            value = convert(value, col, connection)
+        values.append(value)
+    token_fields = [f.attname for f in AgentToken._meta.concrete_fields]
+    agent_fields = [f.attname for f in Agent._meta.concrete_fields]
+    record = AgentToken.from_db(connection.alias, token_fields, values[: len(token_fields)])
+    record.agent = Agent.from_db(connection.alias, agent_fields, values[len(token_fields) :])
     now = timezone.now()
     if record.last_used_at is None or (now - record.last_used_at).total_seconds() > 60:
         AgentToken.objects.filter(pk=record.pk).update(last_used_at=now)
