@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.urls import reverse
 
 from audit.models import AuditEvent
 from governance import actions as governance_actions
@@ -228,6 +229,10 @@ def test_version_page__governor_previews_and_proposes__others_get_no_button(
     revert = f"{page}/revert"
     # A reviewer sees the version but no revert, and cannot post one
     assert "revert-form" not in client_for(reviewer).get(page).content.decode()
+    first = support_agent.policy_versions.get(number=1)
+    audit_page = reverse("audit-policy-version", args=[first.pk])
+    assert f"{page}#revert" not in client_for(reviewer).get(audit_page).content.decode()
+    assert f"{page}#revert" in client_for(gwen).get(audit_page).content.decode()
     assert client_for(reviewer).post(revert, {"reason": "x", "step": "preview"}).status_code == 403
     # The governor sees the form, its reason pre-filled
     gwen_client = client_for(gwen)
