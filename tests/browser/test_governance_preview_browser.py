@@ -114,6 +114,7 @@ def test_governance_owner__previews_then_proposes_a_loosening__then_reverts__lap
     page.get_by_role("link", name="v1", exact=True).click()
     page.wait_for_url(re.compile(r"/versions/1$"))
     expect(page.locator("#revert-form #id_reason")).to_have_value("Revert to version 1")
+    page.screenshot(path=str(artifacts / "revert-version-1280.png"), full_page=True)
     page.get_by_role("button", name="Preview the revert").click()
     expect(page.locator("h1")).to_have_text("Preview reverting support-assistant to version 1")
     expect(page.locator("[data-testid=preview-classification]")).to_have_attribute(
@@ -141,6 +142,7 @@ def test_governance_owner__previews_then_proposes_a_loosening__then_reverts__lap
     page.get_by_role("link", name="v2", exact=True).click()
     expect(page.locator("[data-testid=nothing-to-revert]")).to_be_visible()
     expect(page.locator("#revert-form")).to_have_count(0)
+    page.screenshot(path=str(artifacts / "revert-nothing-390.png"), full_page=True)
     page.goto("/agents/support-assistant/history")
     page.get_by_role("link", name="v3", exact=True).click()
     page.fill("#revert-form #id_reason", "tweets were fine")
