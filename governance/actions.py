@@ -583,10 +583,6 @@ def _apply_tightening(
 
 # --- reverting to a policy version ---------------------------------------------------------
 
-# What a revert carries back from a version: everything the gate evaluates that governance
-# changes. Never ``access``: restoring it would re-grant people removed since.
-REVERTED_KEYS = ("tier", "active", "rate_limit_per_minute", "tools")
-
 
 def _version_or_refuse(agent: Agent, number: Any) -> PolicyVersion:
     version = (
@@ -614,6 +610,7 @@ def revert_changes(agent: Agent, version: PolicyVersion) -> dict:
     nothing."""
     target = piece_of_snapshot(version.snapshot)
     current = live_piece(agent)
+    # Never ``access``: restoring it would re-grant people removed since the version.
     wanted: dict[str, Any] = {
         "tier": (target.get("tier") or {}).get("name"),
         "active": target.get("active"),
