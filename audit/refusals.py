@@ -76,6 +76,7 @@ NOT_RECORDED_CODES = frozenset(
         "argument_limit",
         "not_open",
         "no_change",
+        "nothing_to_revert",  # a policy version the live policy already matches
         "invalid",
         "not_found",
         "link_used",  # an email's decision link used again (its person, a replay)

@@ -581,6 +581,112 @@ def _apply_tightening(
     return version
 
 
+# --- reverting to a policy version ---------------------------------------------------------
+
+
+def _version_or_refuse(agent: Agent, number: Any) -> PolicyVersion:
+    version = (
+        agent.policy_versions.filter(number=number).first()
+        if isinstance(number, int) and not isinstance(number, bool)
+        else None
+    )
+    if version is None:
+        raise GovernanceRefused("not_found", "No such policy version.", 404)
+    return version
+
+
+def revert_reason(version: PolicyVersion) -> str:
+    """The reason a revert proposes when its author gives none."""
+    return f"Revert to version {version.number}"
+
+
+def revert_changes(agent: Agent, version: PolicyVersion) -> dict:
+    """The proposed change (in ``propose_change``'s input shape) that brings ``agent``'s
+    live policy back to ``version`` in tier, tool rules, rate limit and activity — never in
+    access. A tool ruled now but not in the version is removed; every rule field the
+    version stored comes back (one it predates takes the field's default). Only the parts
+    that differ from the live policy are proposed, so the change request stays stale-proof
+    for the tools it does not touch; ``{}`` means there is nothing to revert. Writes
+    nothing."""
+    target = piece_of_snapshot(version.snapshot)
+    current = live_piece(agent)
+    # Never ``access``: restoring it would re-grant people removed since the version.
+    wanted: dict[str, Any] = {
+        "tier": (target.get("tier") or {}).get("name"),
+        "active": target.get("active"),
+        "rate_limit_per_minute": target.get("rate_limit_per_minute"),
+    }
+    tools: dict[str, Any] = {
+        tool: None for tool in (current.get("tools") or {}) if tool not in target["tools"]
+    }
+    for tool, rule in target["tools"].items():
+        rule = with_rule_defaults(rule) or {}
+        tools[tool] = {name: rule[name] for name in RULE_FIELDS if name in rule}
+    if tools:
+        wanted["tools"] = tools
+    # Through the change form's own validation, so the version's values are read as a
+    # proposal would be (a rule's missing fields complete from the live rule).
+    after = normalize_changes(wanted, current)
+    differing = [
+        unit for unit in _units(after) if changes_between(touched_piece(current, unit), unit)
+    ]
+    return proposal_as_input(_merge(differing)) if differing else {}
+
+
+def _nothing_to_revert(version: PolicyVersion) -> GovernanceRefused:
+    return GovernanceRefused(
+        "nothing_to_revert",
+        f"Version {version.number} has the live policy's tier, tool rules, rate limit and "
+        "activity: nothing to revert.",
+        409,
+    )
+
+
+def preview_revert(*, agent: Agent, number: Any) -> tuple[PolicyVersion, dict, Proposal]:
+    """What reverting ``agent`` to version ``number`` would propose: the version, the
+    proposed change and its preview (as ``preview_change``). Refuses ``not_found`` and
+    ``nothing_to_revert``. Writes nothing."""
+    version = _version_or_refuse(agent, number)
+    changes = revert_changes(agent, version)
+    if not changes:
+        raise _nothing_to_revert(version)
+    return version, changes, preview_change(agent=agent, changes=changes)
+
+
+def revert_to_version(
+    *,
+    agent: Agent,
+    number: Any,
+    user: Any,
+    reason: str | None = None,
+    required_approvals: int = 1,
+    apply_tightening_now: bool = False,
+) -> ProposalResult:
+    """Propose bringing ``agent`` back to its policy version ``number`` (``revert_changes``,
+    computed under the agent's lock) as an ordinary change through ``propose_change``: a
+    tightening applies at once, anything else opens a change request (with
+    ``apply_tightening_now``, a mixed one applies its tightening parts first). Audits and
+    broadcasts exactly as ``propose_change``. The reason defaults to "Revert to version
+    N". Refuses ``not_governor``, ``not_found`` and ``nothing_to_revert``."""
+    with transaction.atomic():
+        agent = _lock_agent(agent.pk)
+        _require_governor(user, agent)
+        version = _version_or_refuse(agent, number)
+        changes = revert_changes(agent, version)
+        if not changes:
+            raise _nothing_to_revert(version)
+        if reason is None or not str(reason).strip():
+            reason = revert_reason(version)
+        return propose_change(
+            agent=agent,
+            user=user,
+            changes=changes,
+            reason=reason,
+            required_approvals=required_approvals,
+            apply_tightening_now=apply_tightening_now,
+        )
+
+
 # --- change requests ----------------------------------------------------------------------
 
 
@@ -1013,6 +1119,7 @@ __all__ = [
     "propose_change",
     "register",
     "reject_change_request",
+    "revert_to_version",
     "revoke_token",
     "rotate_webhook_secret",
     "withdraw_change_request",

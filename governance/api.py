@@ -43,6 +43,7 @@ from governance.serializers import (
     PolicyVersionSerializer,
     ProposalInSerializer,
     RegisterAgentInSerializer,
+    RevertInSerializer,
     ShadowLabelInSerializer,
     TokenInSerializer,
     agent_summary,
@@ -203,20 +204,28 @@ class AgentChangesView(GovernanceAPIView):
             reason=data["reason"],
             required_approvals=data.get("required_approvals", 1),
         )
-        return Response(
-            {
-                "classification": result.classification,
-                "applied": result.applied,
-                "changes": [change.as_dict() for change in result.changes],
-                "policy_version": result.policy_version.number if result.applied else None,
-                "change_request": (
-                    ChangeRequestSerializer(result.change_request).data
-                    if result.change_request
-                    else None
-                ),
-            },
-            status=status.HTTP_201_CREATED,
-        )
+        return _proposal_response(result)
+
+
+def _proposal_response(result: actions.ProposalResult) -> Response:
+    """What a proposed change did: applied at once (``policy_version``), or opened a change
+    request — after applying its tightening parts as ``policy_version`` when asked to
+    (``applied_changes``)."""
+    return Response(
+        {
+            "classification": result.classification,
+            "applied": result.applied,
+            "changes": [change.as_dict() for change in result.changes],
+            "policy_version": result.policy_version.number if result.policy_version else None,
+            "applied_changes": [change.as_dict() for change in result.applied_changes],
+            "change_request": (
+                ChangeRequestSerializer(result.change_request).data
+                if result.change_request
+                else None
+            ),
+        },
+        status=status.HTTP_201_CREATED,
+    )
 
 
 class PolicyVersionListView(GovernanceAPIView):
@@ -239,6 +248,45 @@ class PolicyVersionDetailView(GovernanceAPIView):
         if version is None:
             raise ApiError(404, "not_found", "No such policy version.")
         return Response(PolicyVersionDetailSerializer(version).data)
+
+
+class PolicyVersionRevertView(GovernanceAPIView):
+    @extend_schema(
+        operation_id="revert_to_policy_version",
+        summary="Propose reverting the agent to this policy version",
+        description=(
+            "Proposes the change that brings the agent's tier, tool rules (every field; a "
+            "tool ruled now but absent from the version is removed), rate limit and "
+            "activity back to this version — never its access, which would re-grant people "
+            "removed since. It is an ordinary proposed change: a tightening applies at once, "
+            "anything else opens a change request another governance owner must approve; "
+            "with `apply_tightening_now`, a mixed change applies its tightening parts first "
+            "(`applied_changes`, `policy_version`). `409 nothing_to_revert` when the version "
+            "already matches the live policy in all of these."
+        ),
+        request=RevertInSerializer,
+        responses={201: OpenApiTypes.OBJECT},
+        examples=[
+            OpenApiExample(
+                "Roll back a bad change, applying what only tightens at once",
+                request_only=True,
+                value={"reason": "Revert to version 3", "apply_tightening_now": True},
+            )
+        ],
+    )
+    def post(self, request: Request, slug: str, number: int) -> Response:
+        require_token_scope(request, "govern")
+        agent = _governed(request, slug)
+        data = valid_body(RevertInSerializer, request)
+        result = actions.revert_to_version(
+            agent=agent,
+            number=number,
+            user=request.user,
+            reason=data.get("reason"),
+            required_approvals=data.get("required_approvals", 1),
+            apply_tightening_now=data.get("apply_tightening_now", False),
+        )
+        return _proposal_response(result)
 
 
 class PolicyDiffView(GovernanceAPIView):

@@ -338,6 +338,13 @@ class RemoveToolForm(forms.Form):
     reason = _reason_field()
 
 
+class RevertForm(forms.Form):
+    """Revert to a policy version: only the reason is asked (the change comes from the
+    version); it starts as "Revert to version N"."""
+
+    reason = _reason_field()
+
+
 class AgentSettingsForm(forms.Form):
     active = forms.BooleanField(required=False)
     rate_limit_per_minute = forms.IntegerField(min_value=0, max_value=1_000_000)

@@ -51,6 +51,22 @@ class ProposalInSerializer(StrictSerializer):
     required_approvals = serializers.IntegerField(min_value=1, max_value=3, required=False)
 
 
+class RevertInSerializer(StrictSerializer):
+    reason = serializers.CharField(
+        max_length=300,
+        required=False,
+        allow_blank=True,
+        help_text='Why; "Revert to version N" when left out.',
+    )
+    required_approvals = serializers.IntegerField(min_value=1, max_value=3, required=False)
+    apply_tightening_now = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="For a mixed change: apply the parts that only tighten at once and propose "
+        "the rest.",
+    )
+
+
 class EditChangeInSerializer(StrictSerializer):
     changes = ChangesField(help_text=CHANGES_HELP)
     reason = serializers.CharField(max_length=300, required=False)

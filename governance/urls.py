@@ -38,6 +38,11 @@ pages = [
     ),
     path("agents/<slug:slug>/access", access.access_change, name="agent-access"),
     path("agents/<slug:slug>/versions/<int:number>", agents.version_detail, name="version-detail"),
+    path(
+        "agents/<slug:slug>/versions/<int:number>/revert",
+        policy.revert_to_version,
+        name="version-revert",
+    ),
     path("agents/<slug:slug>/shadow", shadow.shadow_actions, name="shadow-actions"),
     path(
         "agents/<slug:slug>/shadow/<int:action_id>",
@@ -69,6 +74,11 @@ api_v1 = [
         "api/v1/agents/<slug:slug>/versions/<int:number>",
         api.PolicyVersionDetailView.as_view(),
         name="api-agent-version",
+    ),
+    path(
+        "api/v1/agents/<slug:slug>/versions/<int:number>/revert",
+        api.PolicyVersionRevertView.as_view(),
+        name="api-agent-version-revert",
     ),
     path("api/v1/agents/<slug:slug>/diff", api.PolicyDiffView.as_view(), name="api-agent-diff"),
     path(

@@ -180,6 +180,7 @@ rollout:webhook-secret-rotate    POST   login     login   403      403/404    40
 rollout:token-revoke             POST   login     login   403      403/404    403      302      302/404    403      403/404    403     403/404   login    302       login   login      login
 rollout:agent-access             POST   login     login   403      403/404    403      200      200/404    403      403/404    403     403/404   login    200       login   login      login
 rollout:version-detail           GET    login     login   200      200/404    200      200      200/404    200      200/404    200     200/404   login    200       login   login      login
+rollout:version-revert           POST   login     login   403      403/404    403      302      302/404    403      403/404    403     403/404   login    302       login   login      login
 rollout:shadow-actions           GET    login     login   200      200/404    200      200      200/404    200      200/404    200     200/404   login    200       login   login      login
 rollout:shadow-label             POST   login     login   302      302/404    302      403      403/404    403      403/404    403     403/404   login    302       login   login      login
 rollout:change-list              GET    login     login   200      200        200      200      200        200      200        200     200       login    200       login   login      login
@@ -227,6 +228,7 @@ rollout:api-agent-changes        GET    401       403     403      403/404    40
 rollout:api-agent-changes        POST   401       403     403      403/404    403      201      201/404    403      403/404    403     403/404   401      201       201     403        403
 rollout:api-agent-versions       GET    401       403     200      200/404    200      200      200/404    200      200/404    200     200/404   401      200       200     200        200
 rollout:api-agent-version        GET    401       403     200      200/404    200      200      200/404    200      200/404    200     200/404   401      200       200     200        200
+rollout:api-agent-version-revert POST   401       403     403      403/404    403      201      201/404    403      403/404    403     403/404   401      201       201     403        403
 rollout:api-agent-diff           GET    401       403     200      200/404    200      200      200/404    200      200/404    200     200/404   401      200       200     200        200
 rollout:api-agent-readiness      GET    401       403     200      200/404    200      200      200/404    200      200/404    200     200/404   401      200       200     200        200
 rollout:api-agent-backtest       POST   401       403     200      200/404    200      200      200/404    200      200/404    200     200/404   401      200       200     200        200
@@ -993,6 +995,7 @@ def _checks(drills: list) -> dict[tuple[str, str], tuple[dict, Check]]:
         ("rollout:api-agent-token-revoke", "POST"): ({}, _token_revoked),
         ("rollout:api-agent-webhook-secret", "POST"): ({}, _secret_rotated),
         ("rollout:agent-access", "POST"): ({}, _preview_only),
+        ("rollout:version-revert", "POST"): ({}, _open_request_by),
         ("rollout:shadow-label", "POST"): ({}, _labelled),
         ("rollout:change-approve", "POST"): ({"status": "rejected"}, _change_approved),
         ("rollout:change-reject", "POST"): ({"status": "applied"}, _change_closed("rejected")),

@@ -170,6 +170,8 @@ def policy_version(request: HttpRequest, version_id: int) -> HttpResponse:
         "version": version,
         "previous": previous,
         "is_current": current,
+        # Reverting is governance's: its version page offers it to those who may govern.
+        "can_govern": agent_perms.can_govern(request.user, version.agent),
         "changes": changes_between(previous.snapshot, version.snapshot) if previous else [],
     }
     return render(request, "audit/policy_version.html", context)

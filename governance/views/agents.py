@@ -1,6 +1,6 @@
 """The agent pages: the list of agents a person may see (with their daily figures), the
 registration form, an agent's page (policy, readiness, charts, backtest, versions, tokens,
-access) and a policy version."""
+access) and a policy version (with "revert to this version" for its governors)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from governance.forms import (
     AgentSettingsForm,
     BacktestForm,
     RegisterAgentForm,
+    RevertForm,
     TierForm,
     TokenForm,
 )
@@ -40,7 +41,7 @@ from governance.selectors import (
 )
 from governance.views.common import agent_or_404
 from rollout import permissions as agent_perms
-from rollout.models import Agent, KillSwitch, Tier
+from rollout.models import Agent, KillSwitch, PolicyVersion, Tier
 from rollout.policy_diff import diff_policies
 from rollout.selectors import visible_agents
 
@@ -348,5 +349,20 @@ def version_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse
             "previous": previous,
             "diff": diff,
             "snapshot_json": json.dumps(version.snapshot, indent=2, sort_keys=True),
+            "revert": _revert_offer(request, agent, version),
         },
     )
+
+
+def _revert_offer(request: HttpRequest, agent: Agent, version: PolicyVersion) -> dict | None:
+    """What the version page offers its governors: a revert form (reason pre-filled), or
+    why there is nothing to revert. None for people who may not govern the agent."""
+    if not agent_perms.can_govern(request.user, agent):
+        return None
+    try:
+        changes = actions.revert_changes(agent, version)
+    except actions.GovernanceRefused as refusal:
+        return {"unavailable": refusal.detail}
+    if not changes:
+        return {"nothing": True}
+    return {"form": RevertForm(initial={"reason": actions.revert_reason(version)})}

@@ -99,6 +99,22 @@ def preview(
         proposal = actions.preview_change(agent=agent, changes=changes)
     if refused:
         return section_redirect(agent, section)
+    return render_preview(
+        request, agent, proposal, reason, back=section_redirect(agent, section)["Location"]
+    )
+
+
+def render_preview(
+    request: HttpRequest,
+    agent: Agent,
+    proposal: actions.Proposal,
+    reason: str,
+    *,
+    back: str,
+    extra: dict | None = None,
+) -> HttpResponse:
+    """The preview page of ``proposal``: it posts the same form back to this path (minus the
+    step) to propose it. ``extra`` adds to the template's context."""
     carried = [
         (name, value)
         for name in request.POST
@@ -118,7 +134,8 @@ def preview(
             "carried": carried,
             "reason": reason,
             "post_to": request.path,
-            "back": section_redirect(agent, section)["Location"],
+            "back": back,
+            **(extra or {}),
         },
     )
 
@@ -143,13 +160,21 @@ def propose(
         )
     if refused:
         return section_redirect(agent, section)
+    return answer_proposal(request, result, section_redirect(agent, section))
+
+
+def answer_proposal(
+    request: HttpRequest, result: actions.ProposalResult, applied: HttpResponse
+) -> HttpResponse:
+    """Say what a proposed change did: applied at once (then ``applied``, a redirect), or a
+    change request (its page), after its tightening parts when they applied first."""
     if result.applied:
         messages.success(
             request,
             f"Applied at once (it only reduces autonomy): policy version "
             f"{result.policy_version.number} is now current.",
         )
-        return section_redirect(agent, section)
+        return applied
     if result.policy_version is not None:
         messages.success(
             request,

@@ -1,6 +1,7 @@
 """The policy forms of an agent's page: its tier, its settings (active, rate limit) and its
 tool rules. Each turns into a proposed change for ``governance.actions.propose_change``,
-which applies a tightening at once and makes anything else a change request."""
+which applies a tightening at once and makes anything else a change request — as does
+reverting to a policy version."""
 
 from __future__ import annotations
 
@@ -10,8 +11,24 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from governance.forms import AgentSettingsForm, RemoveToolForm, TierForm, ToolRuleForm
-from governance.views.common import form_errors, governed_agent, preview_or_propose
+from governance import actions
+from governance.forms import (
+    AgentSettingsForm,
+    RemoveToolForm,
+    RevertForm,
+    TierForm,
+    ToolRuleForm,
+)
+from governance.views.common import (
+    PREVIEW_STEP,
+    SPLIT_STEP,
+    answer_proposal,
+    flashing_refusals,
+    form_errors,
+    governed_agent,
+    preview_or_propose,
+    render_preview,
+)
 
 
 @login_required
@@ -72,3 +89,46 @@ def remove_rule(request: HttpRequest, slug: str, tool: str) -> HttpResponse:
     return preview_or_propose(
         request, agent, {"tools": {tool: None}}, form.cleaned_data["reason"], section="policy"
     )
+
+
+@login_required
+@require_POST
+def revert_to_version(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    """ "Revert to this version" of a version's page: ``step=preview`` shows what the revert
+    would change (``actions.preview_revert``) and writes nothing; ``step=propose`` (or
+    ``split``: its tightening parts now) sends it through ``actions.revert_to_version``.
+    The change is recomputed from the version on every post, against the live policy."""
+    agent = governed_agent(request, slug)
+    version = agent.policy_versions.filter(number=number).first()
+    if version is None:
+        raise Http404("No such policy version.")
+    version_page = redirect("rollout:version-detail", slug=agent.slug, number=version.number)
+    form = RevertForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, form_errors(form))
+        return version_page
+    reason = form.cleaned_data["reason"]
+    step = request.POST.get("step")
+    with flashing_refusals(request) as refused:
+        if step == PREVIEW_STEP:
+            _, _, proposal = actions.preview_revert(agent=agent, number=version.number)
+        else:
+            result = actions.revert_to_version(
+                agent=agent,
+                number=version.number,
+                user=request.user,
+                reason=reason,
+                apply_tightening_now=step == SPLIT_STEP,
+            )
+    if refused:
+        return version_page
+    if step == PREVIEW_STEP:
+        return render_preview(
+            request,
+            agent,
+            proposal,
+            reason,
+            back=version_page["Location"],
+            extra={"revert_of": version},
+        )
+    return answer_proposal(request, result, redirect("rollout:agent-history", slug=agent.slug))

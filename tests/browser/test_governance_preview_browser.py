@@ -1,7 +1,9 @@
 """A governance owner, from login, in one browser context: walks the agent page's sections,
 previews a loosening rule change (readable line, "loosening", the delta against today's
-policy), proposes it and lands on the change request; on a laptop and on a phone, without
-horizontal scrolling."""
+policy), proposes it and lands on the change request; then opens old policy versions from
+the agent's history and reverts to them (a mixed revert with its tightening parts applied
+now, a version with nothing to revert, a loosening revert proposed); on a laptop and on a
+phone, without horizontal scrolling."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from governance import actions as governance_actions
 from governance.models import ChangeRequest
+from rollout.models import Agent
 from tests import factories
 from tests.browser.test_reviewer_journey_browser import no_horizontal_scroll
 
@@ -19,8 +23,8 @@ pytestmark = [pytest.mark.browser]
 SECTIONS = ["Overview", "Policy", "Access", "Tokens", "Metrics", "History"]
 
 
-def test_governance_owner__previews_then_proposes_a_loosening__laptop_and_phone(
-    browser, dashboard_server, transactional_db, support_agent
+def test_governance_owner__previews_then_proposes_a_loosening__then_reverts__laptop_and_phone(
+    browser, dashboard_server, transactional_db, support_agent, artifacts
 ):
     gwen = factories.make_user("gwen", groups=("governance_owner",))
     big = factories.submit(support_agent, "create_refund_request", {"amount": 15000})
@@ -89,4 +93,67 @@ def test_governance_owner__previews_then_proposes_a_loosening__laptop_and_phone(
         assert no_horizontal_scroll(page), f"change request at {width} px"
         cr = ChangeRequest.objects.get(after__tools__has_key=tool)
         assert cr.reason == f"more room for {tool}" and cr.author == gwen
+
+    # Reverting, in the same session: version 2 demoted the agent (at once), version 3 added
+    # a tool (approved by a second owner)
+    gus = factories.make_user("gus", groups=("governance_owner",))
+    governance_actions.propose_change(
+        agent=support_agent, user=gwen, changes={"tier": "read_only"}, reason="demote"
+    )
+    added = governance_actions.propose_change(
+        agent=support_agent,
+        user=gwen,
+        changes={"tools": {"post_tweet": {"effect": "read", "rule": "allowed"}}},
+        reason="tweets",
+    ).change_request
+    governance_actions.approve_change_request(change_request_id=added.pk, user=gus)
+
+    # Laptop: version 1 from the history; its revert is mixed (promote back, drop post_tweet)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto("/agents/support-assistant/history")
+    page.get_by_role("link", name="v1", exact=True).click()
+    page.wait_for_url(re.compile(r"/versions/1$"))
+    expect(page.locator("#revert-form #id_reason")).to_have_value("Revert to version 1")
+    page.screenshot(path=str(artifacts / "revert-version-1280.png"), full_page=True)
+    page.get_by_role("button", name="Preview the revert").click()
+    expect(page.locator("h1")).to_have_text("Preview reverting support-assistant to version 1")
+    expect(page.locator("[data-testid=preview-classification]")).to_have_attribute(
+        "data-classification", "mixed"
+    )
+    expect(page.locator("[data-testid=change-lines]").first).to_contain_text("post_tweet")
+    assert no_horizontal_scroll(page), "revert preview at 1280 px"
+    page.screenshot(path=str(artifacts / "revert-preview-1280.png"), full_page=True)
+    page.get_by_role("button", name="Apply the tightening parts now, propose the rest").click()
+    page.wait_for_url(re.compile(r"/changes/\d+$"))
+    expect(page.locator("[data-testid=change-status]")).to_have_text("open")
+    expect(page.get_by_text("The tightening parts applied at once")).to_be_visible()
+    agent = Agent.objects.get(slug="support-assistant")
+    assert (
+        agent.current_policy.number == 4
+        and "post_tweet" not in agent.current_policy.snapshot["tools"]
+    )
+    revert_request = ChangeRequest.objects.get(reason="Revert to version 1")
+    assert set(revert_request.after) == {"tier"} and revert_request.author == gwen
+
+    # Phone: version 2 matches the live policy now (read_only, no post_tweet): nothing to
+    # revert; version 3 brings post_tweet back, a loosening for another owner
+    page.set_viewport_size({"width": 390, "height": 900})
+    page.goto("/agents/support-assistant/history")
+    page.get_by_role("link", name="v2", exact=True).click()
+    expect(page.locator("[data-testid=nothing-to-revert]")).to_be_visible()
+    expect(page.locator("#revert-form")).to_have_count(0)
+    page.screenshot(path=str(artifacts / "revert-nothing-390.png"), full_page=True)
+    page.goto("/agents/support-assistant/history")
+    page.get_by_role("link", name="v3", exact=True).click()
+    page.fill("#revert-form #id_reason", "tweets were fine")
+    assert no_horizontal_scroll(page), "version page at 390 px"
+    page.get_by_role("button", name="Preview the revert").click()
+    expect(page.locator("[data-testid=preview-classification]")).to_contain_text("Loosening")
+    assert no_horizontal_scroll(page), "revert preview at 390 px"
+    page.screenshot(path=str(artifacts / "revert-preview-390.png"), full_page=True)
+    page.get_by_role("button", name="Propose for approval").click()
+    page.wait_for_url(re.compile(r"/changes/\d+$"))
+    expect(page.locator(".policy-diff")).to_contain_text("post_tweet")
+    assert ChangeRequest.objects.get(reason="tweets were fine").status == "open"
+    page.screenshot(path=str(artifacts / "revert-request-390.png"), full_page=True)
     context.close()
