@@ -358,3 +358,22 @@ def test_queue__shows_each_cards_environment_and_filters_by_it(support_agent, re
     assert f'id="card-{in_production["id"]}"' in production
     assert f'id="card-{declared["id"]}"' in production
     assert f'id="card-{in_staging["id"]}"' not in production
+
+
+def test_incidents_page__an_unknown_environment_is_refused_next_to_its_field(
+    incident_owner, support_agent
+):
+    from rollout.models import KillSwitch
+
+    client = Client()
+    client.force_login(incident_owner)
+    form = {"scope": "tool", "target": "send_email", "reason": "mail storm"}
+    refused = client.post("/incidents/engage", {**form, "environment": "moon"})
+    assert refused.status_code == 400
+    page = refused.content.decode()
+    assert 'id="environment-tool-error"' in page and "Unknown environment" in page
+    assert 'value="mail storm"' in page  # what was typed is kept
+    assert not KillSwitch.objects.exists()
+    engaged = client.post("/incidents/engage", {**form, "environment": "production"})
+    assert engaged.status_code == 302
+    assert KillSwitch.objects.get().environment == "production"
