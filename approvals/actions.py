@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from accounts.stepup import risk_needs_step_up
 from approvals import events, hooks, notifications, rules, standing
+from approvals.environments import in_environment
 from approvals.masking import keep_masked_values
 from approvals.models import Action, Channel, Decision, EmailDecisionLink, Outbox, Report
 from approvals.permissions import reviewable_actions
@@ -177,8 +178,12 @@ def request_fingerprint(body: dict) -> str:
     return sha256_hex(canonical_json({k: v for k, v in body.items() if k not in NOT_FINGERPRINTED}))
 
 
-def _existing_submission(agent: Agent, key: str, fingerprint: str) -> Submission | None:
-    existing = Action.objects.filter(agent=agent, idempotency_key=key).first()
+def _existing_submission(
+    agent: Agent, environment: str, key: str, fingerprint: str
+) -> Submission | None:
+    existing = Action.objects.filter(
+        agent=agent, environment=environment, idempotency_key=key
+    ).first()
     if existing is None:
         return None
     if existing.request_hash != fingerprint:
@@ -190,7 +195,12 @@ def _existing_submission(agent: Agent, key: str, fingerprint: str) -> Submission
 
 
 def submit_action(
-    *, agent: Agent, idempotency_key: str, body: dict, drill_probe: bool = False
+    *,
+    agent: Agent,
+    idempotency_key: str,
+    body: dict,
+    drill_probe: bool = False,
+    environment: str = "",
 ) -> Submission:
     """The gate: decide one tool call and record it as an action.
 
@@ -201,15 +211,21 @@ def submit_action(
     same key and body return the first action.
 
     ``drill_probe``: the caller recognised a running drill's own probe token
-    (``approvals.hooks.drill_probe_call``); without it ``PROBE_TOOL`` is an unknown tool."""
+    (``approvals.hooks.drill_probe_call``); without it ``PROBE_TOOL`` is an unknown tool.
+
+    ``environment``: the environment of the agent's token ("" = unbound). The action is
+    recorded in it; a call declaring another is denied (``environment_mismatch``); one
+    declaring none is recorded as declared in it. Idempotency keys are per environment."""
     fingerprint = request_fingerprint(body)
     try:
-        submission = _decide_and_record(agent, idempotency_key, fingerprint, body, drill_probe)
+        submission = _decide_and_record(
+            agent, idempotency_key, fingerprint, body, drill_probe, environment
+        )
     except (_KeyTaken, IntegrityError):
         # The key is taken: by an earlier request (found inside the transaction), or by a
         # concurrent one that won the unique constraint. Answer with its action (or the
         # conflict) from the committed row, outside the aborted transaction.
-        replay = _existing_submission(agent, idempotency_key, fingerprint)
+        replay = _existing_submission(agent, environment, idempotency_key, fingerprint)
         if replay:
             return replay
         raise
@@ -245,7 +261,8 @@ class _GateInputs:
 _GATE_READ_SQL = """
 SELECT pg_advisory_xact_lock_shared(%s),
        pv.id, pv.number, pv.snapshot,
-       EXISTS (SELECT 1 FROM approvals_action WHERE agent_id = a.id AND idempotency_key = %s),
+       EXISTS (SELECT 1 FROM approvals_action
+               WHERE agent_id = a.id AND environment = %s AND idempotency_key = %s),
        recent.agent_count, recent.tool_count
 FROM rollout_agent a
 JOIN rollout_policyversion pv ON pv.id = a.current_policy_id
@@ -257,11 +274,13 @@ WHERE a.id = %s
 """
 _GATE_LOCK_SQL = f"""
 WITH switches AS (
-    SELECT coalesce(json_agg(json_build_array(id, scope, target, is_drill)), '[]') AS list
+    SELECT coalesce(json_agg(json_build_array(id, scope, target, is_drill, environment)), '[]')
+           AS list
     FROM rollout_killswitch
     WHERE released_at IS NULL
       AND (scope = 'global' OR (scope = 'agent' AND target = %s)
            OR (scope = 'tool' AND target = %s))
+      AND (environment = '' OR environment = %s)
 ), stripe AS ({FREE_STRIPE_SQL})
 SELECT switches.list, nextval(pg_get_serial_sequence('approvals_action', 'id')),
        stripe.partition, stripe.last_seq, stripe.last_hash
@@ -269,18 +288,28 @@ FROM switches LEFT JOIN stripe ON true
 """  # noqa: S608 (constant parts only)
 
 
-def _read_gate_inputs(agent: Agent, key: str, tool: str, since: Any) -> _GateInputs:
+def _read_gate_inputs(agent: Agent, request: GateRequest, key: str, since: Any) -> _GateInputs:
     """Take the kill-switch lock shared, then read the policy, the rate counters and the
-    engaged switches, and lock an audit chain head. Raises ``_KeyTaken`` when an action
-    with this idempotency key exists."""
+    engaged switches that may apply to the call (in its environment: the token's, else
+    the declared one), and lock an audit chain head. Raises ``_KeyTaken`` when an action
+    with this idempotency key exists in the token's environment."""
     if connection.vendor != "postgresql":
-        return _read_gate_inputs_orm(agent, key, tool, since)
+        return _read_gate_inputs_orm(agent, request, key, since)
+    tool, key_environment, call_environment = (
+        request.tool,
+        request.environment,
+        request.call_environment,
+    )
     with connection.cursor() as cursor:
-        cursor.execute(_GATE_READ_SQL, [KILL_SWITCH_LOCK_KEY, key, tool, since, agent.pk])
+        cursor.execute(
+            _GATE_READ_SQL, [KILL_SWITCH_LOCK_KEY, key_environment, key, tool, since, agent.pk]
+        )
         _, policy_id, number, snapshot, key_taken, agent_count, tool_count = cursor.fetchone()
         if key_taken:
             raise _KeyTaken
-        cursor.execute(_GATE_LOCK_SQL, [agent.slug, tool, stripe_partitions(agent.slug)])
+        cursor.execute(
+            _GATE_LOCK_SQL, [agent.slug, tool, call_environment, stripe_partitions(agent.slug)]
+        )
         switch_rows, action_id, *stripe = cursor.fetchone()
     policy = mark_saved(
         PolicyVersion(
@@ -302,9 +331,12 @@ def _read_gate_inputs(agent: Agent, key: str, tool: str, since: Any) -> _GateInp
 _SNAPSHOT_FIELD = PolicyVersion._meta.get_field("snapshot")
 
 
-def _read_gate_inputs_orm(agent: Agent, key: str, tool: str, since: Any) -> _GateInputs:
+def _read_gate_inputs_orm(agent: Agent, request: GateRequest, key: str, since: Any) -> _GateInputs:
     """``_read_gate_inputs`` through the ORM (SQLite: one writer at a time, no lock)."""
-    if Action.objects.filter(agent=agent, idempotency_key=key).exists():
+    tool = request.tool
+    if Action.objects.filter(
+        agent=agent, environment=request.environment, idempotency_key=key
+    ).exists():
         raise _KeyTaken
     policy = Agent.objects.select_related("current_policy").get(pk=agent.pk).current_policy
     recent = Action.objects.filter(agent=agent, created_at__gte=since).aggregate(
@@ -314,8 +346,8 @@ def _read_gate_inputs_orm(agent: Agent, key: str, tool: str, since: Any) -> _Gat
         policy=policy,
         counters=Counters(**recent),
         switches=[
-            SwitchState(s.pk, s.scope, s.target, s.is_drill)
-            for s in engaged_switches_for(agent.slug, tool)
+            SwitchState(s.pk, s.scope, s.target, s.is_drill, s.environment)
+            for s in engaged_switches_for(agent.slug, tool, request.call_environment)
         ],
         position=lock_chain_position(agent.slug),
         action_id=None,
@@ -324,23 +356,32 @@ def _read_gate_inputs_orm(agent: Agent, key: str, tool: str, since: Any) -> _Gat
 
 @transaction.atomic
 def _decide_and_record(
-    agent: Agent, key: str, fingerprint: str, body: dict, drill_probe: bool = False
+    agent: Agent,
+    key: str,
+    fingerprint: str,
+    body: dict,
+    drill_probe: bool = False,
+    environment: str = "",
 ) -> Submission:
     """One transaction of three statements on PostgreSQL (plus BEGIN and COMMIT): two reads
     (``_read_gate_inputs``), then the action, its ``action.submitted`` event and the chain
     head written together (``audit.chain.write_event``)."""
     tool = body["tool"]
     arguments = body["arguments"]
-    blast_radius = body.get("blast_radius") or {}
-    now = timezone.now()
-    inputs = _read_gate_inputs(agent, key, tool, now - timedelta(seconds=60))
-    policy = inputs.policy
-    decision = evaluate(
-        policy.snapshot,
-        GateRequest(tool, arguments, blast_radius, drill_probe=drill_probe),
-        inputs.switches,
-        inputs.counters,
+    request = GateRequest(
+        tool,
+        arguments,
+        body.get("blast_radius") or {},
+        drill_probe=drill_probe,
+        environment=environment,
     )
+    # Recorded as assessed: a bound token's environment stands in for an undeclared one,
+    # so a reviewer's edit, a standing approval and the card all see where it runs.
+    blast_radius = request.recorded_blast_radius
+    now = timezone.now()
+    inputs = _read_gate_inputs(agent, request, key, now - timedelta(seconds=60))
+    policy = inputs.policy
+    decision = evaluate(policy.snapshot, request, inputs.switches, inputs.counters)
 
     action = Action(
         id=inputs.action_id,
@@ -366,6 +407,7 @@ def _decide_and_record(
         payload_hash=payload_hash(arguments),
         policy_version=policy,
         idempotency_key=key,
+        environment=environment,
         request_hash=fingerprint,
         correlation_id=str(body.get("correlation_id") or ""),
         expires_at=now + timedelta(seconds=decision.ttl_seconds) if decision.ttl_seconds else None,
@@ -423,6 +465,7 @@ def _decide_and_record(
                 "policy_version": policy.number,
                 "payload_hash": action.payload_hash,
                 "switch_id": decision.switch_id,
+                "environment": environment,
                 **(
                     {"standing_approval": covered.use.standing.pk}
                     if covered and covered.use
@@ -513,8 +556,8 @@ def _issue_grant(action: Action, now: Any) -> None:
         "tool": action.tool,
         "payload_hash": action.payload_hash,
         "obo": _obo_username(action.on_behalf_of),
-        # Environments bound to agent tokens come later (issue 21): none yet.
-        "env": None,
+        # The environment of the token that asked (null for an unbound token).
+        "env": action.environment or None,
         "pv": None if action.policy_version is None else action.policy_version.number,
         "iat": int(now.timestamp()),
         "exp": int(action.grant_expires_at.timestamp()),
@@ -1435,13 +1478,16 @@ KILL_SWITCH_FEEDBACK = "Stopped by kill switch: "
 
 def stop_actions_in_scope(*, switch: KillSwitch, actor: Actor) -> dict[str, int]:
     """The kill switch's sweep, inside its transaction: pending → cancelled, approved or
-    allowed and not yet reported → revoked, and every standing approval in scope ended.
+    allowed and not yet reported → revoked, and every standing approval in scope ended
+    (only those of the switch's environment when it has one).
     Locks rows in id order. Audits each; owes webhooks; broadcasts on commit."""
     scope = Q(status__in=[Status.PENDING, *EXECUTABLE])
     if switch.scope == KillSwitch.Scope.AGENT:
         scope &= Q(agent__slug=switch.target)
     elif switch.scope == KillSwitch.Scope.TOOL:
         scope &= Q(tool=switch.target)
+    if switch.environment:
+        scope &= in_environment(switch.environment)
     counts = {"cancelled": 0, "revoked": 0}
     # Evaluated in full first, so every row in scope is locked (in id order) before anything
     # is audited; only the action rows, not the joined agents.

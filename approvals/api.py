@@ -84,7 +84,8 @@ def _visible_action_or_404(request: Request, action_id: int) -> Action:
 
 
 def _own_action_or_404(request: Request, action_id: int) -> Action:
-    action = Action.objects.filter(pk=action_id, agent=request.user.agent).first()
+    """The agent's own action in its token's environment; 404 for any other id."""
+    action = visible_actions(request.user).filter(pk=action_id).first()
     if action is None:
         raise ApiError(404, "not_found", "No such action.")
     return action
@@ -204,6 +205,7 @@ class ActionsView(AirlockAPIView):
             idempotency_key=key,
             body=serializer.validated_data,
             drill_probe=drill_probe,
+            environment=request.user.token.environment,
         )
         code = status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK
         context = {"just_created": submission.created, "viewer": request.user}

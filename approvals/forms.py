@@ -11,6 +11,7 @@ from django import forms
 
 from approvals.selectors import DECIDED_STATUSES, EXTENSIONS, ActionFilters, FilterChoices
 from approvals.standing import Terms
+from rollout.environments import environment_choices
 from rollout.models import Risk
 
 # The API's bounds (approvals.serializers), so the dashboard accepts nothing it would refuse.
@@ -22,11 +23,13 @@ class _FilterForm(forms.Form):
     agent = forms.ChoiceField(required=False)
     risk = forms.ChoiceField(required=False, choices=[("", "Any risk"), *Risk.choices])
     tool = forms.ChoiceField(required=False)
+    environment = forms.ChoiceField(required=False)
 
     def __init__(self, data: Any, choices: FilterChoices) -> None:
         super().__init__(data)
         self.fields["agent"].choices = [("", "Any agent"), *choices.agents]
         self.fields["tool"].choices = [("", "Any tool"), *((t, t) for t in choices.tools)]
+        self.fields["environment"].choices = environment_choices("Any environment")
 
     def filters(self) -> ActionFilters:
         """The valid filters; an unknown value (a stale link) is ignored, not an error."""
@@ -37,6 +40,7 @@ class _FilterForm(forms.Form):
             risk=cleaned.get("risk", ""),
             tool=cleaned.get("tool", ""),
             status=cleaned.get("status", ""),
+            environment=cleaned.get("environment", ""),
         )
 
 
@@ -53,7 +57,7 @@ class QueueFilterForm(_FilterForm):
             ("age", "Oldest first"),
         ],
     )
-    field_order = ["q", "agent", "risk", "tool", "sort"]
+    field_order = ["q", "agent", "risk", "tool", "environment", "sort"]
 
     def __init__(self, data: Any, choices: FilterChoices) -> None:
         super().__init__(data, choices)

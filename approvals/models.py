@@ -41,6 +41,9 @@ class Action(models.Model):
     feedback = models.TextField(blank=True)
 
     idempotency_key = models.CharField(max_length=200)
+    # The environment of the token that submitted it ("" = an unbound token): idempotency
+    # keys and what an agent token may see are scoped to it.
+    environment = models.CharField(max_length=40, blank=True)
     request_hash = models.CharField(max_length=64)
     correlation_id = models.CharField(max_length=80, blank=True)
 
@@ -77,7 +80,9 @@ class Action(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["agent", "idempotency_key"], name="action_idempotency")
+            models.UniqueConstraint(
+                fields=["agent", "environment", "idempotency_key"], name="action_idempotency"
+            )
         ]
         indexes = [
             models.Index(fields=["agent", "created_at"], name="action_agent_time"),

@@ -171,7 +171,10 @@ def owe_kill_switch(switch: Any, change: str) -> None:
         agent=agent,
         action=None,
         subject=f"Airlock: kill switch {change}",
-        line=f"Kill switch {change} on {switch.scope} {switch.target or ''}: {switch.reason}",
+        line=(
+            f"Kill switch {change} on {switch.scope} {switch.target or ''}"
+            f"{f' in {switch.environment}' if switch.environment else ''}: {switch.reason}"
+        ),
         link=public_link("incidents"),
     )
 

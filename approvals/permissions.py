@@ -13,11 +13,12 @@ from rollout import permissions as agent_perms
 
 
 def visible_actions(user: Any, queryset: QuerySet[Action] | None = None) -> QuerySet[Action]:
-    """Actions ``user`` may see: an agent its own; a person those of agents they review or
-    audit (everything for a global auditor)."""
+    """Actions ``user`` may see: an agent its own, submitted in its token's environment
+    (an unbound token sees its unbound ones); a person those of agents they review or audit
+    (everything for a global auditor)."""
     queryset = Action.objects.all() if queryset is None else queryset
     if is_agent(user):
-        return queryset.filter(agent=user.agent)
+        return queryset.filter(agent=user.agent, environment=user.token.environment)
     if not is_active_person(user):
         return queryset.none()
     if user.has_perm(agent_perms.REVIEW) or user.has_perm(agent_perms.AUDIT):
@@ -39,7 +40,7 @@ def reviewable_actions(user: Any, queryset: QuerySet[Action] | None = None) -> Q
 
 def can_view_action(user: Any, action: Action) -> bool:
     if is_agent(user):
-        return action.agent_id == user.agent.pk
+        return action.agent_id == user.agent.pk and action.environment == user.token.environment
     return agent_perms.can_review(user, action.agent) or agent_perms.can_read_audit(
         user, action.agent
     )

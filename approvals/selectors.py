@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from approvals import actions as write_path
 from approvals import rules, standing
+from approvals.environments import in_environment
 from approvals.masking import masked_arguments
 from approvals.models import Action, Decision, EmailDecisionLink, StandingApproval
 from approvals.permissions import reviewable_actions, visible_actions
@@ -82,6 +83,7 @@ class ActionFilters:
     status: str = ""
     # Words that must each appear in the tool, the summary or the agent's name.
     text: str = ""
+    environment: str = ""
 
     def apply(self, queryset: QuerySet[Action]) -> QuerySet[Action]:
         for word in self.text.split()[:MAX_SEARCH_WORDS]:
@@ -98,6 +100,8 @@ class ActionFilters:
             queryset = queryset.filter(tool=self.tool)
         if self.status:
             queryset = queryset.filter(status=self.status)
+        if self.environment:
+            queryset = queryset.filter(in_environment(self.environment))
         return queryset
 
 

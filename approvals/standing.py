@@ -373,13 +373,15 @@ def revoke(*, standing_id: int, user: Any, channel: str = "api") -> StandingAppr
 
 def end_for_kill_switch(*, switch: KillSwitch, actor: Actor) -> int:
     """Inside an engaging kill switch's transaction: end every active standing approval in
-    its scope (global, the agent, or the tool). Releasing the switch brings none back; a
+    its scope (global, the agent, or the tool; of its environment when it has one). Releasing the switch brings none back; a
     drill switch never calls this. Audits each (reason ``kill_switch``)."""
     queryset = StandingApproval.objects.all()
     if switch.scope == KillSwitch.Scope.AGENT:
         queryset = queryset.filter(agent__slug=switch.target)
     elif switch.scope == KillSwitch.Scope.TOOL:
         queryset = queryset.filter(tool=switch.target)
+    if switch.environment:
+        queryset = queryset.filter(environment=switch.environment)
     return _end_all(queryset, EndReason.KILL_SWITCH, actor, kill_switch=switch.pk)
 
 

@@ -158,6 +158,8 @@ def _request_step(action: Any, event: AuditEvent | None, user: Any) -> TraceStep
             "on_behalf_of": action.on_behalf_of,
             "compensation": action.compensation,
             "correlation_id": action.correlation_id,
+            # The environment of the token that asked ("" = unbound: none).
+            "environment": action.environment,
         },
         event_id=event.pk if event else None,
     )

@@ -46,6 +46,7 @@ from rollout.actions import (
 from rollout.actions import (
     rotate_webhook_secret as rotate_agent_webhook_secret,
 )
+from rollout.environments import UnknownEnvironment, known_environment
 from rollout.models import (
     Agent,
     AgentToken,
@@ -1012,17 +1013,27 @@ def register(*, user: Any, slug: str, name: str, description: str = "") -> Agent
     return agent
 
 
-def issue_token(*, agent: Agent, user: Any, name: str = "default") -> str:
-    """Issue a bearer token for ``agent`` and return it (shown once; only its digest is
-    kept). A change of access, so it makes a new policy version. Audits
-    ``agent.token_issued`` and ``policy.version_created``; broadcasts the version."""
+def issue_token(*, agent: Agent, user: Any, name: str = "default", environment: str = "") -> str:
+    """Issue a bearer token for ``agent``, bound to ``environment`` ("" = unbound), and
+    return it (shown once; only its digest is kept). A change of access, so it makes a new
+    policy version. Audits ``agent.token_issued`` and ``policy.version_created``;
+    broadcasts the version. An unknown environment is refused (400
+    ``invalid_environment``) before anything is written."""
     name = str(name or "").strip() or "default"
     if len(name) > 80:
         raise GovernanceRefused("invalid", "A token name has at most 80 characters.", 400)
+    try:
+        environment = known_environment(environment)
+    except UnknownEnvironment as exc:
+        raise GovernanceRefused(
+            "invalid_environment", str(exc), 400, {"environment": [str(exc)]}
+        ) from exc
     with transaction.atomic():
         agent = _lock_agent(agent.pk)
         _require_governor(user, agent)
-        token = issue_agent_token(agent=agent, actor=_actor(user), name=name)
+        token = issue_agent_token(
+            agent=agent, actor=_actor(user), name=name, environment=environment
+        )
         version = record_policy_version(
             agent=agent, actor=_actor(user), reason=_version_reason(f"token {token[:10]}… issued")
         )

@@ -367,7 +367,9 @@ class TokenListView(GovernanceAPIView):
         agent = _governed(request, slug)
         require_step_up(request, "issue an agent token")
         data = valid_body(TokenInSerializer, request)
-        token = actions.issue_token(agent=agent, user=request.user, name=data["name"])
+        token = actions.issue_token(
+            agent=agent, user=request.user, name=data["name"], environment=data["environment"]
+        )
         record = agent.tokens.get(token_hash=token_digest(token))
         response = Response(
             {**AgentTokenSerializer(record).data, "token": token}, status=status.HTTP_201_CREATED

@@ -12,6 +12,7 @@ from django import forms
 from governance.access import RIGHT_LABELS, RIGHTS
 from governance.actions import AGENT_SLUG, MAX_LIMITS_PER_TOOL, TOOL_NAME
 from governance.models import ShadowLabel
+from rollout.environments import environment_choices
 from rollout.models import Effect, Risk, RuleKind, Tier
 from rollout.policy import (
     LIMIT_OPERATORS,
@@ -359,6 +360,14 @@ class AgentSettingsForm(forms.Form):
 
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=80, initial="default")
+    environment = forms.ChoiceField(
+        required=False,
+        help_text="Calls with this token act only in this environment.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["environment"].choices = environment_choices("any (unbound)")
 
 
 class ApproveChangeForm(forms.Form):

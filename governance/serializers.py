@@ -95,6 +95,16 @@ class BacktestInSerializer(StrictSerializer):
 
 class TokenInSerializer(StrictSerializer):
     name = serializers.CharField(max_length=80, required=False, default="default")
+    environment = serializers.CharField(
+        max_length=40,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text=(
+            "Bind the token to one of the installation's environments (`AIRLOCK_ENVIRONMENTS`); "
+            "empty: unbound. An unknown name is `400` `invalid_environment`."
+        ),
+    )
 
 
 class ShadowLabelInSerializer(StrictSerializer):
@@ -133,7 +143,16 @@ class PolicyVersionDetailSerializer(serializers.ModelSerializer):
 class AgentTokenSerializer(serializers.ModelSerializer):
     class Meta:
         model = AgentToken
-        fields = ["id", "name", "prefix", "created_by", "created_at", "revoked_at", "last_used_at"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "environment",
+            "created_by",
+            "created_at",
+            "revoked_at",
+            "last_used_at",
+        ]
         read_only_fields = fields
 
 

@@ -17,6 +17,7 @@ from audit.chain import Actor, append_event
 from core.errors import Refused
 from incidents import events
 from rollout.actions import KILL_SWITCH_LOCK_KEY
+from rollout.environments import UnknownEnvironment, known_environment
 from rollout.models import Agent, KillSwitch, ToolRule
 
 
@@ -34,6 +35,7 @@ def engage_kill_switch(
     is_drill: bool = False,
     trip: dict | None = None,
     allow_unknown_tool: bool = False,
+    environment: str = "",
 ) -> KillSwitch:
     """Stop everything in scope, in one transaction: new gate calls are denied, pending
     actions are cancelled, approved or allowed actions not yet reported are revoked, waiting
@@ -42,7 +44,11 @@ def engage_kill_switch(
 
     The target must be known (``check_target``): an agent that exists, a tool some agent's
     rule names — or, for a tool, ``allow_unknown_tool`` says the person means a tool no rule
-    names yet (a misspelt name would otherwise stop nothing and look like safety)."""
+    names yet (a misspelt name would otherwise stop nothing and look like safety).
+
+    ``environment`` ("" = every environment) narrows any scope to the calls and actions of
+    that environment (``rollout.environments``); an unknown name is ``400
+    invalid_environment`` (field ``environment``)."""
     reason = (reason or "").strip()
     if not reason:
         raise KillSwitchError("reason_required", "Engaging a kill switch needs a reason.", 400)
@@ -54,6 +60,12 @@ def engage_kill_switch(
     if scope != KillSwitch.Scope.GLOBAL and not target:
         raise KillSwitchError("target_required", f"A {scope} switch needs a target.", 400)
     check_target(scope, target, allow_unknown_tool=allow_unknown_tool)
+    try:
+        environment = known_environment(environment)
+    except UnknownEnvironment as exc:
+        raise KillSwitchError(
+            "invalid_environment", f"{exc} Nothing was engaged.", 400, {"environment": [str(exc)]}
+        ) from exc
     with transaction.atomic():
         _hold_gate_lock_exclusive()
         switch = KillSwitch.objects.create(
@@ -63,6 +75,7 @@ def engage_kill_switch(
             engaged_by=str(actor),
             is_drill=is_drill,
             trip=trip or {},
+            environment=environment,
         )
         # Lock order everywhere is action rows, then audit chain heads: the sweep locks the
         # actions in scope before anything is audited (a racing approval does the same).
@@ -80,6 +93,7 @@ def engage_kill_switch(
             data={
                 "scope": scope,
                 "target": target,
+                "environment": environment,
                 "reason": reason,
                 "drill": is_drill,
                 "trip": trip or {},

@@ -63,6 +63,7 @@ class KillSwitchListView(AirlockAPIView):
             reason=data["reason"],
             actor=Actor.user(request.user),
             allow_unknown_tool=data.get("allow_unknown_tool", False),
+            environment=data["environment"],
         )
         return Response(_switch_data(switch), status=status.HTTP_201_CREATED)
 

@@ -21,6 +21,7 @@ def broadcast_switch(switch: Any, change: str) -> None:
         "switch_id": switch.pk,
         "scope": switch.scope,
         "target": switch.target,
+        "environment": switch.environment,
         # The one agent an agent switch stops ("" for global and tool switches, which reach
         # every agent): the incidents socket forwards by it (``incidents.consumers``).
         "agent": switch.target if switch.scope == "agent" else "",

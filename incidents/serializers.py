@@ -11,6 +11,16 @@ class KillSwitchInSerializer(StrictSerializer):
     scope = serializers.ChoiceField(choices=["global", "agent", "tool"])
     target = serializers.CharField(max_length=120, required=False, allow_blank=True)
     reason = serializers.CharField(max_length=2000)
+    environment = serializers.CharField(
+        max_length=40,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text=(
+            "Stop only calls and actions in this environment (one of `AIRLOCK_ENVIRONMENTS`); "
+            "empty: every environment. An unknown name is 400 `invalid_environment`."
+        ),
+    )
     allow_unknown_tool = serializers.BooleanField(
         required=False,
         default=False,
@@ -26,6 +36,7 @@ class KillSwitchSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     scope = serializers.CharField()
     target = serializers.CharField()
+    environment = serializers.CharField(help_text="Empty: every environment.")
     reason = serializers.CharField()
     engaged = serializers.BooleanField()
     engaged_by = serializers.CharField()

@@ -32,6 +32,7 @@ from incidents.breakers import METRICS, window_counts
 from incidents.models import Drill
 from incidents.tasks import run_drill_task
 from rollout import permissions as perms
+from rollout.environments import configured_environments
 from rollout.models import Agent, KillSwitch, ToolRule
 from rollout.policy import PROBE_TOOL
 from rollout.selectors import agent_visible_to
@@ -51,15 +52,16 @@ def _stopped_counts(switches: list[KillSwitch]) -> dict[int, dict]:
 
 def _resumes(switch: KillSwitch) -> str:
     """What releasing ``switch`` lets run again, in one sentence."""
+    where = f" in {switch.environment}" if switch.environment else ""
     if switch.scope == KillSwitch.Scope.GLOBAL:
-        return "Every agent's gate calls run again."
+        return f"Every agent's gate calls{where} run again."
     if switch.scope == KillSwitch.Scope.AGENT:
-        return f"Gate calls of {switch.target} run again."
+        return f"Gate calls of {switch.target}{where} run again."
     agents = sorted(
         set(ToolRule.objects.filter(tool=switch.target).values_list("agent__slug", flat=True))
     )
     named = ", ".join(agents) if agents else "no agent (no rule names it)"
-    return f"Calls to {switch.target} run again for {named}."
+    return f"Calls to {switch.target}{where} run again for {named}."
 
 
 def agent_health(agents: list[Agent]) -> list[dict]:
@@ -123,8 +125,11 @@ def console_context(request: HttpRequest, *, form: dict | None = None) -> dict:
     for switch in engaged:
         switch.stopped = counts.get(switch.pk, {})
         switch.resumes = _resumes(switch)
-    by_agent = {s.target: s for s in engaged if s.scope == KillSwitch.Scope.AGENT}
-    global_switch = next((s for s in engaged if s.scope == KillSwitch.Scope.GLOBAL), None)
+    # A switch of one environment leaves the others running: only a switch of every
+    # environment makes another one of the same scope pointless.
+    everywhere = [s for s in engaged if not s.environment]
+    by_agent = {s.target: s for s in everywhere if s.scope == KillSwitch.Scope.AGENT}
+    global_switch = next((s for s in everywhere if s.scope == KillSwitch.Scope.GLOBAL), None)
     form = form or {}
 
     def typed(key: str) -> dict:
@@ -147,6 +152,7 @@ def console_context(request: HttpRequest, *, form: dict | None = None) -> dict:
         "global_engaged": global_switch is not None,
         "engaged_tools": [s for s in engaged if s.scope == KillSwitch.Scope.TOOL],
         "known_tools": known_tools(),
+        "environments": configured_environments(),
         "global_form": typed("global"),
         "tool_form": typed("tool"),
     }
@@ -177,13 +183,20 @@ def engage(request: HttpRequest) -> HttpResponse:
     reason = (request.POST.get("reason") or "").strip()
     confirm = (request.POST.get("confirm") or "").strip()
     allow_unknown_tool = request.POST.get("allow_unknown_tool") == "on"
+    environment = (request.POST.get("environment") or "").strip()
     if scope not in SCOPES:
         messages.error(request, "Choose a scope: global, agent or tool.")
         return redirect("incidents")
     if not perms.can_operate_switch(request.user, scope, target):
         raise PermissionDenied
     key = {"global": "global", "tool": "tool"}.get(scope, f"agent:{target}")
-    form = {"key": key, "target": target, "reason": reason, "errors": {}}
+    form = {
+        "key": key,
+        "target": target,
+        "reason": reason,
+        "environment": environment,
+        "errors": {},
+    }
 
     def refuse(field: str, message: str) -> HttpResponse:
         form["errors"][field] = message
@@ -202,6 +215,7 @@ def engage(request: HttpRequest) -> HttpResponse:
             reason=reason,
             actor=Actor.user(request.user),
             allow_unknown_tool=allow_unknown_tool,
+            environment=environment,
         )
     if refused:
         refusal = refused.refusal

@@ -17,6 +17,7 @@ from django.utils import timezone
 from audit import verbs
 from audit.chain import Actor, append_event
 from core.digests import token_digest
+from rollout.environments import known_environment
 from rollout.models import Agent, AgentToken, KillSwitch, PolicyVersion, Release, Tier, ToolRule
 from rollout.snapshots import build_snapshot
 from rollout.tokens import new_token
@@ -97,9 +98,14 @@ def register_agent(
 
 
 @transaction.atomic
-def issue_agent_token(*, agent: Agent, actor: Actor, name: str = "default") -> str:
-    """Create a bearer token for ``agent`` and return it; only its digest is kept.
-    Audits ``agent.token_issued``."""
+def issue_agent_token(
+    *, agent: Agent, actor: Actor, name: str = "default", environment: str = ""
+) -> str:
+    """Create a bearer token for ``agent``, bound to ``environment`` ("" = unbound), and
+    return it; only its digest is kept. Raises ``UnknownEnvironment`` for a name the
+    installation does not configure (nothing is written). Audits ``agent.token_issued``
+    (name, prefix, environment)."""
+    environment = known_environment(environment)
     token = new_token()
     record = AgentToken.objects.create(
         agent=agent,
@@ -107,6 +113,7 @@ def issue_agent_token(*, agent: Agent, actor: Actor, name: str = "default") -> s
         prefix=token[:10],
         token_hash=token_digest(token),
         created_by=str(actor),
+        environment=environment,
     )
     append_event(
         verb=verbs.AGENT_TOKEN_ISSUED,
@@ -114,7 +121,7 @@ def issue_agent_token(*, agent: Agent, actor: Actor, name: str = "default") -> s
         target_type="agent_token",
         target_id=record.pk,
         agent_slug=agent.slug,
-        data={"name": name, "prefix": record.prefix},
+        data={"name": name, "prefix": record.prefix, "environment": environment},
     )
     return token
 
@@ -217,15 +224,18 @@ def release_for(agent: Agent, data: dict | None) -> Release | None:
     return Release.objects.get(agent=agent, fingerprint=fingerprint)
 
 
-def engaged_switches_for(agent_slug: str, tool: str) -> list[KillSwitch]:
-    """The engaged switches that could stop ``tool`` for ``agent_slug``: one indexed query,
-    read inside the gate's transaction on every call (no cache can serve a stale allow)."""
+def engaged_switches_for(agent_slug: str, tool: str, environment: str = "") -> list[KillSwitch]:
+    """The engaged switches that could stop ``tool`` for ``agent_slug`` in ``environment``
+    (switches of every environment, and of that one): one indexed query, read inside the
+    gate's transaction on every call (no cache can serve a stale allow)."""
     return list(
-        KillSwitch.objects.filter(released_at__isnull=True).filter(
+        KillSwitch.objects.filter(released_at__isnull=True)
+        .filter(
             Q(scope=KillSwitch.Scope.GLOBAL)
             | Q(scope=KillSwitch.Scope.AGENT, target=agent_slug)
             | Q(scope=KillSwitch.Scope.TOOL, target=tool)
         )
+        .filter(Q(environment="") | Q(environment=environment))
     )
 
 

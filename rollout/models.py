@@ -219,6 +219,9 @@ class AgentToken(models.Model):
     created_by = models.CharField(max_length=150)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The environment the token acts in (``rollout.environments``); "" = not bound: the
+    # call's declared environment then only raises its risk.
+    environment = models.CharField(max_length=40, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
@@ -236,6 +239,8 @@ class KillSwitch(models.Model):
 
     scope = models.CharField(max_length=10, choices=Scope.choices)
     target = models.CharField(max_length=120, blank=True)
+    # Only calls in this environment are stopped; "" = every environment.
+    environment = models.CharField(max_length=40, blank=True)
     reason = models.TextField()
     engaged_by = models.CharField(max_length=150)
     engaged_at = models.DateTimeField(auto_now_add=True)
@@ -257,7 +262,8 @@ class KillSwitch(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.scope}:{self.target or '*'}"
+        where = f"{self.scope}:{self.target or '*'}"
+        return f"{where} in {self.environment}" if self.environment else where
 
     @property
     def engaged(self) -> bool:

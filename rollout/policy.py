@@ -6,7 +6,7 @@ switches in scope, and the recent call counters. No database, no clock, no I/O �
 testable on its own, replayable against any policy version, and fast.
 
 Order of evaluation (first match wins), each with its reason code:
-kill_switch → agent_inactive → tool_forbidden → tool_unknown → argument_limit →
+kill_switch → environment_mismatch → agent_inactive → tool_forbidden → tool_unknown → argument_limit →
 rate_limited → the rule and tier table.
 
 ``assess_edit`` runs the same steps from ``tool_forbidden`` onward for a reviewer's edit of
@@ -74,6 +74,38 @@ class GateRequest:
     arguments: dict
     blast_radius: dict = field(default_factory=dict)
     drill_probe: bool = False
+    # The environment of the agent's token ("" = unbound). A bound call is in that
+    # environment whatever it declares (a different declaration is denied,
+    # ``environment_mismatch``); an unbound call is in the one it declares.
+    environment: str = ""
+
+    @property
+    def declared_environment(self) -> str:
+        radius = self.blast_radius if isinstance(self.blast_radius, dict) else {}
+        return str(radius.get("environment") or "").strip().lower()
+
+    @property
+    def call_environment(self) -> str:
+        """The environment the call acts in: the token's, else the declared one."""
+        return self.environment or self.declared_environment
+
+    @property
+    def assessed_blast_radius(self) -> dict:
+        """The blast radius risk is assessed from: the declared one, in the token's
+        environment when the token is bound (so that environment's risk floor applies
+        whatever the call declares)."""
+        radius = self.blast_radius if isinstance(self.blast_radius, dict) else {}
+        if self.environment:
+            return {**radius, "environment": self.environment}
+        return radius
+
+    @property
+    def recorded_blast_radius(self) -> dict:
+        """The blast radius as the action records it: as declared, with the token's
+        environment filled in when the call declares none."""
+        if self.declared_environment:
+            return self.blast_radius
+        return self.assessed_blast_radius
 
 
 @dataclass(frozen=True)
@@ -82,6 +114,7 @@ class SwitchState:
     scope: str  # global | agent | tool
     target: str
     is_drill: bool = False
+    environment: str = ""  # only calls in this environment; "" = every environment
 
 
 @dataclass(frozen=True)
@@ -406,7 +439,10 @@ def _same(a: Any, b: Any) -> bool:
     return isinstance(a, bool) == isinstance(b, bool) and a == b
 
 
-def _switch_applies(switch: SwitchState, slug: str, tool: str, drill_probe: bool) -> bool:
+def _switch_applies(switch: SwitchState, slug: str, request: GateRequest) -> bool:
+    tool, drill_probe = request.tool, request.drill_probe
+    if switch.environment and switch.environment != request.call_environment:
+        return False
     if switch.is_drill:
         return drill_probe and switch.scope == "agent" and switch.target == slug
     if switch.scope == "global":
@@ -459,7 +495,7 @@ def _call(snapshot: dict, request: GateRequest) -> _Call:
     mapped = bool(rule and rule.get("blast_radius_from_arguments"))
     risk, risk_reasons = assess_risk(
         rule["base_risk"] if rule else "low",
-        request.blast_radius,
+        request.assessed_blast_radius,
         snapshot.get("risk_rules"),
         derived_blast_radius(rule, arguments) if mapped else None,
     )
@@ -559,11 +595,23 @@ def evaluate(
     call = _call(snapshot, request)
 
     for switch in switches:
-        if _switch_applies(switch, slug, tool, request.drill_probe):
+        if _switch_applies(switch, slug, request):
             where = "everything" if switch.scope == "global" else f"{switch.scope} {switch.target}"
+            if switch.environment:
+                where += f" in {switch.environment}"
             return call.answer(
                 "denied", "kill_switch", [f"kill switch engaged on {where}"], switch_id=switch.id
             )
+    declared = request.declared_environment
+    if request.environment and declared and declared != request.environment:
+        return call.answer(
+            "denied",
+            "environment_mismatch",
+            [
+                f"this token acts in {request.environment}; the call declares "
+                f"environment {declared[:60]!r}"
+            ],
+        )
     if not agent.get("active", True):
         return call.answer("denied", "agent_inactive", [f"agent {slug} is inactive"])
     refused = _rule_step(call)

@@ -103,8 +103,8 @@ def make_agent(
     )
 
 
-def make_token(agent: Agent) -> str:
-    return issue_agent_token(agent=agent, actor=Actor.system("tests"))
+def make_token(agent: Agent, environment: str = "") -> str:
+    return issue_agent_token(agent=agent, actor=Actor.system("tests"), environment=environment)
 
 
 def submit(

@@ -2,6 +2,7 @@
 read here and nowhere else (see README "Configuration")."""
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -366,6 +367,18 @@ LOGGING = {
 
 # Hosts webhooks may reach even though they resolve to private or loopback addresses.
 WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", "")
+
+# The environments agent tokens may be bound to (``rollout.environments``): lowercase
+# slugs, compared trimmed and case-insensitively with a call's declared environment.
+AIRLOCK_ENVIRONMENTS = [
+    name.lower() for name in env_list("AIRLOCK_ENVIRONMENTS", "sandbox,staging,production")
+]
+for _environment in AIRLOCK_ENVIRONMENTS:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", _environment):
+        raise ImproperlyConfigured(
+            "AIRLOCK_ENVIRONMENTS: each name is a slug of at most 40 letters, digits, '-' or "
+            f"'_', got {_environment!r}"
+        )
 
 # Where drills send their probe (the gate as agents reach it).
 AIRLOCK_GATE_URL = os.environ.get("AIRLOCK_GATE_URL", "http://127.0.0.1:8000")

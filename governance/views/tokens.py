@@ -13,6 +13,7 @@ from governance import actions
 from governance.forms import TokenForm
 from governance.views import agents
 from governance.views.common import flashing_refusals, form_errors, governed_agent, stepped_up
+from rollout.environments import known_environment
 
 
 @login_required
@@ -34,7 +35,12 @@ def issue_token(request: HttpRequest, slug: str) -> HttpResponse:
     if refused:
         return redirect("rollout:token-issue", slug=agent.slug)
     # Shown once, in this response only; never stored in a message or the session.
-    response = render(request, "rollout/token_issued.html", {"agent": agent, "token": token})
+    context = {
+        "agent": agent,
+        "token": token,
+        "environment": known_environment(form.cleaned_data["environment"]),
+    }
+    response = render(request, "rollout/token_issued.html", context)
     response["Cache-Control"] = "no-store"
     return response
 

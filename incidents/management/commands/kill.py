@@ -12,6 +12,11 @@ class Command(BaseCommand):
         parser.add_argument("target", nargs="?", default="")
         parser.add_argument("--reason", required=True)
         parser.add_argument(
+            "--environment",
+            default="",
+            help="stop only calls and actions in this environment (default: every one)",
+        )
+        parser.add_argument(
             "--allow-unknown-tool",
             action="store_true",
             help="engage a tool switch even though no agent's rule names the tool",
@@ -30,6 +35,7 @@ class Command(BaseCommand):
                 reason=reason,
                 actor=actor,
                 allow_unknown_tool=allow_unknown_tool,
+                environment=options.get("environment") or "",
             )
         except KillSwitchError as exc:
             raise CommandError(exc.detail) from exc
