@@ -47,7 +47,14 @@ from grants.tokens import InvalidGrant, read_grant, sign_grant
 from rollout import permissions as rollout_permissions
 from rollout.actions import KILL_SWITCH_LOCK_KEY, engaged_switches_for, release_for
 from rollout.models import Agent, KillSwitch, PolicyVersion
-from rollout.policy import Counters, GateRequest, SwitchState, assess_edit, evaluate
+from rollout.policy import (
+    Counters,
+    GateRequest,
+    SwitchState,
+    assess_edit,
+    confidence_of,
+    evaluate,
+)
 
 DEFAULT_REVERSIBLE_WINDOW_SECONDS = 24 * 3600
 
@@ -337,7 +344,13 @@ def _decide_and_record(
     policy = inputs.policy
     decision = evaluate(
         policy.snapshot,
-        GateRequest(tool, arguments, blast_radius, drill_probe=drill_probe),
+        GateRequest(
+            tool,
+            arguments,
+            blast_radius,
+            drill_probe=drill_probe,
+            confidence=confidence_of(body.get("rationale")),
+        ),
         inputs.switches,
         inputs.counters,
     )
@@ -389,6 +402,7 @@ def _decide_and_record(
             blast_radius=blast_radius,
             on_behalf_of=action.on_behalf_of,
             risk=decision.risk,
+            reason_code=decision.reason_code,
         )
         if covered.use is not None:
             _approve_by_standing(action, covered.use, now)
