@@ -74,9 +74,16 @@ def _bounds(snapshot: dict, tool: str) -> dict:
 
 def terms_refusal(action: Action, terms: Terms, snapshot: dict) -> Refused | None:
     """Why ``terms`` may not go with an approval of ``action`` under the agent's current
-    policy ``snapshot``: ``400 standing_out_of_bounds`` with the field at fault."""
+    policy ``snapshot``: ``400 standing_out_of_bounds`` with the field at fault. A card
+    held for low confidence offers none: its hold is for that call alone, and later ones
+    like it are held for their own look (``use_for_call``)."""
     if in_shadow(snapshot):
         problems = {"standing": "An agent in shadow never gets standing approvals."}
+    elif not covers_hold(action.reason_code):
+        problems = {
+            "standing": "A call held for low confidence is decided on its own: "
+            "no standing approval comes from it or answers one like it."
+        }
     else:
         problems = terms_problems(
             _bounds(snapshot, action.tool), terms.minutes, terms.uses, action.risk

@@ -20,6 +20,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from approvals import actions, standing
+from approvals.actions import ActionRefused
 from approvals.models import Action, StandingApproval
 from governance.backtest import backtest
 from governance.readiness import compute_readiness
@@ -309,49 +310,46 @@ def test_agent_api__below_minimum_waits__at_minimum_runs(support_agent, governor
     )
 
 
-def test_standing_approval__never_answers_a_low_confidence_hold(reference_data, reviewer):
-    # Given a read tool whose rule allows standing approvals and asks for confidence 0.9
-    rules = [
-        {
-            **factories.rule("lookup", "read", "allowed"),
-            "min_confidence": 0.9,
-            "standing": {
-                "allowed": True,
-                "max_minutes": 60,
-                "max_uses": 5,
-                "max_risk": "medium",
-                "at_most": [],
-            },
-        },
-        {
-            **factories.rule("notify", "write", "allowed"),
-            "standing": {
-                "allowed": True,
-                "max_minutes": 60,
-                "max_uses": 5,
-                "max_risk": "medium",
-                "at_most": [],
-            },
-        },
-    ]
-    agent = factories.make_agent("unsure-bot", rules=rules)
-    unsure = {"rationale": {"confidence": 0.3}}
-    card = factories.submit(agent, "lookup", {"q": "x"}, **unsure)
-    assert (card.status, card.reason_code) == ("pending", "low_confidence")
-    # When a reviewer approves it and asks for "the same for a while"
-    actions.approve(action_id=card.pk, user=reviewer, standing_terms=standing.Terms(30, 5))
+BOUNDS = {"allowed": True, "max_minutes": 60, "max_uses": 5, "max_risk": "high", "at_most": []}
+
+
+def test_standing_approval__never_answers_a_low_confidence_hold(
+    reference_data, reviewer, reviewer2
+):
+    # Given an autonomous agent whose write tool (base risk low) allows standing approvals
+    # and asks for confidence 0.9 before it runs without a person
+    rules = [{**factories.rule("notify", "write", "allowed"), "min_confidence": 0.9}]
+    rules[0]["standing"] = BOUNDS
+    agent = factories.make_agent("unsure-bot", tier="autonomous", rules=rules)
+    arguments = {"to": "ops"}
+    # and two reviewers' standing approval from a card held for its risk (500 records: high)
+    card = factories.submit(
+        agent, "notify", arguments, blast_radius={"records_affected": 500},
+        rationale={"confidence": 0.95},
+    )  # fmt: skip
+    assert (card.status, card.reason_code) == ("pending", "risk_above_auto_limit")
+    for person in (reviewer, reviewer2):
+        actions.approve(action_id=card.pk, user=person, standing_terms=standing.Terms(30, 5))
     made = StandingApproval.objects.get(source_action=card)
-    # Then the same unsure call still waits for a person, and no use is taken
-    again = factories.submit(agent, "lookup", {"q": "x"}, **unsure)
-    assert (again.status, again.reason_code) == ("pending", "low_confidence")
+    # When the same call comes at low risk with a confidence below the minimum
+    unsure = factories.submit(agent, "notify", arguments, rationale={"confidence": 0.3})
+    # Then it waits for a person: the standing approval (risk high, same arguments and
+    # environment: it would match) does not answer it, and no use is taken
+    assert (unsure.status, unsure.reason_code) == ("pending", "low_confidence")
     made.refresh_from_db()
     assert made.uses == 0 and made.ended_at is None
-    # while a hold of the tier (not of confidence) is answered by its standing approval
-    write_card = factories.submit(agent, "notify", {"to": "a"})
-    assert write_card.reason_code == "tier_requires_approval"
-    actions.approve(action_id=write_card.pk, user=reviewer, standing_terms=standing.Terms(30, 5))
-    covered = factories.submit(agent, "notify", {"to": "a"})
-    assert (covered.status, covered.reason_code) == ("approved", "standing_approval")
+    # while a call held for its risk again is answered by it
+    again = factories.submit(
+        agent, "notify", arguments, blast_radius={"records_affected": 500},
+        rationale={"confidence": 0.95},
+    )  # fmt: skip
+    assert (again.status, again.reason_code) == ("approved", "standing_approval")
+    # And the low-confidence card offers no terms: asking for them is 400 with the field
+    with pytest.raises(ActionRefused) as refused:
+        actions.approve(action_id=unsure.pk, user=reviewer, standing_terms=standing.Terms(5, 1))
+    assert refused.value.code == "standing_out_of_bounds" and "standing" in refused.value.fields
+    unsure.refresh_from_db()
+    assert unsure.status == "pending" and not unsure.decisions.exists()
 
 
 def test_readiness_and_backtest__count_low_confidence_escalations(
@@ -398,3 +396,29 @@ def test_readiness_and_backtest__count_low_confidence_escalations(
     assert "Low-confidence escalations:</strong> 4 in the last" in html
     html = page.get("/agents/support-assistant/policy").content.decode()
     assert 'data-testid="min-confidence">0.8<' in html
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("1.5", "less than or equal to 1"), ("-0.2", "greater than or equal to 0"), ("x", "number")],
+)
+def test_rule_form__minimum_out_of_range__field_error_nothing_changes(
+    support_agent, governor, value, message
+):
+    client = Client()
+    client.force_login(governor)
+    response = client.post(
+        "/agents/support-assistant/rules/edit/get_order_status",
+        {
+            "effect": "read",
+            "rule": "allowed",
+            "base_risk": "low",
+            "min_confidence": value,
+            "reason": "unsure",
+        },
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert message in page and 'id="id_min_confidence"' in page and "aria-invalid" in page
+    support_agent.refresh_from_db()
+    assert support_agent.current_policy.number == 1 and live_minimum() is None
