@@ -190,6 +190,13 @@ def test_policy_diff__min_confidence__classified_with_readable_line(before, afte
     ]
 
 
+def test_policy_diff__new_tool_with_a_minimum__described_with_it():
+    changes = changes_between({"tools": {}}, {"tools": {"lookup": {**RULE, "min_confidence": 0.8}}})
+    assert [(c.direction, c.text) for c in changes] == [
+        (LOOSENING, "add lookup (read, allowed, base risk low, minimum confidence 0.8)")
+    ]
+
+
 def test_policy_diff__rule_stored_before_the_field__same_as_no_minimum():
     assert (
         changes_between(
