@@ -11,6 +11,7 @@ logic; snapshots come from the test_policy_engine builders (the default ladder's
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -122,11 +123,11 @@ def test_evaluate__any_call__never_allowed_below_the_rules_min_confidence(
     snap, request = scenario["snapshot"], scenario["request"]
     if request.tool in snap["tools"]:
         snap["tools"][request.tool] = {**snap["tools"][request.tool], "min_confidence": minimum}
-    asked = GateRequest(request.tool, request.arguments, request.blast_radius, False, confidence)
+    asked = replace(request, confidence=confidence)
     decision = evaluate(snap, asked, scenario["switches"], scenario["counters"])
     without = evaluate(
         snap,
-        GateRequest(request.tool, request.arguments, request.blast_radius, False, 1.0),
+        replace(request, confidence=1.0),
         scenario["switches"],
         scenario["counters"],
     )
