@@ -48,7 +48,14 @@ from grants.tokens import InvalidGrant, read_grant, sign_grant
 from rollout import permissions as rollout_permissions
 from rollout.actions import KILL_SWITCH_LOCK_KEY, engaged_switches_for, release_for
 from rollout.models import Agent, KillSwitch, PolicyVersion
-from rollout.policy import Counters, GateRequest, SwitchState, assess_edit, evaluate
+from rollout.policy import (
+    Counters,
+    GateRequest,
+    SwitchState,
+    assess_edit,
+    confidence_of,
+    evaluate,
+)
 
 DEFAULT_REVERSIBLE_WINDOW_SECONDS = 24 * 3600
 
@@ -374,6 +381,7 @@ def _decide_and_record(
         body.get("blast_radius") or {},
         drill_probe=drill_probe,
         environment=environment,
+        confidence=confidence_of(body.get("rationale")),
     )
     # Recorded as assessed: a bound token's environment stands in for an undeclared one,
     # so a reviewer's edit, a standing approval and the card all see where it runs.
@@ -431,6 +439,7 @@ def _decide_and_record(
             blast_radius=blast_radius,
             on_behalf_of=action.on_behalf_of,
             risk=decision.risk,
+            reason_code=decision.reason_code,
         )
         if covered.use is not None:
             _approve_by_standing(action, covered.use, now)

@@ -33,7 +33,7 @@ from core.identity import same_person
 from core.people import is_active_person
 from rollout import permissions as rollout_permissions
 from rollout.models import Agent, KillSwitch, PolicyVersion
-from rollout.standing import RISKS, is_allowed, match_problem, terms_problems
+from rollout.standing import RISKS, covers_hold, is_allowed, match_problem, terms_problems
 
 REASON_CODE = "standing_approval"
 EndReason = StandingApproval.EndReason
@@ -74,9 +74,16 @@ def _bounds(snapshot: dict, tool: str) -> dict:
 
 def terms_refusal(action: Action, terms: Terms, snapshot: dict) -> Refused | None:
     """Why ``terms`` may not go with an approval of ``action`` under the agent's current
-    policy ``snapshot``: ``400 standing_out_of_bounds`` with the field at fault."""
+    policy ``snapshot``: ``400 standing_out_of_bounds`` with the field at fault. A card
+    held for low confidence offers none: its hold is for that call alone, and later ones
+    like it are held for their own look (``use_for_call``)."""
     if in_shadow(snapshot):
         problems = {"standing": "An agent in shadow never gets standing approvals."}
+    elif not covers_hold(action.reason_code):
+        problems = {
+            "standing": "A call held for low confidence is decided on its own: "
+            "no standing approval comes from it or answers one like it."
+        }
     else:
         problems = terms_problems(
             _bounds(snapshot, action.tool), terms.minutes, terms.uses, action.risk
@@ -227,17 +234,20 @@ def use_for_call(
     blast_radius: Any,
     on_behalf_of: str,
     risk: str,
+    reason_code: str,
 ) -> Lookup:
     """Inside the gate's transaction, for a call it would otherwise answer ``pending``:
     the first active standing approval (oldest first) that covers it, with one use taken
     (``uses + 1`` under ``SELECT … FOR UPDATE``, so two calls racing for the last use get
     it once: the second re-reads the row after the first commits). Never for an agent in
-    shadow, or when the tool's bounds no longer allow it. One that ran out of time is ended
+    shadow, or when the tool's bounds no longer allow it, and never for a call held for its
+    own sake (``rollout.standing.covers_hold``: a ``low_confidence`` hold asks a person to
+    look at this very call). One that ran out of time is ended
     (``expired``) on the way; the one whose last use this is, ended (``used_up``).
     Writes no audit event: the caller calls ``record_lookup`` after the submission's."""
     lookup = Lookup()
     bounds = _bounds(snapshot, tool)
-    if in_shadow(snapshot) or not is_allowed(bounds):
+    if in_shadow(snapshot) or not is_allowed(bounds) or not covers_hold(reason_code):
         return lookup
     ceiling = bounds.get("max_risk")
     candidates = list(

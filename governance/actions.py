@@ -19,6 +19,7 @@ broadcast with ``transaction.on_commit``.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,6 +149,7 @@ def _normalize_rule(
         errors[f"{prefix}.{name}"] = ["Unknown field."]
     base = dict(existing) if existing else {"base_risk": "low", "argument_limits": []}
     base.setdefault("rate_limit_per_minute", None)
+    base.setdefault("min_confidence", None)
     base.setdefault("blast_radius_from_arguments", {})
     base.setdefault("standing", {})
     rule = {**base, **{k: v for k, v in value.items() if k in RULE_FIELDS}}
@@ -189,6 +191,19 @@ def _normalize_rule(
         errors[f"{prefix}.rate_limit_per_minute"] = [
             f"A whole number from 0 to {MAX_RATE_PER_MINUTE}, or null for no limit."
         ]
+    minimum = rule.get("min_confidence")
+    if minimum is not None:
+        if (
+            isinstance(minimum, bool)
+            or not isinstance(minimum, int | float)
+            or not math.isfinite(minimum)
+            or not 0 <= minimum <= 1
+        ):
+            errors[f"{prefix}.min_confidence"] = [
+                "A number from 0 to 1 (e.g. 0.8), or null for no minimum confidence."
+            ]
+        else:
+            rule["min_confidence"] = float(minimum)
     return {name: rule.get(name) for name in RULE_FIELDS}
 
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.utils import timezone
 
 from approvals.models import Action
 from rollout.models import Agent
-from rollout.policy import GateRequest, evaluate
+from rollout.policy import GateRequest, confidence_of, evaluate
 from rollout.snapshots import build_snapshot
 
 MAX_REPLAYED = 20_000
@@ -31,10 +32,17 @@ INITIAL_OUTCOME = {
     "requires_approval": "pending",
     "tier_requires_approval": "pending",
     "risk_above_auto_limit": "pending",
+    "low_confidence": "pending",
     # Held for people, approved by their earlier standing approval (one human decision for
     # all its uses): in a replay it is a call that needed people.
     "standing_approval": "pending",
 }
+
+
+def _confidence(value: Any) -> float | None:
+    """The stored ``rationale.confidence`` (read from the JSON by the query) as the gate
+    weighed it."""
+    return confidence_of({"confidence": value})
 
 
 def recorded_outcome(reason_code: str) -> str:
@@ -107,15 +115,17 @@ def backtest(
             "status",
             "original_arguments",
             "blast_radius",
+            "rationale__confidence",
         )
     )
-    for count, (action_id, created_at, tool, code, status, arguments, radius) in enumerate(
+    for count, (action_id, created_at, tool, code, status, arguments, radius, conf) in enumerate(
         actions.iterator(chunk_size=2000), start=1
     ):
         if count > MAX_REPLAYED:
             result.truncated = True
             break
-        decision = evaluate(snapshot, GateRequest(tool, arguments or {}, radius or {}))
+        request = GateRequest(tool, arguments or {}, radius or {}, confidence=_confidence(conf))
+        decision = evaluate(snapshot, request)
         before = recorded_outcome(code)
         result.replayed += 1
         result.by_outcome[decision.outcome] = result.by_outcome.get(decision.outcome, 0) + 1
@@ -209,15 +219,15 @@ def backtest_delta(
         Action.objects.filter(agent=agent, created_at__gte=now - timedelta(days=days))
         .filter(created_at__lt=now)
         .order_by("-created_at", "-id")
-        .values_list("id", "tool", "original_arguments", "blast_radius")
+        .values_list("id", "tool", "original_arguments", "blast_radius", "rationale__confidence")
     )
-    for count, (action_id, tool, arguments, radius) in enumerate(
+    for count, (action_id, tool, arguments, radius, conf) in enumerate(
         actions.iterator(chunk_size=2000), start=1
     ):
         if count > MAX_REPLAYED:
             result.truncated = True
             break
-        request = GateRequest(tool, arguments or {}, radius or {})
+        request = GateRequest(tool, arguments or {}, radius or {}, confidence=_confidence(conf))
         today = evaluate(today_snapshot, request).outcome
         proposed = evaluate(proposed_snapshot, request).outcome
         result.replayed += 1

@@ -225,6 +225,15 @@ class ToolRuleForm(forms.Form):
     rate_limit_per_minute = forms.IntegerField(
         required=False, min_value=0, max_value=1_000_000, help_text="Empty: no limit."
     )
+    min_confidence = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=1,
+        label="Minimum confidence",
+        widget=forms.NumberInput(attrs={"step": "0.01", "inputmode": "decimal"}),
+        help_text="0 to 1, e.g. 0.8: a call this rule would let run waits for a person when "
+        "the agent's stated confidence is lower (none stated counts as 0). Empty: no minimum.",
+    )
     # Standing approvals ("approve, and allow the same for a while"): off unless ticked.
     standing_allowed = forms.BooleanField(
         required=False,
@@ -283,6 +292,7 @@ class ToolRuleForm(forms.Form):
                     "argument_limits": data["argument_limits"],
                     "blast_radius_from_arguments": data["blast_radius_from_arguments"],
                     "rate_limit_per_minute": data["rate_limit_per_minute"],
+                    "min_confidence": data["min_confidence"],
                     "standing": self._standing(),
                 }
             }
@@ -319,6 +329,7 @@ class ToolRuleForm(forms.Form):
                 rule.get("blast_radius_from_arguments") or {}
             ),
             "rate_limit_per_minute": rule.get("rate_limit_per_minute"),
+            "min_confidence": rule.get("min_confidence"),
             **cls._standing_initial(rule.get("standing") or {}),
         }
 

@@ -16,6 +16,12 @@ measured on the agent's actions created in the last ``window_days``:
   actions that were denied or rejected, and kill switches engaged on the agent (drills
   aside).
 
+Beside the checklist (not a criterion): the low-confidence escalations of the window —
+calls a rule would have let run but held for a person because the agent's confidence was
+below the rule's minimum (``low_confidence``) — and how people decided them. Many of them
+approved says the minimum may be too high; many rejected, that the agent is right to be
+unsure.
+
 A rate with nothing to measure (no human decisions, no reports) cannot be exceeded; the
 minimum sample is what guards against too little evidence. Promotion itself is always a
 human change request — this only informs it.
@@ -32,11 +38,17 @@ from django.utils import timezone
 from approvals.models import Action
 from governance.models import ShadowLabel
 from rollout.models import Agent, KillSwitch, Tier
+from rollout.policy import LOW_CONFIDENCE
 
 # The gate codes of actions held for a human. Not ``standing_approval``: a call people's
 # standing approval covered was not decided by anyone on its own — the standing approval
 # counts once, as the human decision of the card that created it.
-HUMAN_GATE_CODES = ("requires_approval", "tier_requires_approval", "risk_above_auto_limit")
+HUMAN_GATE_CODES = (
+    "requires_approval",
+    "tier_requires_approval",
+    "risk_above_auto_limit",
+    "low_confidence",
+)
 # Statuses an action reaches only after an approval (or an allow) — later steps included.
 APPROVED_STATUSES = (
     "approved",
@@ -63,6 +75,31 @@ class Criterion:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class LowConfidence:
+    """Calls of the window held for a person below a rule's minimum confidence, and where
+    they stand: approved (and what followed), rejected, still pending, or otherwise ended
+    (expired, withdrawn, cancelled)."""
+
+    escalated: int = 0
+    approved: int = 0
+    rejected: int = 0
+    pending: int = 0
+
+    @property
+    def other(self) -> int:
+        return self.escalated - self.approved - self.rejected - self.pending
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "escalated": self.escalated,
+            "approved": self.approved,
+            "rejected": self.rejected,
+            "pending": self.pending,
+            "other": self.other,
+        }
+
+
 @dataclass
 class Readiness:
     agent: str
@@ -75,6 +112,7 @@ class Readiness:
     counts: dict[str, int] = field(default_factory=dict)
     ready: bool = False
     reasons: list[str] = field(default_factory=list)
+    low_confidence: LowConfidence | None = None
 
     @property
     def summary(self) -> str:
@@ -122,6 +160,20 @@ def measure(agent: Agent, since: datetime, until: datetime) -> dict[str, int]:
     return counts
 
 
+def low_confidence_escalations(agent: Agent, since: datetime, until: datetime) -> LowConfidence:
+    """The ``low_confidence`` holds among ``agent``'s actions created in [since, until),
+    by how people decided them. One query."""
+    counts = Action.objects.filter(
+        agent=agent, created_at__gte=since, created_at__lt=until, reason_code=LOW_CONFIDENCE
+    ).aggregate(
+        escalated=Count("id"),
+        approved=Count("id", filter=Q(status__in=APPROVED_STATUSES)),
+        rejected=Count("id", filter=Q(status="rejected")),
+        pending=Count("id", filter=Q(status="pending")),
+    )
+    return LowConfidence(**counts)
+
+
 def compute_readiness(agent: Agent, now: datetime | None = None) -> Readiness:
     """The checklist for promoting ``agent`` out of its current tier."""
     now = now or timezone.now()
@@ -138,6 +190,7 @@ def compute_readiness(agent: Agent, now: datetime | None = None) -> Readiness:
         since=since,
         until=now,
     )
+    result.low_confidence = low_confidence_escalations(agent, since, now)
     if next_tier is None:
         result.reasons = [f"{tier.name} is the top of the ladder"]
         return result

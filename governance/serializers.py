@@ -30,12 +30,16 @@ CHANGES_HELP = (
     "the rule}. A rule is {`effect`: read|draft|write, `rule`: allowed|forbidden|"
     "requires_approval, `base_risk`: low|medium|high|critical, `argument_limits`: "
     "[{field, op, value}], `blast_radius_from_arguments`: {dimension: argument path}, "
-    "`rate_limit_per_minute`: int or null}; a rule given in part completes the tool's "
+    "`rate_limit_per_minute`: int or null, `min_confidence`: a number 0..1 or null}; a rule "
+    "given in part completes the tool's "
     "current rule. `blast_radius_from_arguments` maps the blast-radius dimensions `amount`, "
     "`records_affected` and `users_affected` to dotted paths into the call's arguments "
     '(e.g. {"amount": "amount", "records_affected": "batch.rows"}): the gate weighs the '
     "higher of these and what the agent declares. Adding a dimension tightens (applies at "
-    "once); dropping one or changing its path loosens (a change request)."
+    "once); dropping one or changing its path loosens (a change request). `min_confidence` "
+    "holds for a person a call the rule would let run when the agent's "
+    "`rationale.confidence` (missing: 0) is below it (reason code `low_confidence`); adding "
+    "or raising it tightens, lowering or removing it loosens."
 )
 
 
@@ -255,6 +259,9 @@ def readiness_data(readiness: Any) -> dict:
             for c in readiness.criteria
         ],
         "counts": readiness.counts,
+        "low_confidence": (
+            readiness.low_confidence.as_dict() if readiness.low_confidence is not None else None
+        ),
     }
 
 

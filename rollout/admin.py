@@ -115,6 +115,7 @@ class ToolRuleInline(admin.TabularInline):
         "argument_limits",
         "blast_radius_from_arguments",
         "rate_limit_per_minute",
+        "min_confidence",
     ]
     readonly_fields = fields
 

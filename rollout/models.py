@@ -3,6 +3,7 @@ releases and agent API tokens. Every change goes through ``rollout.actions``."""
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -143,6 +144,12 @@ class ToolRule(models.Model):
     #   arguments.batch.rows. Risk weighs the higher of this and what the agent declares.
     blast_radius_from_arguments = models.JSONField(default=dict, blank=True)
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    # Confidence routing: a call this rule would let run without a person waits for one
+    # when the agent's ``rationale.confidence`` (missing: 0) is below this (0..1; null: no
+    # minimum). ``rollout.policy`` applies it.
+    min_confidence = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(1)]
+    )
     # Bounds of standing approvals ("approve, and allow the same for a while"): {} when
     # none are allowed, else {"allowed": true, "max_minutes", "max_uses", "max_risk",
     # "at_most": [fields]} (``rollout.standing``).
@@ -151,7 +158,14 @@ class ToolRule(models.Model):
 
     class Meta:
         ordering = ["agent", "tool"]
-        constraints = [models.UniqueConstraint(fields=["agent", "tool"], name="tool_rule_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "tool"], name="tool_rule_unique"),
+            models.CheckConstraint(
+                condition=Q(min_confidence__isnull=True)
+                | Q(min_confidence__gte=0, min_confidence__lte=1),
+                name="tool_rule_min_confidence_0_1",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.agent.slug}:{self.tool}"
@@ -164,6 +178,7 @@ class ToolRule(models.Model):
             "argument_limits": self.argument_limits,
             "blast_radius_from_arguments": self.blast_radius_from_arguments,
             "rate_limit_per_minute": self.rate_limit_per_minute,
+            "min_confidence": self.min_confidence,
             "standing": self.standing or {},
         }
 

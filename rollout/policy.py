@@ -6,8 +6,15 @@ switches in scope, and the recent call counters. No database, no clock, no I/O �
 testable on its own, replayable against any policy version, and fast.
 
 Order of evaluation (first match wins), each with its reason code:
-kill_switch → environment_mismatch → agent_inactive → tool_forbidden → tool_unknown → argument_limit →
-rate_limited → the rule and tier table.
+kill_switch → environment_mismatch → agent_inactive → tool_forbidden → tool_unknown →
+argument_limit → rate_limited → the rule and tier table → low_confidence.
+
+``low_confidence`` only ever turns the table's ``allowed`` (``allowed`` or
+``auto_approved``) into ``pending``: when the tool's rule sets ``min_confidence`` and the
+call's confidence (``rationale.confidence``; missing counts as 0) is below it, a person
+decides, with the approval matrix's bar for the risk like any pending call. Denials,
+shadowing and what the table already holds for people are unchanged: a tier that only
+shadows still runs nothing.
 
 ``assess_edit`` runs the same steps from ``tool_forbidden`` onward for a reviewer's edit of
 a pending action (no kill switch, activity or rate limit: the action already passed them).
@@ -78,6 +85,9 @@ class GateRequest:
     # environment whatever it declares (a different declaration is denied,
     # ``environment_mismatch``); an unbound call is in the one it declares.
     environment: str = ""
+    # The agent's own confidence in the call (``rationale.confidence``, 0..1); None when
+    # it gave none, which a rule's ``min_confidence`` counts as 0.
+    confidence: float | None = None
 
     @property
     def declared_environment(self) -> str:
@@ -106,6 +116,25 @@ class GateRequest:
         if self.declared_environment:
             return self.blast_radius
         return self.assessed_blast_radius
+
+
+LOW_CONFIDENCE = "low_confidence"
+
+
+def confidence_of(rationale: Any) -> float | None:
+    """The confidence a call's ``rationale`` states (``{"confidence": 0.8}``), or None when
+    it states none usable (missing, not a number, a bool, NaN or infinite; a rationale the
+    retention sweep redacted). The write path and every replay of a stored action read it
+    here, so a replay weighs the same number the gate did."""
+    if not isinstance(rationale, dict):
+        return None
+    number = _number(rationale.get("confidence"))
+    return None if number is None else float(number)
+
+
+def _confidence_text(value: Any) -> str:
+    number = _number(value)
+    return repr(value) if number is None else format(number.normalize(), "f")
 
 
 @dataclass(frozen=True)
@@ -628,7 +657,33 @@ def evaluate(
         return call.answer(
             "denied", "rate_limited", [f"{tool} is over {tool_limit} calls per minute"]
         )
-    return _table_step(call)
+    return _confidence_step(call, _table_step(call), request.confidence)
+
+
+def _confidence_step(call: _Call, decision: GateDecision, confidence: float | None) -> GateDecision:
+    """Hold for a person a call the table would let run (``allowed`` / ``auto_approved``)
+    when its rule's ``min_confidence`` is above the call's confidence (missing: 0). Every
+    other answer stands. A minimum that is not a number (a damaged snapshot) holds too:
+    the gate fails closed."""
+    minimum = (call.rule or {}).get("min_confidence")
+    if decision.outcome != "allowed" or minimum is None:
+        return decision
+    bar = _number(minimum)
+    given = _number(confidence) if confidence is not None else None
+    if bar is not None and (given if given is not None else Decimal(0)) >= bar:
+        return decision
+    shown_bar = _confidence_text(minimum)
+    if given is None:
+        why = (
+            f"no confidence given (counts as 0); {call.tool} needs at least {shown_bar} "
+            "to run without a person"
+        )
+    else:
+        why = (
+            f"confidence {_confidence_text(confidence)} is below {call.tool}'s minimum "
+            f"{shown_bar} to run without a person"
+        )
+    return call.pending(LOW_CONFIDENCE, [why, decision.reasons[0]])
 
 
 EDIT_REQUIRES_APPROVAL = "edit_requires_approval"

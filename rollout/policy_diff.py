@@ -17,8 +17,9 @@ turned into a piece by ``piece_of_snapshot``; the functions here accept either.
 Direction, per DESIGN "Asymmetric governance": a change *tightens* when it can only
 reduce what the agent may do without a human (demote, deactivate, forbid or remove a
 tool, allowed → requires_approval, add or tighten an argument limit, lower a rate limit,
-raise a base risk, read a further blast-radius dimension from the arguments, move a tool's
-effect toward ``write``, remove someone's right on the agent); anything else *loosens* —
+raise a base risk, read a further blast-radius dimension from the arguments, add or raise
+a tool's minimum confidence, move a tool's effect toward ``write``, remove someone's right
+on the agent); anything else *loosens* — lowering or removing a minimum confidence too —
 granting a right on the agent included, since it gives a person more power over it, and
 dropping a dimension read from the arguments or pointing it at another argument (which may
 hold a smaller number). A change with parts going both ways is a loosening. When in doubt
@@ -56,11 +57,16 @@ RULE_FIELDS = (
     "argument_limits",
     "blast_radius_from_arguments",
     "rate_limit_per_minute",
+    "min_confidence",
     "standing",
 )
 # What a rule field means when a stored rule (a policy version or change request written
 # before the field existed) does not have it.
-RULE_FIELD_DEFAULTS: dict[str, Any] = {"blast_radius_from_arguments": {}, "standing": {}}
+RULE_FIELD_DEFAULTS: dict[str, Any] = {
+    "blast_radius_from_arguments": {},
+    "min_confidence": None,
+    "standing": {},
+}
 UPPER_BOUNDS = {"<=", "<"}
 LOWER_BOUNDS = {">=", ">"}
 
@@ -383,6 +389,33 @@ def _radius_changes(tool: str, before: Any, after: Any) -> list[Change]:
     return changes
 
 
+def _confidence_text(value: Any) -> str:
+    number = _number(value)
+    return _json(value) if number is None else format(number.normalize(), "f")
+
+
+def _confidence_changes(tool: str, before: Any, after: Any) -> list[Change]:
+    """A minimum confidence holds low-confidence calls for a person: adding or raising one
+    tightens; lowering or removing one loosens (as does anything unreadable: when in
+    doubt, one more human)."""
+    if same_value(before, after):
+        return []
+    path = f"tools.{tool}.min_confidence"
+    old, new = _number(before), _number(after)
+    if before is None and new is not None:
+        text = f"{tool}: add minimum confidence {_confidence_text(after)}"
+        return [Change(path, TIGHTENING, text)]
+    if after is None:
+        text = f"{tool}: remove minimum confidence {_confidence_text(before)}"
+        return [Change(path, LOOSENING, text)]
+    shown = f"{_confidence_text(before)} → {_confidence_text(after)}"
+    if old is not None and new is not None and new > old:
+        return [Change(path, TIGHTENING, f"{tool}: raise minimum confidence {shown}")]
+    if old is not None and new is not None and new == old:
+        return []  # the same number written differently (0.5 and 0.50)
+    return [Change(path, LOOSENING, f"{tool}: lower minimum confidence {shown}")]
+
+
 def _rule_description(rule: dict) -> str:
     parts = [rule.get("effect", "?"), rule.get("rule", "?"), f"base risk {rule.get('base_risk')}"]
     limits = rule.get("argument_limits") or []
@@ -393,6 +426,8 @@ def _rule_description(rule: dict) -> str:
         parts.append(f"risk from {mapping}")
     if rule.get("rate_limit_per_minute") is not None:
         parts.append(_rate_text(rule["rate_limit_per_minute"]))
+    if rule.get("min_confidence") is not None:
+        parts.append(f"minimum confidence {_confidence_text(rule['min_confidence'])}")
     if is_allowed(rule.get("standing")):
         parts.append(f"standing approvals {bounds_text(rule['standing'])}")
     return ", ".join(parts)
@@ -446,6 +481,7 @@ def _tool_changes(tool: str, before: dict | None, after: dict | None) -> list[Ch
                 f"{tool}: {verb} rate limit {_rate_text(old_rate)} → {_rate_text(new_rate)}",
             )
         )
+    changes += _confidence_changes(tool, before.get("min_confidence"), after.get("min_confidence"))
     # Standing approvals let later calls through without a person: on or wider loosens.
     for field, loosens, text in bound_changes(before.get("standing"), after.get("standing")):
         direction = LOOSENING if loosens else TIGHTENING

@@ -14,7 +14,7 @@ from typing import Any
 from audit import verbs
 from audit.models import AuditEvent
 from audit.redaction import is_redacted
-from rollout.policy import GateDecision, GateRequest, evaluate
+from rollout.policy import GateDecision, GateRequest, confidence_of, evaluate
 from rollout.policy_diff import changes_between
 
 ASSUMPTIONS = (
@@ -80,7 +80,12 @@ def replay_action(action: Any) -> dict[str, Any]:
         result["available"] = False
         result["unavailable_reason"] = "The arguments were redacted after the retention period."
         return result
-    request = GateRequest(action.tool, arguments, action.blast_radius or {})
+    request = GateRequest(
+        action.tool,
+        arguments,
+        action.blast_radius or {},
+        confidence=confidence_of(action.rationale),
+    )
     then = action.policy_version
     now = action.agent.current_policy
     if then is not None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from rollout.policy import LOW_CONFIDENCE
+
 RISKS = ("low", "medium", "high", "critical")
 # Where no bound is given when standing approvals are turned on.
 DEFAULT_BOUNDS: dict[str, Any] = {
@@ -35,6 +37,15 @@ MAX_AT_MOST_FIELDS = 50
 BOUND_FIELDS = ("allowed", "max_minutes", "max_uses", "max_risk", "at_most")
 # Risks a standing approval may ever cover: critical actions are always decided one by one.
 STANDING_RISKS = ("low", "medium", "high")
+# Gate holds a standing approval never answers: the rule asks a person to look at this
+# very call (below the tool's minimum confidence), which an approval of an earlier call
+# cannot do.
+HOLDS_FOR_EACH_CALL = frozenset({LOW_CONFIDENCE})
+
+
+def covers_hold(reason_code: str) -> bool:
+    """Whether a standing approval may answer a call the gate held with ``reason_code``."""
+    return reason_code not in HOLDS_FOR_EACH_CALL
 
 
 def normalize_bounds(
