@@ -20,14 +20,18 @@ MAX_LISTED = 200
 @login_required
 @require_GET
 def switch_detail(request: HttpRequest, switch_id: int) -> HttpResponse:
-    """Whoever may read incidents sees every switch (as on the incidents page); of the
-    actions it stopped, only those of agents the incident console shows them."""
+    """Whoever may read incidents sees global and tool switches, and the switches of the
+    agents the incident console shows them (404 otherwise); of the actions a switch
+    stopped, only those of such agents."""
     if not perms.can_see_incidents(request.user):
         raise PermissionDenied
-    switch = KillSwitch.objects.filter(pk=switch_id).first()
-    if switch is None:
-        raise Http404("No such kill switch.")
     visible = perms.incident_agents(request.user)
+    switch = KillSwitch.objects.filter(pk=switch_id).first()
+    if switch is None or (
+        # An agent's switch is that agent's incident: as if missing to those it is not shown.
+        switch.scope == KillSwitch.Scope.AGENT and not visible.filter(slug=switch.target).exists()
+    ):
+        raise Http404("No such kill switch.")
     stopped = list(actions_stopped_by(switch.pk).filter(agent__in=visible)[: MAX_LISTED + 1])
     rows = [
         {

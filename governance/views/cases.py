@@ -47,6 +47,7 @@ def case_list(request: HttpRequest, slug: str) -> HttpResponse:
             "agent": agent,
             "report": report,
             "can_retire": case_perms.can_retire_case(request.user, agent),
+            "shows_requests": case_perms.can_read_case_requests(request.user, agent),
             "labels": cases.ANSWER_LABELS,
         },
     )
@@ -58,6 +59,9 @@ def keep_case(request: HttpRequest, slug: str) -> HttpResponse:
     """Keep one of the agent's actions as a case; back to the page it came from on a
     refusal, to the agent's cases when kept."""
     agent = agent_or_404(request, slug)
+    if not case_perms.can_keep_case(request.user, agent, from_incident=True):
+        # Neither a governor nor an incident owner of the agent: nothing to keep here.
+        raise PermissionDenied("You may not keep cases of this agent.")
     back = next_target(request, reverse("rollout:agent-cases", args=[agent.slug]))
     form = KeepCaseForm(request.POST)
     if not form.is_valid():

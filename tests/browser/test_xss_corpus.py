@@ -823,6 +823,7 @@ def probe_unvisited_pages(http: httpx.Client, world: World, visited: set[str]) -
         "user_id": world.person_id,
         "event_id": 1,
         "standing_id": 1,
+        "case_id": 1,
     }
     unlisted = []
     names = set()
