@@ -236,6 +236,18 @@ class CaseReplay:
         return self.proposed if self.proposed is not None else self.now
 
     @property
+    def expected_label(self) -> str:
+        return ANSWER_LABELS[self.expected]
+
+    @property
+    def now_label(self) -> str:
+        return ANSWER_LABELS[self.now]
+
+    @property
+    def proposed_label(self) -> str:
+        return ANSWER_LABELS[self.proposed] if self.proposed is not None else ""
+
+    @property
     def changed(self) -> bool:
         """The proposal moves this case's answer."""
         return self.proposed is not None and self.proposed != self.now

@@ -176,7 +176,7 @@ def test_kept_case__flips_under_a_loosening__listed_on_its_preview_and_request(
     # Then the preview lists the case it would flip, against expectation
     flips = preview[preview.index('data-testid="case-flips"') :]
     assert f'data-case-id="{case.pk}" data-differs="true"' in flips
-    assert re.search(r"<td>pending</td>\s*<td>allowed", flips)
+    assert re.search(r"<td>waits for a human</td>\s*<td>runs without a human", flips)
     # And so does the change request it becomes
     request = governance_actions.propose_change(
         agent=mail_agent, user=second_governor, changes=LET_EMAIL_RUN, reason="trust it"

@@ -48,7 +48,6 @@ def case_list(request: HttpRequest, slug: str) -> HttpResponse:
             "report": report,
             "can_retire": case_perms.can_retire_case(request.user, agent),
             "shows_requests": case_perms.can_read_case_requests(request.user, agent),
-            "labels": cases.ANSWER_LABELS,
         },
     )
 
