@@ -105,6 +105,8 @@ CHANGE_REQUEST_WITHDRAWN = register(
 ACTION_SHADOW_LABELLED = register(
     "action.shadow_labelled", "{actor} labelled shadow action {target}"
 )
+CASE_KEPT = register("case.kept", "{actor} kept {target} as a regression case")
+CASE_RETIRED = register("case.retired", "{actor} retired regression case {target}")
 
 # Background work
 ACTION_ESCALATED = register("action.escalated", "{target} was escalated: time is running out")

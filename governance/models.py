@@ -124,3 +124,46 @@ class ShadowLabel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reviewer_id} {self.label} #{self.action_id}"
+
+
+class RegressionCase(models.Model):
+    """A request people kept as a regression case, with the gate answer they expected
+    (``governance.cases``): replayed against an agent's current or proposed policy, a case
+    whose answer would differ from the expectation is shown beside every change request.
+
+    The request is stored masked the way the audit log and its export mask it (the
+    configured sensitive argument paths, then every secret-looking key), so a case never
+    holds more than an auditor could read. The source action and kill switch are kept as
+    references only (the action may be purged by retention; the case stays). Written only
+    by ``governance.cases``."""
+
+    class Expected(models.TextChoices):
+        ALLOWED = "allowed", "runs without a human"
+        PENDING = "pending", "waits for a human"
+        DENIED = "denied", "does not run"
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="regression_cases")
+    source_action = models.ForeignKey(
+        Action, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The kill switch whose page it was kept from (an id: switches are never deleted).
+    source_switch_id = models.PositiveIntegerField(null=True, blank=True)
+    tool = models.CharField(max_length=120)
+    arguments = models.JSONField()
+    blast_radius = models.JSONField(default=dict, blank=True)
+    rationale = models.JSONField(default=dict, blank=True)
+    # The environment of the token that sent the call ("" = unbound), as the gate took it.
+    environment = models.CharField(max_length=40, blank=True)
+    expected = models.CharField(max_length=10, choices=Expected.choices)
+    note = models.CharField(max_length=500, blank=True)
+    kept_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    kept_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-kept_at", "-id"]
+        indexes = [models.Index(fields=["agent", "kept_at"], name="regression_case_agent")]
+
+    def __str__(self) -> str:
+        return f"case #{self.pk} of {self.agent_id}: {self.tool} expected {self.expected}"

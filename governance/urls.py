@@ -4,7 +4,7 @@ Mounted at the site root, before the approvals pages."""
 from django.urls import path
 
 from governance import api
-from governance.views import access, agents, changes, policy, shadow, tokens
+from governance.views import access, agents, cases, changes, policy, shadow, tokens
 
 # The names keep the namespace they were published under (``rollout:agent-detail``,
 # ``rollout:change-detail``, ``rollout:api-agent-backtest`` …): templates, the audit log's
@@ -48,6 +48,13 @@ pages = [
         "agents/<slug:slug>/shadow/<int:action_id>",
         shadow.label_shadow_action,
         name="shadow-label",
+    ),
+    path("agents/<slug:slug>/cases", cases.case_list, name="agent-cases"),
+    path("agents/<slug:slug>/cases/keep", cases.keep_case, name="case-keep"),
+    path(
+        "agents/<slug:slug>/cases/<int:case_id>/retire",
+        cases.retire_case,
+        name="case-retire",
     ),
     path("changes", changes.change_list, name="change-list"),
     path("changes/<int:change_id>", changes.change_detail, name="change-detail"),

@@ -34,6 +34,7 @@ from audit.chain import Actor
 from audit.models import AuditEvent
 from core.digests import token_digest
 from governance import actions as governance_actions
+from governance.models import RegressionCase
 from incidents.actions import engage_kill_switch
 from rollout.models import Agent
 from rollout.reference import ensure_reference_data
@@ -80,6 +81,7 @@ class Side:
     # The token of an email's Approve link of ``pending``, issued to mx-reviewer (``prepare``).
     email_link: str = ""
     standing: int = 0  # a standing approval in force (made by ``prepare``)
+    case: int = 0  # a kept regression case (made by ``prepare``)
 
 
 @dataclass
@@ -292,6 +294,21 @@ def make_standing_approvals(world: World) -> None:
                 or Agent.objects.get(pk=side.agent.pk).current_policy,
             )
         side.standing = found.pk
+
+
+def make_cases(world: World) -> None:
+    """A regression case of each agent, kept from its allowed action (inside the request's
+    savepoint)."""
+    for side in (world.own, world.other):
+        side.case = RegressionCase.objects.create(
+            agent=side.agent,
+            source_action_id=side.allowed,
+            tool="send_email",
+            # An action's content: shown only to those who may read the agent's actions.
+            arguments={"body": ACTION_TEXT if side is world.own else "bravo-secret pending"},
+            expected="allowed",
+            kept_by=world.users["superuser"],
+        ).pk
 
 
 # --- the endpoints ---------------------------------------------------------------------------
@@ -680,6 +697,23 @@ OPS: list[Op] = [
         body=_fixed({"label": "would_approve"}),
         targeted=True,
     ),
+    Op("rollout:agent-cases", "GET", "page", kwargs=_slug, prepare=make_cases, targeted=True),
+    Op(
+        "rollout:case-keep",
+        "POST",
+        "page",
+        kwargs=_slug,
+        body=lambda side, world: {"action_id": side.pending, "expected": "denied", "note": "x"},
+        targeted=True,
+    ),
+    Op(
+        "rollout:case-retire",
+        "POST",
+        "page",
+        kwargs=lambda side: {"slug": side.slug, "case_id": side.case},
+        prepare=make_cases,
+        targeted=True,
+    ),
     Op("rollout:change-list", "GET", "page"),
     Op("rollout:change-detail", "GET", "page", kwargs=_change, targeted=True),
     Op(
@@ -755,6 +789,14 @@ OPS: list[Op] = [
         "page",
         kwargs=lambda side: {"switch_id": side.switch},
         body=REASON,
+        prepare=engage_switches,
+        targeted=True,
+    ),
+    Op(
+        "incident-detail",
+        "GET",
+        "page",
+        kwargs=lambda side: {"switch_id": side.switch},
         prepare=engage_switches,
         targeted=True,
     ),

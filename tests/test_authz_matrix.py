@@ -64,7 +64,7 @@ from approvals.models import Action
 from audit import verbs
 from audit.canonical import payload_hash
 from audit.models import AuditEvent, VerificationJob
-from governance.models import ChangeRequest, ShadowLabel
+from governance.models import ChangeRequest, RegressionCase, ShadowLabel
 from rollout.models import Agent, AgentToken, KillSwitch
 from slack_approvals.models import SlackAccount
 from tests import authz_support as az
@@ -183,6 +183,9 @@ rollout:version-detail           GET    login     login   200      200/404    20
 rollout:version-revert           POST   login     login   403      403/404    403      302      302/404    403      403/404    403     403/404   login    302       login   login      login
 rollout:shadow-actions           GET    login     login   200      200/404    200      200      200/404    200      200/404    200     200/404   login    200       login   login      login
 rollout:shadow-label             POST   login     login   302      302/404    302      403      403/404    403      403/404    403     403/404   login    302       login   login      login
+rollout:agent-cases              GET    login     login   403      403/404    403      200      200/404    200      200/404    200     200/404   login    200       login   login      login
+rollout:case-keep                POST   login     login   403      403/404    403      302      302/404    403      403/404    403     403/404   login    302       login   login      login
+rollout:case-retire              POST   login     login   403      403/404    403      302      302/404    403      403/404    403     403/404   login    302       login   login      login
 rollout:change-list              GET    login     login   200      200        200      200      200        200      200        200     200       login    200       login   login      login
 rollout:change-detail            GET    login     login   404      404        404      200      200/404    404      404        200     200/404   login    200       login   login      login
 rollout:change-approve           POST   login     login   404      404        404      302      403/404    404      404        403     403/404   login    302       login   login      login
@@ -202,6 +205,7 @@ audit-policy-version             GET    login     login   200      200/404    20
 incidents                        GET    login     login   403      403        403      403      403        200      200        200     403       login    200       login   login      login
 incident-engage                  POST   login     login   403      403        403      403      403        302      302/403    403     403       login    302       login   login      login
 incident-release                 POST   login     login   404      404        404      404      404        302      302/403    403     404       login    302       login   login      login
+incident-detail                  GET    login     login   403      403        403      403      403        200      200/404    200     403       login    200       login   login      login
 incident-drill                   POST   login     login   403      403/404    403      403      403/404    302      302/404    403     403/404   login    302       login   login      login
 # --- the agent API: an agent token reaches its own actions only; people decide
 api-action-submit                GET    401       403     200      200        200      200      200        200      200        200     200       401      200       200     200        200
@@ -849,6 +853,18 @@ def _labelled(world: World, role: str) -> None:
     assert not ShadowLabel.objects.filter(action_id=world.other.shadowed).exists()
 
 
+def _case_kept(world: World, role: str) -> None:
+    case = RegressionCase.objects.get(source_action_id=world.own.pending)
+    assert case.agent_id == world.own.agent.pk and case.kept_by_id == _who(world, role).pk
+    assert case.expected == "denied"
+    assert not RegressionCase.objects.filter(source_action_id=world.other.pending).exists()
+
+
+def _case_retired(world: World, role: str) -> None:
+    assert not RegressionCase.objects.filter(pk=world.own.case).exists()
+    assert RegressionCase.objects.filter(pk=world.other.case).exists()
+
+
 def _change(world: World) -> ChangeRequest:
     return ChangeRequest.objects.get(pk=world.own.change_request)
 
@@ -997,6 +1013,8 @@ def _checks(drills: list) -> dict[tuple[str, str], tuple[dict, Check]]:
         ("rollout:agent-access", "POST"): ({}, _preview_only),
         ("rollout:version-revert", "POST"): ({}, _open_request_by),
         ("rollout:shadow-label", "POST"): ({}, _labelled),
+        ("rollout:case-keep", "POST"): ({}, _case_kept),
+        ("rollout:case-retire", "POST"): ({}, _case_retired),
         ("rollout:change-approve", "POST"): ({"status": "rejected"}, _change_approved),
         ("rollout:change-reject", "POST"): ({"status": "applied"}, _change_closed("rejected")),
         ("rollout:change-withdraw", "POST"): ({"status": "applied"}, _change_closed("withdrawn")),

@@ -49,3 +49,12 @@ def test_installed_slack_approvals_answers_the_pending_hooks():
 
     assert hooks.action_pending._handler is owe_messages_for_pending
     assert hooks.action_left_pending._handler is owe_message_updates
+
+
+def test_installed_governance_answers_the_keep_case_hook():
+    # The trace (audit console) and the incident page offer "keep as a case"; the rule is
+    # governance's, asked through this hook
+    from approvals.kept_cases import may_keep_case
+    from governance.permissions import can_keep_case
+
+    assert may_keep_case._handler is can_keep_case

@@ -103,6 +103,7 @@ def site(support_agent: Any, other_agent: Any, reviewer: Any) -> Site:
         "version_id": support_agent.policy_versions.order_by("number").first().pk,
         "event_id": 1,
         "standing_id": 1,
+        "case_id": 1,
         "token": "no-such-link",  # an email decision link (unknown: its refusal page)
         "tool": "send_email",
         "object_id": admin.pk,

@@ -16,6 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from approvals.kept_cases import may_keep_case
 from approvals.models import Action
 from approvals.trace import action_trace, record_action_view, trace_total
 from audit.console.access import AuditScope, audit_scope, can_view_trace
@@ -147,6 +148,10 @@ def action_story(request: HttpRequest, action_id: int) -> HttpResponse:
         "trace_steps": steps,
         "trace_total": trace_total(steps),
         "replay": replay_action(action),
+        # "Keep as a case" posts to governance, whose rule decides who may (a hook).
+        "can_keep_case": may_keep_case(request.user, action.agent),
+        "keep_default": "",
+        "keep_prefix": f"keep-{action.pk}",
     }
     return render(request, "audit/action.html", context)
 

@@ -18,6 +18,7 @@ from accounts import stepup
 from core.errors import answering_refusals
 from governance import actions
 from governance.backtest import backtest_change, backtest_delta
+from governance.cases import replay_change
 from governance.forms import (
     ApproveChangeForm,
     EditChangeForm,
@@ -104,6 +105,9 @@ def change_detail(request: HttpRequest, change_id: int) -> HttpResponse:
         if is_open and set(change_request.after) - {"access"}
         else None,
         "readiness": compute_readiness(agent) if "tier" in change_request.after else None,
+        # The kept cases the change would answer differently (open requests: the live
+        # policy is the "today" they are compared with).
+        "case_report": replay_change(agent, change_request.after) if is_open else None,
     }
     return render(request, "rollout/change_detail.html", context)
 

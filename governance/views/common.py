@@ -17,6 +17,7 @@ from accounts import stepup
 from core.errors import Answered, answering_refusals
 from governance import actions
 from governance.backtest import backtest_delta
+from governance.cases import replay_change
 from rollout import permissions as agent_perms
 from rollout.models import Agent
 from rollout.selectors import agent_visible_to
@@ -131,6 +132,7 @@ def render_preview(
             "mixed": proposal.mixed,
             "tightening_changes": proposal.tightening_changes if proposal.mixed else [],
             "delta": backtest_delta(agent, proposal.after) if proposal.changes else None,
+            "case_report": replay_change(agent, proposal.after) if proposal.changes else None,
             "carried": carried,
             "reason": reason,
             "post_to": request.path,

@@ -157,3 +157,64 @@ def test_governance_owner__previews_then_proposes_a_loosening__then_reverts__lap
     assert ChangeRequest.objects.get(reason="tweets were fine").status == "open"
     page.screenshot(path=str(artifacts / "revert-request-390.png"), full_page=True)
     context.close()
+
+
+def test_governance_owner__keeps_a_case_from_a_trace__sees_it_flagged_on_a_loosening_preview(
+    browser, dashboard_server, transactional_db, reference_data, artifacts
+):
+    # Given an autonomous agent's email that waited for people, and a governor who audits
+    agent = factories.make_agent("mail-agent", tier="autonomous")
+    factories.make_user("gina", groups=("governance_owner", "auditor"))
+    email = factories.submit(agent, "send_email", {"to": "a@example.com", "api_key": "sk-9"})
+    context = browser.new_context(
+        base_url=dashboard_server.url, viewport={"width": 1280, "height": 900}
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    expect.set_options(timeout=15_000)
+    page.goto("/accounts/login/")
+    page.fill("#id_username", "gina")
+    page.fill("#id_password", "pw-for-tests")
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+
+    # When she keeps it from its trace, expecting it to wait for a human
+    page.goto(f"/audit/actions/{email.pk}")
+    page.get_by_text(f"Keep #{email.pk} as a regression case").click()
+    page.screenshot(path=str(artifacts / "case-keep-trace-1280.png"), full_page=True)
+    page.get_by_label("The gate should").select_option("pending")
+    page.get_by_label("Note (optional)").fill("mail must wait for people")
+    page.get_by_role("button", name="Keep as a case").click()
+    # Then the agent's cases list it, masked, answered as expected today
+    page.wait_for_url(re.compile(r"/agents/mail-agent/cases#case-\d+$"))
+    row = page.locator("[data-testid=case-table] tbody tr").first
+    expect(row).to_contain_text("waits for a human")
+    expect(row).to_contain_text("[redacted]")
+    expect(row).to_have_attribute("data-differs", "false")
+    page.screenshot(path=str(artifacts / "cases-list-1280.png"), full_page=True)
+
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        # When a loosening that lets send_email run on its own is previewed
+        page.goto("/agents/mail-agent/rules/edit/send_email")
+        page.select_option("#id_rule", "allowed")
+        page.select_option("#id_base_risk", "low")
+        page.fill("#id_reason", "trust mail")
+        page.get_by_role("button", name="Preview").click()
+        # Then the kept case is listed as one it would flip, against expectation
+        flips = page.locator("[data-testid=case-flip-table] tbody tr")
+        expect(flips).to_have_count(1)
+        expect(flips.first).to_have_attribute("data-differs", "true")
+        expect(flips.first).to_contain_text("not as expected")
+        assert no_horizontal_scroll(page), f"preview at {width} px"
+        page.locator("[data-testid=case-flips]").screenshot(
+            path=str(artifacts / f"case-flips-{width}.png")
+        )
+    # And on a phone the trace's form and the cases page fit the screen
+    for path in ("/agents/mail-agent/cases", f"/audit/actions/{email.pk}"):
+        page.goto(path)
+        assert no_horizontal_scroll(page), f"{path} at 390 px"
+        page.screenshot(path=str(artifacts / f"case-page-390-{path.split('/')[-1]}.png"))
+    page.get_by_text(f"Keep #{email.pk} as a regression case").click()
+    page.screenshot(path=str(artifacts / "case-keep-trace-390.png"), full_page=True)
+    context.close()

@@ -541,6 +541,12 @@ def build_world(base_url: str, settings: Any) -> World:
                     json={"verdict": "reject", "comment": p("C.reject_comment")},
                 )
             )
+            # C kept as a regression case, with a note (the trace's form).
+            form_post(
+                sam_http,
+                "/agents/xss-agent/cases/keep",
+                {"action_id": c["id"], "expected": "", "note": p("case.note", 500)},
+            )
             # D: a tool name as hostile as the API's tool-name rule lets through (denied).
             world.actions["D"] = agent.submit(
                 small_body(p, "D.", tool=p.place("D.tool", "javascript:__xss/{n}"))
@@ -735,6 +741,12 @@ def visits(world: World) -> list[Visit]:
         Visit("rollout:change-detail", f"/changes/{world.change_open}", ["change.open.reason"]),
         Visit("rollout:change-edit", f"/changes/{world.change_open}/edit", ["change.open.reason"]),
         Visit("incidents", "/incidents", [*f("switch."), "agent.name"]),
+        Visit(
+            "incident-detail",
+            f"/incidents/{world.engaged_switch}",
+            ["switch.engaged.target", "switch.engaged.reason"],
+        ),
+        Visit("rollout:agent-cases", "/agents/xss-agent/cases", ["case.note"]),
         Visit("people", "/people", ["person.first_name", "person.last_name"]),
         Visit("profile", "/accounts/profile/", ["personal_token.name"]),
         # Forms that show no stored text. Those taking ?next= get a payload there: the login
@@ -823,6 +835,7 @@ def probe_unvisited_pages(http: httpx.Client, world: World, visited: set[str]) -
         "user_id": world.person_id,
         "event_id": 1,
         "standing_id": 1,
+        "case_id": 1,
     }
     unlisted = []
     names = set()
