@@ -705,7 +705,9 @@ def _apply_edit(action: Action, user: Any, arguments: dict, channel: str) -> Act
     # The agent's current policy, not the one the agent was judged under: the edited payload
     # is a new request in all but its origin.
     policy = Agent.objects.select_related("current_policy").get(pk=action.agent_id).current_policy
-    verdict = assess_edit(policy.snapshot, action.tool, arguments, action.blast_radius)
+    verdict = assess_edit(
+        policy.snapshot, action.tool, arguments, action.blast_radius, action.environment
+    )
     if verdict.outcome != Status.PENDING:
         if verdict.reason_code == "argument_limit":
             return ActionRefused(

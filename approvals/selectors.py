@@ -635,7 +635,9 @@ def _standing_offer(action: Action) -> dict | None:
     policy = Agent.objects.select_related("current_policy").get(pk=action.agent_id).current_policy
     if policy is None or standing.terms_refusal(action, standing.Terms(1, 1), policy.snapshot):
         return None
-    bounds = policy.snapshot["tools"][action.tool]["standing"]
+    bounds = standing.policy_for(policy.snapshot, action.blast_radius)["tools"][action.tool][
+        "standing"
+    ]
     return {
         **bounds,
         "minutes": min(60, bounds["max_minutes"]),

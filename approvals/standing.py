@@ -33,6 +33,7 @@ from core.identity import same_person
 from core.people import is_active_person
 from rollout import permissions as rollout_permissions
 from rollout.models import Agent, KillSwitch, PolicyVersion
+from rollout.policy import effective_snapshot
 from rollout.standing import RISKS, covers_hold, is_allowed, match_problem, terms_problems
 
 REASON_CODE = "standing_approval"
@@ -68,6 +69,13 @@ def in_shadow(snapshot: dict) -> bool:
     return tier.get("name") == "shadow" or (tier.get("outcomes") or {}).get("write") == "shadow"
 
 
+def policy_for(snapshot: dict, blast_radius: Any) -> dict:
+    """The policy a call with this (recorded) blast radius is judged by: the agent's with
+    the override of the environment it acts in (``rollout.policy.effective_snapshot``; a
+    recorded radius names the token's environment when the call declared none)."""
+    return effective_snapshot(snapshot, environment_of(blast_radius))
+
+
 def _bounds(snapshot: dict, tool: str) -> dict:
     return ((snapshot.get("tools") or {}).get(tool) or {}).get("standing") or {}
 
@@ -77,6 +85,7 @@ def terms_refusal(action: Action, terms: Terms, snapshot: dict) -> Refused | Non
     policy ``snapshot``: ``400 standing_out_of_bounds`` with the field at fault. A card
     held for low confidence offers none: its hold is for that call alone, and later ones
     like it are held for their own look (``use_for_call``)."""
+    snapshot = policy_for(snapshot, action.blast_radius)
     if in_shadow(snapshot):
         problems = {"standing": "An agent in shadow never gets standing approvals."}
     elif not covers_hold(action.reason_code):
@@ -158,7 +167,7 @@ def create_if_agreed(
     (agreed,) = terms
     assert agreed is not None
     snapshot = _current_policy(action.agent_id)
-    bounds = _bounds(snapshot.snapshot, action.tool)
+    bounds = _bounds(policy_for(snapshot.snapshot, action.blast_radius), action.tool)
     now = timezone.now()
     standing = StandingApproval.objects.create(
         agent=action.agent,
@@ -246,6 +255,7 @@ def use_for_call(
     (``expired``) on the way; the one whose last use this is, ended (``used_up``).
     Writes no audit event: the caller calls ``record_lookup`` after the submission's."""
     lookup = Lookup()
+    snapshot = policy_for(snapshot, blast_radius)
     bounds = _bounds(snapshot, tool)
     if in_shadow(snapshot) or not is_allowed(bounds) or not covers_hold(reason_code):
         return lookup

@@ -52,6 +52,7 @@ from rollout.models import (
     Agent,
     AgentToken,
     Effect,
+    EnvironmentOverride,
     PolicyVersion,
     RuleKind,
     Tier,
@@ -137,10 +138,15 @@ class ProposalResult:
 
 
 def _normalize_rule(
-    tool: str, value: Any, existing: dict | None, errors: dict[str, list[str]]
+    tool: str,
+    value: Any,
+    existing: dict | None,
+    errors: dict[str, list[str]],
+    prefix: str | None = None,
 ) -> dict | None:
-    """A full tool rule from ``value`` (a partial rule completes the existing one)."""
-    prefix = f"tools.{tool}"
+    """A full tool rule from ``value`` (a partial rule completes the existing one); field
+    errors are keyed under ``prefix`` (``tools.<tool>`` unless given)."""
+    prefix = prefix or f"tools.{tool}"
     if not isinstance(value, dict):
         errors[prefix] = ["A tool rule is an object, or null to remove the rule."]
         return None
@@ -213,13 +219,16 @@ def normalize_changes(changes: Any, current: dict) -> dict:
     field-level messages.
 
     ``changes`` may set ``tier`` (a tier name), ``active`` (bool),
-    ``rate_limit_per_minute`` (int), ``tools`` ({tool: rule or null}) and ``access``
-    (``governance.access.normalize_access``); a tool rule given in part completes the tool's
-    existing rule."""
+    ``rate_limit_per_minute`` (int), ``tools`` ({tool: rule or null}), ``access``
+    (``governance.access.normalize_access``) and ``environments`` ({environment: {"tier":
+    name or null, "tools": {tool: rule or null}}}: per-environment overrides, null clears
+    one); a tool rule given in part completes the tool's existing rule (an override's,
+    else the agent's own)."""
     if not isinstance(changes, dict) or not changes:
         raise GovernanceRefused(
             "invalid",
-            "Propose at least one of: tier, active, rate_limit_per_minute, tools, access.",
+            "Propose at least one of: tier, active, rate_limit_per_minute, tools, access, "
+            "environments.",
             400,
         )
     errors: dict[str, list[str]] = {}
@@ -271,9 +280,76 @@ def normalize_changes(changes: Any, current: dict) -> dict:
         )
         if access:
             after["access"] = access
+    if "environments" in changes:
+        environments = _normalize_environments(changes["environments"], current, errors)
+        if environments:
+            after["environments"] = environments
     if errors:
         raise GovernanceRefused("invalid", "The proposed change is not valid.", 400, errors)
     return after
+
+
+def _normalize_environments(value: Any, current: dict, errors: dict[str, list[str]]) -> dict:
+    """Per-environment overrides from ``value`` ({environment: {"tier": name or null,
+    "tools": {tool: rule or null}}}), with errors keyed ``environments.<name>[.…]``."""
+    if not isinstance(value, dict) or not value:
+        errors["environments"] = ['An object {environment: {"tier": …, "tools": {…}}}.']
+        return {}
+    result: dict[str, dict] = {}
+    live = current.get("environments") or {}
+    for name, entry in value.items():
+        key = f"environments.{name}"
+        try:
+            environment = known_environment(name)
+        except UnknownEnvironment as exc:
+            errors[key] = [str(exc)]
+            continue
+        if not environment:
+            errors[key] = ["Name an environment."]
+            continue
+        key = f"environments.{environment}"
+        if not isinstance(entry, dict) or not entry:
+            errors[key] = ['An object with "tier" and/or "tools".']
+            continue
+        for unknown in sorted(set(entry) - {"tier", "tools"}):
+            errors[f"{key}.{unknown}"] = ["Unknown field."]
+        part: dict[str, Any] = {}
+        if "tier" in entry:
+            tier_name = entry["tier"]
+            if tier_name is None:
+                part["tier"] = None
+            else:
+                tier = (
+                    Tier.objects.filter(name=tier_name).first()
+                    if isinstance(tier_name, str)
+                    else None
+                )
+                if tier is None:
+                    errors[f"{key}.tier"] = [f"No tier {tier_name!r} (null clears the override)."]
+                else:
+                    part["tier"] = tier.as_policy()
+        if "tools" in entry:
+            tools = entry["tools"]
+            if not isinstance(tools, dict) or not tools:
+                errors[f"{key}.tools"] = ["An object {tool: rule or null}."]
+            elif len(tools) > MAX_TOOLS_PER_CHANGE:
+                errors[f"{key}.tools"] = [f"At most {MAX_TOOLS_PER_CHANGE} tools per change."]
+            else:
+                part["tools"] = {}
+                overrides = (live.get(environment) or {}).get("tools") or {}
+                for tool, rule in tools.items():
+                    prefix = f"{key}.tools.{tool}"
+                    if not isinstance(tool, str) or not TOOL_NAME.match(tool):
+                        errors[prefix] = ["Tool names use letters, digits and _.:/- only."]
+                        continue
+                    if rule is None:
+                        part["tools"][tool] = None
+                        continue
+                    existing = overrides.get(tool) or (current.get("tools") or {}).get(tool)
+                    part["tools"][tool] = _normalize_rule(tool, rule, existing, errors, prefix)
+        if part:
+            result[environment] = part
+    return result
 
 
 def live_piece(agent: Agent) -> dict:
@@ -303,6 +379,14 @@ def _units(after: dict) -> list[dict]:
                 for right, holders in value.items()
                 for holder, granted in holders.items()
             )
+        elif key == "environments":
+            for environment, entry in value.items():
+                if "tier" in entry:
+                    units.append({"environments": {environment: {"tier": entry["tier"]}}})
+                units.extend(
+                    {"environments": {environment: {"tools": {tool: rule}}}}
+                    for tool, rule in (entry.get("tools") or {}).items()
+                )
         else:
             units.append({key: value})
     return units
@@ -317,6 +401,13 @@ def _merge(pieces: list[dict]) -> dict:
             elif key == "access":
                 for right, holders in value.items():
                     merged.setdefault("access", {}).setdefault(right, {}).update(holders)
+            elif key == "environments":
+                for environment, entry in value.items():
+                    target = merged.setdefault("environments", {}).setdefault(environment, {})
+                    if "tier" in entry:
+                        target["tier"] = entry["tier"]
+                    if "tools" in entry:
+                        target.setdefault("tools", {}).update(entry["tools"])
             else:
                 merged[key] = value
     return merged
@@ -324,7 +415,7 @@ def _merge(pieces: list[dict]) -> dict:
 
 def split_tightening(before: dict, after: dict) -> tuple[dict, dict]:
     """A mixed change cut in two: the parts (tier, a setting, one tool's rule, one right of
-    one holder) that only tighten, which may apply at once, and the rest. A part whose own
+    one holder, one environment's tier or one tool's override there) that only tighten, which may apply at once, and the rest. A part whose own
     changes go both ways (a rule tightened in one field and loosened in another) stays in
     the rest. Either may be empty."""
     tightening, rest = [], []
@@ -343,9 +434,17 @@ def changes_of(change_request: ChangeRequest) -> list[Change]:
 
 def proposal_as_input(after: dict) -> dict:
     """A stored ``after`` piece in the shape ``propose_change`` accepts (tier by name)."""
-    data = {key: value for key, value in after.items() if key != "tier"}
+    data = {key: value for key, value in after.items() if key not in ("tier", "environments")}
     if "tier" in after:
         data["tier"] = (after["tier"] or {}).get("name")
+    if "environments" in after:
+        data["environments"] = {
+            environment: {
+                **({"tools": entry["tools"]} if "tools" in entry else {}),
+                **({"tier": (entry["tier"] or {}).get("name")} if "tier" in entry else {}),
+            }
+            for environment, entry in after["environments"].items()
+        }
     return data
 
 
@@ -392,9 +491,25 @@ def _lock_change_request(change_request_id: int) -> ChangeRequest:
 def _for_audit(piece: dict) -> dict:
     """A piece with its tools as a list: tool names are data, and a key such as
     ``reset_password`` would otherwise be masked by the audit log's secret redaction."""
-    data = {key: value for key, value in piece.items() if key not in ("tools", "access")}
+    data = {
+        key: value for key, value in piece.items() if key not in ("tools", "access", "environments")
+    }
     if "tier" in piece:
         data["tier"] = (piece["tier"] or {}).get("name")
+    if "environments" in piece:
+        # Only the overrides themselves (a change's before also keeps the agent's own
+        # values it was judged against: those are in the policy version).
+        data["environments"] = [
+            {
+                "environment": environment,
+                **({"tier": (entry["tier"] or {}).get("name")} if "tier" in entry else {}),
+                "tools": [
+                    {"tool": tool, "rule": rule}
+                    for tool, rule in (entry.get("tools") or {}).items()
+                ],
+            }
+            for environment, entry in piece["environments"].items()
+        ]
     if "tools" in piece:
         data["tools"] = [{"tool": tool, "rule": rule} for tool, rule in piece["tools"].items()]
     if "access" in piece:
@@ -440,6 +555,31 @@ def _apply_to_live_rows(
         agent_access.apply_access(
             agent, after["access"], actor=actor, change_request_id=change_request_id
         )
+    for environment, entry in (after.get("environments") or {}).items():
+        _apply_environment_override(agent, environment, entry)
+
+
+def _apply_environment_override(agent: Agent, environment: str, entry: dict) -> None:
+    """Write one environment's override change into its row (the row goes when it is left
+    with neither a tier nor a tool rule)."""
+    override, _ = EnvironmentOverride.objects.select_for_update().get_or_create(
+        agent=agent, environment=environment
+    )
+    if "tier" in entry:
+        override.tier = (
+            Tier.objects.get(name=entry["tier"]["name"]) if entry["tier"] is not None else None
+        )
+    tools = dict(override.tools or {})
+    for tool, rule in (entry.get("tools") or {}).items():
+        if rule is None:
+            tools.pop(tool, None)
+        else:
+            tools[tool] = {name: rule.get(name) for name in RULE_FIELDS}
+    override.tools = tools
+    if override.tier_id is None and not override.tools:
+        override.delete()
+    else:
+        override.save()
 
 
 def _end_standing_approvals(agent: Agent, after: dict, actor: Actor) -> None:
@@ -449,6 +589,12 @@ def _end_standing_approvals(agent: Agent, after: dict, actor: Actor) -> None:
     ):
         end_standing_for_policy_change(agent=agent, tools=None, actor=actor)
         return
+    environments = after.get("environments") or {}
+    if any("tier" in entry for entry in environments.values()):
+        # An environment's tier changes what every standing approval there was granted
+        # under: end the agent's, as a tier change does.
+        end_standing_for_policy_change(agent=agent, tools=None, actor=actor)
+        return
     changed = {
         tool
         for tool, rule in (after.get("tools") or {}).items()
@@ -456,6 +602,8 @@ def _end_standing_approvals(agent: Agent, after: dict, actor: Actor) -> None:
             with_rule_defaults((live.get("tools") or {}).get(tool)), with_rule_defaults(rule)
         )
     }
+    # A tool whose override changes in some environment: its standing approvals end.
+    changed |= {tool for entry in environments.values() for tool in entry.get("tools") or {}}
     end_standing_for_policy_change(agent=agent, tools=changed, actor=actor)
 
 
@@ -640,6 +788,31 @@ def revert_changes(agent: Agent, version: PolicyVersion) -> dict:
         tools[tool] = {name: rule[name] for name in RULE_FIELDS if name in rule}
     if tools:
         wanted["tools"] = tools
+    # Overrides come back too: each environment's tier and tool rules as the version had
+    # them (null clears one the version did not have).
+    live_overrides = current.get("environments") or {}
+    target_overrides = target.get("environments") or {}
+    environments: dict[str, Any] = {}
+    for environment in sorted(set(live_overrides) | set(target_overrides)):
+        live_entry = live_overrides.get(environment) or {}
+        old_entry = target_overrides.get(environment) or {}
+        entry: dict[str, Any] = {}
+        if live_entry.get("tier") or old_entry.get("tier"):
+            entry["tier"] = (old_entry.get("tier") or {}).get("name")
+        override_tools = {
+            tool: None
+            for tool in (live_entry.get("tools") or {})
+            if tool not in (old_entry.get("tools") or {})
+        }
+        for tool, rule in (old_entry.get("tools") or {}).items():
+            rule = with_rule_defaults(rule) or {}
+            override_tools[tool] = {name: rule[name] for name in RULE_FIELDS if name in rule}
+        if override_tools:
+            entry["tools"] = override_tools
+        if entry:
+            environments[environment] = entry
+    if environments:
+        wanted["environments"] = environments
     # Through the change form's own validation, so the version's values are read as a
     # proposal would be (a rule's missing fields complete from the live rule).
     after = normalize_changes(wanted, current)

@@ -19,6 +19,7 @@ from django.utils import timezone
 from approvals.models import Action
 from rollout.models import Agent
 from rollout.policy import GateRequest, confidence_of, evaluate
+from rollout.policy_diff import merge_environments
 from rollout.snapshots import build_snapshot
 
 MAX_REPLAYED = 20_000
@@ -62,6 +63,15 @@ def snapshot_with(snapshot: dict, after: dict) -> dict:
             result["tools"].pop(tool, None)
         else:
             result["tools"][tool] = copy.deepcopy(rule)
+    if after.get("environments"):
+        # Per-environment overrides as the change leaves them; each replayed call is then
+        # judged by its own environment's (``rollout.policy.effective_snapshot``).
+        environments = merge_environments(
+            result.get("environments") or {}, copy.deepcopy(after["environments"])
+        )
+        result.pop("environments", None)
+        if environments:
+            result["environments"] = environments
     return result
 
 
@@ -116,15 +126,31 @@ def backtest(
             "original_arguments",
             "blast_radius",
             "rationale__confidence",
+            "environment",
         )
     )
-    for count, (action_id, created_at, tool, code, status, arguments, radius, conf) in enumerate(
-        actions.iterator(chunk_size=2000), start=1
-    ):
+    for count, (
+        action_id,
+        created_at,
+        tool,
+        code,
+        status,
+        arguments,
+        radius,
+        conf,
+        environment,
+    ) in enumerate(actions.iterator(chunk_size=2000), start=1):
         if count > MAX_REPLAYED:
             result.truncated = True
             break
-        request = GateRequest(tool, arguments or {}, radius or {}, confidence=_confidence(conf))
+        # In the environment it was made in: that environment's override judges it.
+        request = GateRequest(
+            tool,
+            arguments or {},
+            radius or {},
+            environment=environment,
+            confidence=_confidence(conf),
+        )
         decision = evaluate(snapshot, request)
         before = recorded_outcome(code)
         result.replayed += 1
@@ -219,15 +245,29 @@ def backtest_delta(
         Action.objects.filter(agent=agent, created_at__gte=now - timedelta(days=days))
         .filter(created_at__lt=now)
         .order_by("-created_at", "-id")
-        .values_list("id", "tool", "original_arguments", "blast_radius", "rationale__confidence")
+        .values_list(
+            "id",
+            "tool",
+            "original_arguments",
+            "blast_radius",
+            "rationale__confidence",
+            "environment",
+        )
     )
-    for count, (action_id, tool, arguments, radius, conf) in enumerate(
+    for count, (action_id, tool, arguments, radius, conf, environment) in enumerate(
         actions.iterator(chunk_size=2000), start=1
     ):
         if count > MAX_REPLAYED:
             result.truncated = True
             break
-        request = GateRequest(tool, arguments or {}, radius or {}, confidence=_confidence(conf))
+        # In the environment it was made in: that environment's override judges it.
+        request = GateRequest(
+            tool,
+            arguments or {},
+            radius or {},
+            environment=environment,
+            confidence=_confidence(conf),
+        )
         today = evaluate(today_snapshot, request).outcome
         proposed = evaluate(proposed_snapshot, request).outcome
         result.replayed += 1

@@ -39,7 +39,11 @@ CHANGES_HELP = (
     "once); dropping one or changing its path loosens (a change request). `min_confidence` "
     "holds for a person a call the rule would let run when the agent's "
     "`rationale.confidence` (missing: 0) is below it (reason code `low_confidence`); adding "
-    "or raising it tightens, lowering or removing it loosens."
+    "or raising it tightens, lowering or removing it loosens. `environments`: "
+    '{environment: {"tier": a tier name or null, "tools": {tool: rule or null}}} sets or '
+    "clears per-environment overrides (a call in that environment is judged by the "
+    "override's tier and rules instead of the agent's own); an override stricter than what "
+    "the environment gets now tightens, a looser one (or clearing a stricter one) loosens."
 )
 
 

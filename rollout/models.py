@@ -183,6 +183,44 @@ class ToolRule(models.Model):
         }
 
 
+class EnvironmentOverride(models.Model):
+    """How one agent's policy differs in one environment (``settings.AIRLOCK_ENVIRONMENTS``):
+    a tier that replaces the agent's tier there, and tool rules that replace the agent's
+    rule for those tools there (a tool may be ruled only in one environment). A call is
+    judged by the agent's policy with its environment's override laid over it
+    (``rollout.policy.effective_snapshot``); governance changes it like any rule."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="environment_overrides")
+    environment = models.CharField(max_length=40)
+    # None: the agent's own tier applies in this environment.
+    tier = models.ForeignKey(
+        Tier, on_delete=models.PROTECT, null=True, blank=True, related_name="environment_overrides"
+    )
+    # {tool: full rule, as ``ToolRule.as_policy``}: each replaces the agent's rule for that
+    # tool in this environment.
+    tools = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["agent", "environment"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent", "environment"], name="environment_override_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent.slug}@{self.environment}"
+
+    def as_policy(self) -> dict:
+        """The override as the snapshot holds it: only the parts it sets."""
+        policy: dict = {}
+        if self.tier_id is not None:
+            policy["tier"] = self.tier.as_policy()
+        if self.tools:
+            policy["tools"] = {tool: self.tools[tool] for tool in sorted(self.tools)}
+        return policy
+
+
 class PolicyVersion(models.Model):
     """An immutable snapshot of everything the gate needs to decide for one agent: tier
     definition, tool rules, rate limits, risk and approval settings. Never updated."""

@@ -16,6 +16,12 @@ decides, with the approval matrix's bar for the risk like any pending call. Deni
 shadowing and what the table already holds for people are unchanged: a tier that only
 shadows still runs nothing.
 
+A call is judged by ``effective_snapshot(snapshot, call environment)``: the agent's policy
+with the override of the environment the call acts in laid over it (its tier replaces the
+agent's, each of its tool rules replaces that tool's rule). Every replay of a stored call
+(backtest, trace replay, regression cases) and the standing-approval bounds read the
+policy through the same function.
+
 ``assess_edit`` runs the same steps from ``tool_forbidden`` onward for a reviewer's edit of
 a pending action (no kill switch, activity or rate limit: the action already passed them).
 
@@ -611,13 +617,33 @@ def _table_step(call: _Call) -> GateDecision:
     return call.answer("denied", "tier_denies", [f"tier {tier_name} denies {effect} tools"])
 
 
+def effective_snapshot(snapshot: dict, environment: str) -> dict:
+    """The policy a call acting in ``environment`` is judged by: ``snapshot`` with that
+    environment's override (``snapshot["environments"][environment]``) laid over it — its
+    tier replaces the agent's tier, each tool rule it holds replaces the agent's rule for
+    that tool (or rules a tool the agent has no rule for). ``snapshot`` itself when the
+    call has no environment or the environment no override. Pure; never mutates."""
+    name = str(environment or "").strip().lower()
+    override = (snapshot.get("environments") or {}).get(name) if name else None
+    if not override:
+        return snapshot
+    effective = dict(snapshot)
+    if override.get("tier"):
+        effective["tier"] = override["tier"]
+    if override.get("tools"):
+        effective["tools"] = {**(snapshot.get("tools") or {}), **override["tools"]}
+    return effective
+
+
 def evaluate(
     snapshot: dict,
     request: GateRequest,
     switches: list[SwitchState] | tuple[SwitchState, ...] = (),
     counters: Counters = Counters(),
 ) -> GateDecision:
-    """Decide one tool call. See the module docstring for the order."""
+    """Decide one tool call, under the policy of the environment it acts in
+    (``effective_snapshot``). See the module docstring for the order."""
+    snapshot = effective_snapshot(snapshot, request.call_environment)
     agent = snapshot["agent"]
     slug = agent["slug"]
     tool = request.tool
@@ -689,9 +715,12 @@ def _confidence_step(call: _Call, decision: GateDecision, confidence: float | No
 EDIT_REQUIRES_APPROVAL = "edit_requires_approval"
 
 
-def assess_edit(snapshot: dict, tool: str, arguments: dict, blast_radius: dict) -> GateDecision:
+def assess_edit(
+    snapshot: dict, tool: str, arguments: dict, blast_radius: dict, environment: str = ""
+) -> GateDecision:
     """Re-assess a reviewer's edit of a pending action as the gate would assess a new call,
-    from ``tool_forbidden`` onward: tool_forbidden → tool_unknown → argument_limit → the
+    under the policy of the action's ``environment`` (its token's; else the one its blast
+    radius declares), from ``tool_forbidden`` onward: tool_forbidden → tool_unknown → argument_limit → the
     rule and tier table, with risk from the declared ``blast_radius`` and the edited
     ``arguments``. No kill switch, activity or rate-limit step: the action passed them,
     and an edit is not a new call. Pure, like ``evaluate``.
@@ -712,7 +741,8 @@ def assess_edit(snapshot: dict, tool: str, arguments: dict, blast_radius: dict) 
       people (a plain approval of it stands), so its edit is judged by the matrix for its
       risk, as ``pending`` with ``edit_requires_approval``.
     """
-    call = _call(snapshot, GateRequest(tool, arguments, blast_radius or {}))
+    request = GateRequest(tool, arguments, blast_radius or {}, environment=environment)
+    call = _call(effective_snapshot(snapshot, request.call_environment), request)
     refused = _rule_step(call)
     if refused is not None:
         return refused

@@ -8,7 +8,17 @@ A *piece* is the part of a policy that governance changes::
      "active": bool,
      "rate_limit_per_minute": int | None,        # None: no limit
      "tools": {tool: rule | None},               # None: no rule (default deny)
-     "access": {right: {"user:<name>" | "group:<name>": True | None}}}  # governance.access
+     "access": {right: {"user:<name>" | "group:<name>": True | None}},  # governance.access
+     "environments": {environment: {"tier": tier | None, "tools": {tool: rule | None}}}}
+
+``environments`` holds the per-environment overrides: a tier or tool rule there replaces
+the agent's own in that environment (``rollout.policy.effective_snapshot``); None clears the
+override, so the agent's own applies again. Overrides are compared by what they change in
+their environment: the *effective* tier and rule before and after, so an override stricter
+than what the environment gets now tightens and a looser one (or clearing a stricter one)
+loosens. The "before" of a change (``touched_piece``) keeps the agent's own values it was
+judged against under each environment's ``base`` key, so a stored change request stays
+readable on its own.
 
 Every key is optional: a piece says nothing about what it leaves out, so a change request
 stores only the parts it touches. A full policy snapshot (``rollout.snapshots``) is
@@ -49,7 +59,7 @@ RULE_AUTONOMY = {"forbidden": 0, "requires_approval": 1, "allowed": 2}
 EFFECT_AUTONOMY = {"write": 0, "draft": 1, "read": 2}
 OUTCOME_AUTONOMY = {"deny": 0, "shadow": 1, "pending": 2, "auto": 3, "allow": 4}
 
-PIECE_KEYS = ("tier", "active", "rate_limit_per_minute", "tools", "access")
+PIECE_KEYS = ("tier", "active", "rate_limit_per_minute", "tools", "access", "environments")
 RULE_FIELDS = (
     "effect",
     "rule",
@@ -96,6 +106,7 @@ def piece_of_snapshot(snapshot: dict) -> dict:
     }
     if "access" in snapshot:
         piece["access"] = {right: dict(holders) for right, holders in snapshot["access"].items()}
+    piece["environments"] = merge_environments(snapshot.get("environments") or {}, {})
     for extra in ("risk_rules", "approval_matrix"):
         if extra in snapshot:
             piece[extra] = snapshot[extra]
@@ -109,11 +120,44 @@ def as_piece(policy: dict) -> dict:
     return policy
 
 
+def merge_environments(current: dict, change: dict) -> dict:
+    """Per-environment overrides ``current`` with ``change`` laid over them: a tier or a
+    tool rule set to None is cleared, an environment left with nothing is dropped. Reads
+    only ``tier`` and ``tools`` (a change's ``before`` also holds ``base``). Pure."""
+    result: dict[str, dict] = {}
+    for environment, entry in (current or {}).items():
+        kept = {key: entry[key] for key in ("tier", "tools") if entry.get(key)}
+        if "tools" in kept:
+            kept["tools"] = dict(kept["tools"])
+        if kept:
+            result[environment] = kept
+    for environment, entry in (change or {}).items():
+        target = result.setdefault(environment, {})
+        if "tier" in entry:
+            if entry["tier"] is None:
+                target.pop("tier", None)
+            else:
+                target["tier"] = entry["tier"]
+        for tool, rule in (entry.get("tools") or {}).items():
+            tools = target.setdefault("tools", {})
+            if rule is None:
+                tools.pop(tool, None)
+            else:
+                tools[tool] = rule
+        if "tools" in target and not target["tools"]:
+            del target["tools"]
+        if not target:
+            del result[environment]
+    return result
+
+
 def apply_piece(base: dict, change: dict) -> dict:
     """``base`` with the parts ``change`` sets replaced (a tool or an access holder set to
-    None is removed)."""
+    None is removed; an environment's tier or tool set to None is cleared)."""
     base = as_piece(base)
-    result = {key: value for key, value in base.items() if key not in ("tools", "access")}
+    result = {
+        key: value for key, value in base.items() if key not in ("tools", "access", "environments")
+    }
     tools = dict(base.get("tools") or {})
     access = {right: dict(holders) for right, holders in (base.get("access") or {}).items()}
     for key, value in change.items():
@@ -130,8 +174,12 @@ def apply_piece(base: dict, change: dict) -> dict:
                         access.setdefault(right, {})[holder] = True
                     else:
                         access.setdefault(right, {}).pop(holder, None)
-        else:
+        elif key != "environments":
             result[key] = value
+    if "environments" in base or "environments" in change:
+        result["environments"] = merge_environments(
+            base.get("environments") or {}, change.get("environments") or {}
+        )
     if "access" in base or "access" in change:
         result["access"] = access
     if "tools" in base or "tools" in change:
@@ -156,9 +204,34 @@ def touched_piece(full: dict, change: dict) -> dict:
                 }
                 for right, holders in change["access"].items()
             }
+        elif key == "environments":
+            before["environments"] = {
+                environment: _touched_environment(full, environment, entry)
+                for environment, entry in change["environments"].items()
+            }
         else:
             before[key] = full.get(key)
     return before
+
+
+def _touched_environment(full: dict, environment: str, entry: dict) -> dict:
+    """What ``full`` holds for the parts of one environment's override ``entry`` touches,
+    with the agent's own values for them under ``base`` (from ``full``'s ``base`` when
+    ``full`` is itself a change's before)."""
+    current = (full.get("environments") or {}).get(environment) or {}
+    stored_base = current.get("base")
+    base_tier = stored_base.get("tier") if stored_base is not None else full.get("tier")
+    base_tools = (stored_base if stored_base is not None else full).get("tools") or {}
+    part: dict[str, Any] = {}
+    base: dict[str, Any] = {}
+    if "tier" in entry:
+        part["tier"] = current.get("tier")
+        base["tier"] = base_tier
+    if "tools" in entry:
+        part["tools"] = {tool: (current.get("tools") or {}).get(tool) for tool in entry["tools"]}
+        base["tools"] = {tool: base_tools.get(tool) for tool in entry["tools"]}
+    part["base"] = base
+    return part
 
 
 # --- comparing ------------------------------------------------------------------------------
@@ -567,9 +640,58 @@ def changes_between(before: dict, after: dict) -> list[Change]:
             changes += _tool_changes(tool, old_tools.get(tool), new_tools.get(tool))
     if "access" in before and "access" in after:
         changes += _access_changes(before["access"] or {}, after["access"] or {})
+    if "environments" in before and "environments" in after:
+        changes += _environment_changes(before, after)
     for extra in ("risk_rules", "approval_matrix"):
         if extra in before and extra in after and not same_value(before[extra], after[extra]):
             changes.append(Change(extra, LOOSENING, f"{extra.replace('_', ' ')} changed"))
+    return changes
+
+
+def _environment_changes(before: dict, after: dict) -> list[Change]:
+    """What each environment's overrides change in that environment: its effective tier
+    and tool rules (the override where there is one, else the agent's own) before and
+    after, compared as the agent's own are. Only tiers and tools that have an override on
+    either side are compared here: the agent's own changes are compared once, above."""
+    old_envs, new_envs = before.get("environments") or {}, after.get("environments") or {}
+    changes: list[Change] = []
+    for environment in sorted(set(old_envs) | set(new_envs)):
+        old, new = old_envs.get(environment) or {}, new_envs.get(environment) or {}
+        stored_base = old.get("base")
+        if stored_base is not None:
+            # A change's before: the agent's own values it was judged against, and what the
+            # same change does to them (a part it does not touch stays as it was).
+            old_tier = stored_base.get("tier")
+            new_tier = after.get("tier", old_tier)
+            old_tools = stored_base.get("tools") or {}
+            changed_tools = after.get("tools") or {}
+            new_tools = {tool: changed_tools.get(tool, rule) for tool, rule in old_tools.items()}
+        else:  # two whole policies
+            old_tier, new_tier = before.get("tier"), after.get("tier")
+            old_tools, new_tools = before.get("tools") or {}, after.get("tools") or {}
+        found: list[Change] = []
+        if old.get("tier") is not None or new.get("tier") is not None:
+            found += _tier_changes(
+                old.get("tier") or old_tier or {}, new.get("tier") or new_tier or {}
+            )
+        old_overrides, new_overrides = old.get("tools") or {}, new.get("tools") or {}
+        for tool in sorted(set(old_overrides) | set(new_overrides)):
+            was, now = old_overrides.get(tool), new_overrides.get(tool)
+            if was is None and now is None:
+                continue
+            found += _tool_changes(
+                tool,
+                was if was is not None else old_tools.get(tool),
+                now if now is not None else new_tools.get(tool),
+            )
+        changes += [
+            Change(
+                f"environments.{environment}.{change.path}",
+                change.direction,
+                f"{environment}: {change.text}",
+            )
+            for change in found
+        ]
     return changes
 
 
@@ -643,6 +765,8 @@ def diff_policies(before: dict, after: dict) -> dict:
                "changed": {tool: {field: {"before": …, "after": …}}}},
      "other": {"risk_rules.high_amount": {"before": …, "after": …}},
      "access": {"granted": [{"right", "holder"}], "removed": [{"right", "holder"}]},
+     "environments": {environment: {"tier": {"before": name, "after": name} | None,
+                                    "tools": {tool: {"before": rule, "after": rule}}}},
      "changes": [{"path", "direction", "text"}, …],
      "classification": "tightening" | "loosening" | "no_change",
      "empty": bool}
@@ -654,7 +778,12 @@ def diff_policies(before: dict, after: dict) -> dict:
         "tools": {"added": {}, "removed": {}, "changed": {}},
         "other": {},
         "access": {"granted": [], "removed": []},
+        "environments": {},
     }
+    if "environments" in before and "environments" in after:
+        diff["environments"] = _environment_field_diff(
+            before["environments"] or {}, after["environments"] or {}
+        )
     if "access" in before and "access" in after:
         for right, holder, granted in access_moves(before["access"] or {}, after["access"] or {}):
             side = "granted" if granted else "removed"
@@ -696,6 +825,31 @@ def diff_policies(before: dict, after: dict) -> dict:
         or any(diff["tools"].values())
         or diff["other"]
         or any(diff["access"].values())
+        or diff["environments"]
         or diff["changes"]
     )
+    return diff
+
+
+def _environment_field_diff(before: dict, after: dict) -> dict:
+    """Per environment, the override's tier (by name) and tool rules that differ (None:
+    no override on that side)."""
+    diff: dict[str, dict] = {}
+    for environment in sorted(set(before) | set(after)):
+        old, new = before.get(environment) or {}, after.get(environment) or {}
+        old_tier, new_tier = (
+            (old.get("tier") or {}).get("name"),
+            (new.get("tier") or {}).get("name"),
+        )
+        entry: dict[str, Any] = {"tier": None, "tools": {}}
+        if not same_value(old.get("tier"), new.get("tier")):
+            entry["tier"] = {"before": old_tier, "after": new_tier}
+        old_tools, new_tools = old.get("tools") or {}, new.get("tools") or {}
+        for tool in sorted(set(old_tools) | set(new_tools)):
+            was = with_rule_defaults(old_tools.get(tool))
+            now = with_rule_defaults(new_tools.get(tool))
+            if not same_value(was, now):
+                entry["tools"][tool] = {"before": was, "after": now}
+        if entry["tier"] or entry["tools"]:
+            diff[environment] = entry
     return diff

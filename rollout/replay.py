@@ -84,6 +84,7 @@ def replay_action(action: Any) -> dict[str, Any]:
         action.tool,
         arguments,
         action.blast_radius or {},
+        environment=action.environment,
         confidence=confidence_of(action.rationale),
     )
     then = action.policy_version

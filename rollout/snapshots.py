@@ -18,8 +18,9 @@ current_access = Hook(
 def build_snapshot(agent: Agent) -> dict:
     """Everything ``rollout.policy.evaluate`` needs about ``agent``, as plain data, and who
     holds which per-agent right (``access``: versioned with the policy, ignored by the
-    gate)."""
-    return {
+    gate). ``environments`` ({name: {"tier"?, "tools"?}}) is present only when the agent's
+    policy differs in some environment (``rollout.policy.effective_snapshot``)."""
+    snapshot = {
         "agent": {
             "slug": agent.slug,
             "active": agent.active,
@@ -31,3 +32,13 @@ def build_snapshot(agent: Agent) -> dict:
         "approval_matrix": dict(DEFAULT_APPROVAL_MATRIX),
         "access": current_access(agent),
     }
+    overrides = {
+        override.environment: override.as_policy()
+        for override in agent.environment_overrides.select_related("tier").order_by("environment")
+    }
+    overrides = {environment: policy for environment, policy in overrides.items() if policy}
+    if overrides:
+        # Only when some environment differs: snapshots of agents without overrides stay
+        # as they were, so their policy versions compare equal.
+        snapshot["environments"] = overrides
+    return snapshot
