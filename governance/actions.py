@@ -825,8 +825,8 @@ def revert_changes(agent: Agent, version: PolicyVersion) -> dict:
 def _nothing_to_revert(version: PolicyVersion) -> GovernanceRefused:
     return GovernanceRefused(
         "nothing_to_revert",
-        f"Version {version.number} has the live policy's tier, tool rules, rate limit and "
-        "activity: nothing to revert.",
+        f"Version {version.number} has the live policy's tier, tool rules, per-environment "
+        "overrides, rate limit and activity: nothing to revert.",
         409,
     )
 

@@ -12,7 +12,7 @@ from django import forms
 from governance.access import RIGHT_LABELS, RIGHTS
 from governance.actions import AGENT_SLUG, MAX_LIMITS_PER_TOOL, TOOL_NAME
 from governance.models import ShadowLabel
-from rollout.environments import environment_choices
+from rollout.environments import configured_environments, environment_choices
 from rollout.models import Effect, Risk, RuleKind, Tier
 from rollout.policy import (
     LIMIT_OPERATORS,
@@ -348,6 +348,62 @@ class ToolRuleForm(forms.Form):
 
 class RemoveToolForm(forms.Form):
     reason = _reason_field()
+
+
+def _environment_field() -> forms.ChoiceField:
+    return forms.ChoiceField(
+        label="Environment",
+        choices=lambda: [(name, name) for name in configured_environments()],
+    )
+
+
+class EnvironmentTierForm(forms.Form):
+    """Set the tier an agent has in one environment, or clear it (the agent's own applies)."""
+
+    environment = _environment_field()
+    tier = forms.ChoiceField(required=False, label="Tier there")
+    reason = _reason_field()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["tier"].choices = [
+            ("", "the agent's own tier (clear the override)"),
+            *((tier.name, f"{tier.rank} · {tier.name}") for tier in Tier.objects.order_by("rank")),
+        ]
+
+    def changes(self) -> dict:
+        data = self.cleaned_data
+        return {"environments": {data["environment"]: {"tier": data["tier"] or None}}}
+
+
+class EnvironmentRuleForm(ToolRuleForm):
+    """A tool's rule in one environment: it replaces the agent's own rule there (or rules a
+    tool the agent has none for, e.g. one allowed only in sandbox)."""
+
+    environment = _environment_field()
+    field_order = ["environment", "tool"]
+
+    def changes(self) -> dict:
+        tools = super().changes()["tools"]
+        return {"environments": {self.cleaned_data["environment"]: {"tools": tools}}}
+
+
+class ClearEnvironmentRuleForm(forms.Form):
+    """Clear a tool's override in one environment: the agent's own rule applies there."""
+
+    environment = _environment_field()
+    tool = forms.CharField(max_length=120)
+    reason = _reason_field()
+
+    def clean_tool(self) -> str:
+        tool = self.cleaned_data["tool"].strip()
+        if not TOOL_NAME.match(tool):
+            raise forms.ValidationError("Letters, digits and _.:/- only.")
+        return tool
+
+    def changes(self) -> dict:
+        data = self.cleaned_data
+        return {"environments": {data["environment"]: {"tools": {data["tool"]: None}}}}
 
 
 class RevertForm(forms.Form):

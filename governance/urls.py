@@ -25,6 +25,21 @@ pages = [
     # Tool names may hold "/", so the tool comes last.
     path("agents/<slug:slug>/rules/edit/<path:tool>", policy.rule_form, name="rule-edit"),
     path("agents/<slug:slug>/rules/remove/<path:tool>", policy.remove_rule, name="rule-remove"),
+    path(
+        "agents/<slug:slug>/environments/tier",
+        policy.change_environment_tier,
+        name="environment-tier",
+    ),
+    path(
+        "agents/<slug:slug>/environments/rule",
+        policy.environment_rule_form,
+        name="environment-rule",
+    ),
+    path(
+        "agents/<slug:slug>/environments/rule/clear",
+        policy.clear_environment_rule,
+        name="environment-rule-clear",
+    ),
     path("agents/<slug:slug>/tokens", tokens.issue_token, name="token-issue"),
     path(
         "agents/<slug:slug>/webhook-secret",

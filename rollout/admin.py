@@ -26,6 +26,7 @@ from core.identity import check_username_available
 from rollout.models import (
     Agent,
     AgentToken,
+    EnvironmentOverride,
     KillSwitch,
     PolicyVersion,
     Release,
@@ -123,13 +124,26 @@ class ToolRuleInline(admin.TabularInline):
         return False
 
 
+class EnvironmentOverrideInline(admin.TabularInline):
+    """Per-environment overrides, read-only: they change through governance like any rule."""
+
+    model = EnvironmentOverride
+    extra = 0
+    can_delete = False
+    fields = ["environment", "tier", "tools"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
     """Agents, read-only."""
 
     list_display = ["slug", "name", "tier", "active", "current_policy"]
     search_fields = ["slug", "name"]
-    inlines = [ToolRuleInline]
+    inlines = [ToolRuleInline, EnvironmentOverrideInline]
     readonly_fields = [
         "slug",
         "name",

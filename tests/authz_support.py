@@ -650,6 +650,40 @@ OPS: list[Op] = [
         targeted=True,
     ),
     Op(
+        "rollout:environment-tier",
+        "POST",
+        "page",
+        kwargs=_slug,
+        body=_fixed({"environment": "production", "tier": "read_only", "reason": "matrix"}),
+        targeted=True,
+    ),
+    Op("rollout:environment-rule", "GET", "page", kwargs=_slug, targeted=True),
+    Op(
+        "rollout:environment-rule",
+        "POST",
+        "page",
+        kwargs=_slug,
+        body=_fixed(
+            {
+                "environment": "production",
+                "tool": "send_email",
+                "effect": "write",
+                "rule": "forbidden",
+                "base_risk": "medium",
+                "reason": "matrix",
+            }
+        ),
+        targeted=True,
+    ),
+    Op(
+        "rollout:environment-rule-clear",
+        "POST",
+        "page",
+        kwargs=_slug,
+        body=_fixed({"environment": "production", "tool": "send_email", "reason": "matrix"}),
+        targeted=True,
+    ),
+    Op(
         "rollout:token-issue",
         "POST",
         "page",

@@ -65,7 +65,7 @@ from audit import verbs
 from audit.canonical import payload_hash
 from audit.models import AuditEvent, VerificationJob
 from governance.models import ChangeRequest, RegressionCase, ShadowLabel
-from rollout.models import Agent, AgentToken, KillSwitch
+from rollout.models import Agent, AgentToken, EnvironmentOverride, KillSwitch
 from slack_approvals.models import SlackAccount
 from tests import authz_support as az
 from tests.authz_support import OPS, OTHER, OWN, Op, World
@@ -175,6 +175,10 @@ rollout:rule-add                 POST   login     login   403      403/404    40
 rollout:rule-edit                GET    login     login   403      403/404    403      200      200/404    403      403/404    403     403/404   login    200       login   login      login
 rollout:rule-edit                POST   login     login   403      403/404    403      302      302/404    403      403/404    403     403/404   login    302       login   login      login
 rollout:rule-remove              POST   login     login   403      403/404    403      302      302/404    403      403/404    403     403/404   login    302       login   login      login
+rollout:environment-tier         POST   login     login   403      403/404    403      302      302/404    403      403/404    403     403/404   login    302       login   login      login
+rollout:environment-rule         GET    login     login   403      403/404    403      200      200/404    403      403/404    403     403/404   login    200       login   login      login
+rollout:environment-rule         POST   login     login   403      403/404    403      302      302/404    403      403/404    403     403/404   login    302       login   login      login
+rollout:environment-rule-clear   POST   login     login   403      403/404    403      302      302/404    403      403/404    403     403/404   login    302       login   login      login
 rollout:token-issue              POST   login     login   403      403/404    403      200      200/404    403      403/404    403     403/404   login    200       login   login      login
 rollout:webhook-secret-rotate    POST   login     login   403      403/404    403      200      200/404    403      403/404    403     403/404   login    200       login   login      login
 rollout:token-revoke             POST   login     login   403      403/404    403      302      302/404    403      403/404    403     403/404   login    302       login   login      login
@@ -962,6 +966,13 @@ def _preview_only(world: World, role: str) -> None:
     assert Agent.objects.get(pk=world.own.agent.pk).current_policy_id == world.own.version_pk
 
 
+def _nothing_to_clear(world: World, role: str) -> None:
+    """Clearing an override the agent does not have changes nothing: refused, no version."""
+    assert ChangeRequest.objects.filter(agent=world.own.agent).count() == 1
+    assert Agent.objects.get(pk=world.own.agent.pk).current_policy_id == world.own.version_pk
+    assert not EnvironmentOverride.objects.filter(agent=world.own.agent).exists()
+
+
 def _slack_linked(world: World, role: str) -> None:
     account = SlackAccount.objects.get()
     assert account.user_id == _who(world, role).pk and account.min_risk == "low"
@@ -1005,6 +1016,9 @@ def _checks(drills: list) -> dict[tuple[str, str], tuple[dict, Check]]:
         ("rollout:rule-add", "POST"): ({}, _open_request_by),
         ("rollout:rule-edit", "POST"): ({}, _tightened_by),
         ("rollout:rule-remove", "POST"): ({}, _tightened_by),
+        ("rollout:environment-tier", "POST"): ({}, _open_request_by),
+        ("rollout:environment-rule", "POST"): ({}, _tightened_by),
+        ("rollout:environment-rule-clear", "POST"): ({}, _nothing_to_clear),
         ("rollout:token-issue", "POST"): ({}, _token_issued),
         ("rollout:webhook-secret-rotate", "POST"): ({}, _secret_rotated),
         ("rollout:token-revoke", "POST"): ({}, _token_revoked),

@@ -347,3 +347,53 @@ def test_standing_bounds__backtest_and_kept_cases_follow_the_environment(
     )
     report = governance_cases.replay_change(support_agent, piece)
     assert [(row.case.pk, row.proposed) for row in report.changed] == [(case.pk, "denied")]
+
+
+# --- pages -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_pages__governor_sets_and_clears_overrides_through_preview_and_propose(
+    support_agent, gwen, gus
+):
+    client = Client()
+    client.force_login(gwen)
+    policy_page = f"/agents/{support_agent.slug}/policy"
+    assert "None: every environment has the agent" in client.get(policy_page).content.decode()
+    # Production's tier: the preview says what would change and writes nothing,
+    tier_url = f"/agents/{support_agent.slug}/environments/tier"
+    body = {"environment": "production", "tier": "read_only", "reason": "prod is fragile"}
+    preview = client.post(tier_url, {**body, "step": "preview"})
+    assert "production: demote supervised → read_only" in preview.content.decode()
+    assert not EnvironmentOverride.objects.exists()
+    # proposing applies it at once (a tightening) and the policy page lists it.
+    assert client.post(tier_url, {**body, "step": "propose"}).status_code == 302
+    page = client.get(policy_page).content.decode()
+    assert 'data-testid="environment-tier">read_only<' in page
+    # A tool ruled only in sandbox: the rule form with an environment, a change request.
+    rule_url = f"/agents/{support_agent.slug}/environments/rule"
+    assert client.get(rule_url).status_code == 200
+    rule_body = {
+        "environment": "sandbox",
+        "tool": "reset_fixtures",
+        "effect": "write",
+        "rule": "allowed",
+        "base_risk": "low",
+        "reason": "sandbox only",
+        "step": "propose",
+    }
+    response = client.post(rule_url, rule_body)
+    assert response.status_code == 302 and response["Location"].startswith("/changes/")
+    # The form starts from what a call there gets now.
+    prefilled = client.get(rule_url, {"environment": "production", "tool": "send_email"})
+    assert "Now in production: write, requires_approval" in prefilled.content.decode()
+    # Clearing production's tier gives it the agent's own back: a loosening, a request.
+    cleared = client.post(
+        tier_url, {"environment": "production", "tier": "", "reason": "x", "step": "propose"}
+    )
+    assert cleared["Location"].startswith("/changes/")
+    assert EnvironmentOverride.objects.get(environment="production").tier.name == "read_only"
+    # A bad environment is a clear message on the policy page, nothing written.
+    refused = client.post(tier_url, {**body, "environment": "moon"}, follow=True)
+    assert "moon" in refused.content.decode()
+    assert EnvironmentOverride.objects.count() == 1

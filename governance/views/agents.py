@@ -26,6 +26,7 @@ from governance.forms import (
     AccessChangeForm,
     AgentSettingsForm,
     BacktestForm,
+    EnvironmentTierForm,
     RegisterAgentForm,
     RevertForm,
     TierForm,
@@ -291,6 +292,18 @@ def agent_detail(request: HttpRequest, slug: str, section: str = "overview") -> 
         context["settings_form"] = AgentSettingsForm(
             initial={"active": agent.active, "rate_limit_per_minute": agent.rate_limit_per_minute}
         )
+        context["overrides"] = [
+            {
+                "environment": environment,
+                "tier": (entry.get("tier") or {}).get("name"),
+                "tools": [
+                    {"tool": tool, "rule": rule, "base": (snapshot.get("tools") or {}).get(tool)}
+                    for tool, rule in sorted((entry.get("tools") or {}).items())
+                ],
+            }
+            for environment, entry in sorted((snapshot.get("environments") or {}).items())
+        ]
+        context["environment_tier_form"] = EnvironmentTierForm()
     elif section == "access":
         context.update(
             {

@@ -14,6 +14,9 @@ from django.views.decorators.http import require_POST
 from governance import actions
 from governance.forms import (
     AgentSettingsForm,
+    ClearEnvironmentRuleForm,
+    EnvironmentRuleForm,
+    EnvironmentTierForm,
     RemoveToolForm,
     RevertForm,
     TierForm,
@@ -29,6 +32,8 @@ from governance.views.common import (
     preview_or_propose,
     render_preview,
 )
+from rollout.environments import UnknownEnvironment, known_environment
+from rollout.policy import effective_snapshot
 
 
 @login_required
@@ -88,6 +93,72 @@ def remove_rule(request: HttpRequest, slug: str, tool: str) -> HttpResponse:
         return redirect("rollout:agent-policy", slug=agent.slug)
     return preview_or_propose(
         request, agent, {"tools": {tool: None}}, form.cleaned_data["reason"], section="policy"
+    )
+
+
+@login_required
+@require_POST
+def change_environment_tier(request: HttpRequest, slug: str) -> HttpResponse:
+    """Set or clear the tier an agent has in one environment (preview, then propose)."""
+    agent = governed_agent(request, slug)
+    form = EnvironmentTierForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, form_errors(form))
+        return redirect("rollout:agent-policy", slug=agent.slug)
+    return preview_or_propose(
+        request, agent, form.changes(), form.cleaned_data["reason"], section="policy"
+    )
+
+
+@login_required
+def environment_rule_form(request: HttpRequest, slug: str) -> HttpResponse:
+    """Set a tool's rule for one environment. ``?environment=&tool=`` starts from what a call
+    there gets now (the override, else the agent's own rule); goes through
+    ``propose_change`` like every rule."""
+    agent = governed_agent(request, slug)
+    snapshot = agent.current_policy.snapshot if agent.current_policy else {}
+    try:
+        environment = known_environment(request.GET.get("environment"))
+    except UnknownEnvironment:
+        environment = ""
+    tool = str(request.GET.get("tool") or "").strip()
+    initial: dict = {"base_risk": "low", "environment": environment}
+    current = None
+    if environment and tool:
+        current = (effective_snapshot(snapshot, environment).get("tools") or {}).get(tool)
+        if current:
+            initial = {**ToolRuleForm.initial_for(tool, current), "environment": environment}
+        else:
+            initial["tool"] = tool
+    form = EnvironmentRuleForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        return preview_or_propose(
+            request, agent, form.changes(), form.cleaned_data["reason"], section="policy"
+        )
+    return render(
+        request,
+        "rollout/environment_rule_form.html",
+        {
+            "agent": agent,
+            "form": form,
+            "tool": tool if current else "",
+            "environment": environment,
+            "current": current,
+        },
+    )
+
+
+@login_required
+@require_POST
+def clear_environment_rule(request: HttpRequest, slug: str) -> HttpResponse:
+    """Clear a tool's override in one environment (preview, then propose)."""
+    agent = governed_agent(request, slug)
+    form = ClearEnvironmentRuleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, form_errors(form))
+        return redirect("rollout:agent-policy", slug=agent.slug)
+    return preview_or_propose(
+        request, agent, form.changes(), form.cleaned_data["reason"], section="policy"
     )
 
 

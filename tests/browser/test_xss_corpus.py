@@ -754,6 +754,11 @@ def visits(world: World) -> list[Visit]:
         Visit("rollout:agent-register", "/agents/new", []),
         Visit("rollout:rule-add", "/agents/xss-agent/rules/add", []),
         Visit(
+            "rollout:environment-rule",
+            "/agents/xss-agent/environments/rule?environment=production&tool=search_policy_docs",
+            ["rule.limit"],
+        ),
+        Visit(
             "login",
             "/accounts/login/?" + urlencode({"next": world.corpus("query.next")}),
             ["query.next"],
