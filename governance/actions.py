@@ -766,8 +766,8 @@ def revert_reason(version: PolicyVersion) -> str:
 
 def revert_changes(agent: Agent, version: PolicyVersion) -> dict:
     """The proposed change (in ``propose_change``'s input shape) that brings ``agent``'s
-    live policy back to ``version`` in tier, tool rules, rate limit and activity — never in
-    access. A tool ruled now but not in the version is removed; every rule field the
+    live policy back to ``version`` in tier, tool rules, per-environment overrides, rate
+    limit and activity — never in access. A tool ruled now but not in the version is removed; every rule field the
     version stored comes back (one it predates takes the field's default). Only the parts
     that differ from the live policy are proposed, so the change request stays stale-proof
     for the tools it does not touch; ``{}`` means there is nothing to revert. Writes

@@ -460,7 +460,8 @@ class EditChangeForm(forms.Form):
     changes = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 12, "class": "json"}),
         help_text='JSON: {"tier": …, "active": …, "rate_limit_per_minute": …, '
-        '"tools": {tool: rule or null}}',
+        '"tools": {tool: rule or null}, "environments": {environment: {"tier": … or null, '
+        '"tools": {tool: rule or null}}}}',
     )
     reason = _reason_field()
     required_approvals = forms.IntegerField(min_value=1, max_value=3)

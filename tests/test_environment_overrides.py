@@ -234,6 +234,10 @@ def test_api__production_forbids_what_staging_allows__through_environment_bound_
     assert result.change_request is not None and result.classification == LOOSENING
     sandbox = factories.make_token(support_agent, environment="sandbox")
     assert _submit(client, sandbox, "sandbox_reset", {})["reason_code"] == "tool_unknown"
+    # (the request's stored change reads back as the same proposal: its edit form's JSON)
+    stored = result.change_request.after
+    again = governance_actions.proposal_as_input(stored)
+    assert governance_actions.preview_change(agent=support_agent, changes=again).after == stored
     governance_actions.approve_change_request(change_request_id=result.change_request.pk, user=gus)
     assert _submit(client, sandbox, "sandbox_reset", {})["reason_code"] == "tier_requires_approval"
     assert _submit(client, staging, "sandbox_reset", {})["reason_code"] == "tool_unknown"

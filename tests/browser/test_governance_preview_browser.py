@@ -2,8 +2,9 @@
 previews a loosening rule change (readable line, "loosening", the delta against today's
 policy), proposes it and lands on the change request; then opens old policy versions from
 the agent's history and reverts to them (a mixed revert with its tightening parts applied
-now, a version with nothing to revert, a loosening revert proposed); on a laptop and on a
-phone, without horizontal scrolling."""
+now, a version with nothing to revert, a loosening revert proposed), and sets
+per-environment overrides (a stricter production tier at once, a sandbox-only tool as a
+change request); on a laptop and on a phone, without horizontal scrolling."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from playwright.sync_api import expect
 
 from governance import actions as governance_actions
 from governance.models import ChangeRequest
-from rollout.models import Agent
+from rollout.models import Agent, EnvironmentOverride
 from tests import factories
 from tests.browser.test_reviewer_journey_browser import no_horizontal_scroll
 
@@ -217,4 +218,52 @@ def test_governance_owner__keeps_a_case_from_a_trace__sees_it_flagged_on_a_loose
         page.screenshot(path=str(artifacts / f"case-page-390-{path.split('/')[-1]}.png"))
     page.get_by_text(f"Keep #{email.pk} as a regression case").click()
     page.screenshot(path=str(artifacts / "case-keep-trace-390.png"), full_page=True)
+
+    # Per-environment overrides, same session. Laptop: production gets a stricter tier —
+    # previewed (nothing written), then applied at once as a tightening.
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto("/agents/mail-agent/policy")
+    expect(page.locator("[data-testid=no-overrides]")).to_be_visible()
+    tier_form = page.locator("#environment-tier-form")
+    tier_form.get_by_label("Environment").select_option("production")
+    tier_form.get_by_label("Tier there").select_option("supervised")
+    tier_form.get_by_label("Reason").fill("production waits for people")
+    tier_form.get_by_role("button", name="Preview").click()
+    expect(page.locator("[data-testid=change-lines]").first).to_contain_text(
+        "production: demote autonomous → supervised"
+    )
+    expect(page.locator("[data-testid=preview-classification]")).to_contain_text("Tightening")
+    assert not EnvironmentOverride.objects.exists()
+    page.screenshot(path=str(artifacts / "environment-tier-preview-1280.png"), full_page=True)
+    page.get_by_role("button", name="Apply now").click()
+    page.wait_for_url(re.compile(r"/agents/mail-agent/policy$"))
+    section = page.locator("#environments")
+    expect(section.locator("[data-environment=production]")).to_contain_text("supervised")
+    assert no_horizontal_scroll(page), "overrides at 1280 px"
+    section.screenshot(path=str(artifacts / "environment-overrides-1280.png"))
+
+    # Phone: a tool allowed only in sandbox, from the rule form with an environment — a
+    # loosening, so a change request for another owner.
+    page.set_viewport_size({"width": 390, "height": 900})
+    page.goto("/agents/mail-agent/policy")
+    assert no_horizontal_scroll(page), "overrides at 390 px"
+    page.get_by_role("link", name="Set a tool's rule for an environment").click()
+    page.get_by_label("Environment").select_option("sandbox")
+    page.get_by_label("Tool").fill("reset_fixtures")
+    page.select_option("#id_effect", "write")
+    page.select_option("#id_rule", "allowed")
+    page.fill("#id_reason", "only in sandbox")
+    assert no_horizontal_scroll(page), "environment rule form at 390 px"
+    page.screenshot(path=str(artifacts / "environment-rule-form-390.png"), full_page=True)
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("[data-testid=change-lines]").first).to_contain_text(
+        "sandbox: add reset_fixtures"
+    )
+    expect(page.locator("[data-testid=preview-classification]")).to_contain_text("Loosening")
+    assert no_horizontal_scroll(page), "environment rule preview at 390 px"
+    page.get_by_role("button", name="Propose for approval").click()
+    page.wait_for_url(re.compile(r"/changes/\d+$"))
+    expect(page.locator(".policy-diff")).to_contain_text("sandbox: add reset_fixtures")
+    page.screenshot(path=str(artifacts / "environment-rule-request-390.png"), full_page=True)
+    assert ChangeRequest.objects.get(reason="only in sandbox").status == "open"
     context.close()
