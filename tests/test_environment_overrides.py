@@ -391,6 +391,12 @@ def test_pages__governor_sets_and_clears_overrides_through_preview_and_propose(
     # The form starts from what a call there gets now.
     prefilled = client.get(rule_url, {"environment": "production", "tool": "send_email"})
     assert "Now in production: write, requires_approval" in prefilled.content.decode()
+    # Overriding send_email in production marks its row in the agent's own rules.
+    forbid = {**rule_body, "environment": "production", "tool": "send_email"}
+    forbid.update(rule="forbidden", base_risk="medium", reason="no prod mail")
+    assert client.post(rule_url, forbid)["Location"] == policy_page
+    page = client.get(policy_page).content.decode()
+    assert 'data-testid="overridden-in">differs in production<' in page
     # Clearing production's tier gives it the agent's own back: a loosening, a request.
     cleared = client.post(
         tier_url, {"environment": "production", "tier": "", "reason": "x", "step": "propose"}

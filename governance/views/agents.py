@@ -285,8 +285,19 @@ def agent_detail(request: HttpRequest, slug: str, section: str = "overview") -> 
             )
     elif section == "policy":
         snapshot = agent.current_policy.snapshot if agent.current_policy else {}
+        environments = snapshot.get("environments") or {}
         context["rules"] = [
-            {"tool": tool, "rule": rule, "limits": rule.get("argument_limits") or []}
+            {
+                "tool": tool,
+                "rule": rule,
+                "limits": rule.get("argument_limits") or [],
+                # Where this rule does not apply: an environment overrides it.
+                "overridden_in": sorted(
+                    name
+                    for name, entry in environments.items()
+                    if tool in (entry.get("tools") or {})
+                ),
+            }
             for tool, rule in sorted((snapshot.get("tools") or {}).items())
         ]
         context["settings_form"] = AgentSettingsForm(
