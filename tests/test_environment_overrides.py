@@ -12,6 +12,8 @@ import uuid
 import pytest
 from django.test import Client
 
+from approvals import actions as approval_actions
+from approvals.actions import ActionRefused
 from approvals.models import Action
 from approvals.selectors import _standing_offer
 from governance import actions as governance_actions
@@ -19,7 +21,7 @@ from governance import backtest as governance_backtest
 from governance import cases as governance_cases
 from governance.actions import GovernanceRefused
 from rollout.models import EnvironmentOverride
-from rollout.policy import GateRequest, effective_snapshot, evaluate
+from rollout.policy import GateRequest, assess_edit, effective_snapshot, evaluate
 from rollout.policy_diff import (
     LOOSENING,
     TIGHTENING,
@@ -97,6 +99,26 @@ def test_effective_snapshot__lays_the_override_over_without_changing_the_snapsho
     assert ENGINE_POLICY["tier"]["name"] == "autonomous"  # untouched
     assert effective_snapshot(ENGINE_POLICY, "") is ENGINE_POLICY
     assert effective_snapshot(BASE, "production") is BASE
+
+
+@pytest.mark.parametrize(
+    ("tool", "environment", "declared", "outcome", "reason_code"),
+    [
+        ("deploy", "", "", "pending", "requires_approval"),
+        ("deploy", "production", "", "denied", "tool_forbidden"),
+        ("deploy", "", "production", "denied", "tool_forbidden"),
+        ("refund", "staging", "", "pending", "requires_approval"),
+        ("refund", "production", "", "pending", "tier_requires_approval"),
+        ("wipe", "sandbox", "", "pending", "edit_requires_approval"),
+        ("wipe", "", "", "denied", "tool_unknown"),
+    ],
+)
+def test_assess_edit__judges_an_edit_by_the_actions_environment(
+    tool, environment, declared, outcome, reason_code
+):
+    radius = {"environment": declared} if declared else {}
+    decision = assess_edit(ENGINE_POLICY, tool, {}, radius, environment)
+    assert (decision.outcome, decision.reason_code) == (outcome, reason_code)
 
 
 # --- classification ----------------------------------------------------------------------
@@ -245,6 +267,30 @@ def test_api__production_forbids_what_staging_allows__through_environment_bound_
     support_agent.refresh_from_db()
     snapshot_now = support_agent.current_policy.snapshot
     assert set(snapshot_now["environments"]) == {"production", "sandbox"}
+
+
+@pytest.mark.django_db
+def test_reviewer_edit__is_held_to_the_production_override(support_agent, gwen, reviewer):
+    # Given production limits send_email to the company's domain (a tightening),
+    limit = [{"field": "to", "op": "matches", "value": r".*@example\.com"}]
+    _propose(
+        support_agent, gwen, {"production": {"tools": {"send_email": {"argument_limits": limit}}}}
+    )
+    production = factories.make_token(support_agent, environment="production")
+    staging = factories.make_token(support_agent, environment="staging")
+    client = Client()
+    prod_mail = _submit(client, production, "send_email", {"to": "a@example.com"})
+    stage_mail = _submit(client, staging, "send_email", {"to": "a@example.com"})
+    # an edit sending the production mail elsewhere is refused; in staging it stands.
+    with pytest.raises(ActionRefused) as refused:
+        approval_actions.approve(
+            action_id=prod_mail["id"], user=reviewer, arguments={"to": "x@elsewhere.org"}
+        )
+    assert refused.value.code == "argument_limit"
+    approved = approval_actions.approve(
+        action_id=stage_mail["id"], user=reviewer, arguments={"to": "x@elsewhere.org"}
+    )
+    assert approved.arguments == {"to": "x@elsewhere.org"}
 
 
 @pytest.mark.django_db
