@@ -165,7 +165,7 @@ def test_governance_owner__keeps_a_case_from_a_trace__sees_it_flagged_on_a_loose
 ):
     # Given an autonomous agent's email that waited for people, and a governor who audits
     agent = factories.make_agent("mail-agent", tier="autonomous")
-    factories.make_user("gina", groups=("governance_owner", "auditor"))
+    gina = factories.make_user("gina", groups=("governance_owner", "auditor"))
     email = factories.submit(agent, "send_email", {"to": "a@example.com", "api_key": "sk-9"})
     context = browser.new_context(
         base_url=dashboard_server.url, viewport={"width": 1280, "height": 900}
@@ -266,4 +266,19 @@ def test_governance_owner__keeps_a_case_from_a_trace__sees_it_flagged_on_a_loose
     expect(page.locator(".policy-diff")).to_contain_text("sandbox: add reset_fixtures")
     page.screenshot(path=str(artifacts / "environment-rule-request-390.png"), full_page=True)
     assert ChangeRequest.objects.get(reason="only in sandbox").status == "open"
+    # With a tool's rule overridden in production too, the overrides fit the phone screen and
+    # the agent's own rule says where it differs.
+    governance_actions.propose_change(
+        agent=agent,
+        user=gina,
+        changes={"environments": {"production": {"tools": {"send_email": {"rule": "forbidden"}}}}},
+        reason="no production mail",
+    )
+    page.goto("/agents/mail-agent/policy")
+    expect(page.locator("tr[data-tool=send_email] [data-testid=overridden-in]")).to_have_text(
+        "differs in production"
+    )
+    expect(page.locator("#environments tr[data-tool=send_email]")).to_contain_text("forbidden")
+    assert no_horizontal_scroll(page), "overrides with a tool at 390 px"
+    page.locator("#environments").screenshot(path=str(artifacts / "environment-overrides-390.png"))
     context.close()
