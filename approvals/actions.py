@@ -22,7 +22,6 @@ from django.utils import timezone
 
 from accounts.stepup import risk_needs_step_up
 from approvals import events, hooks, notifications, rules, standing
-from approvals.environments import in_environment
 from approvals.masking import keep_masked_values
 from approvals.models import Action, Channel, Decision, EmailDecisionLink, Outbox, Report
 from approvals.permissions import reviewable_actions
@@ -287,7 +286,7 @@ WITH switches AS (
     WHERE released_at IS NULL
       AND (scope = 'global' OR (scope = 'agent' AND target = %s)
            OR (scope = 'tool' AND target = %s))
-      AND (environment = '' OR environment = %s)
+      AND (environment = '' OR %s = '' OR environment = %s)
 ), stripe AS ({FREE_STRIPE_SQL})
 SELECT switches.list, nextval(pg_get_serial_sequence('approvals_action', 'id')),
        stripe.partition, stripe.last_seq, stripe.last_hash
@@ -302,20 +301,17 @@ def _read_gate_inputs(agent: Agent, request: GateRequest, key: str, since: Any) 
     with this idempotency key exists in the token's environment."""
     if connection.vendor != "postgresql":
         return _read_gate_inputs_orm(agent, request, key, since)
-    tool, key_environment, call_environment = (
-        request.tool,
-        request.environment,
-        request.call_environment,
-    )
+    tool, environment = request.tool, request.environment
     with connection.cursor() as cursor:
         cursor.execute(
-            _GATE_READ_SQL, [KILL_SWITCH_LOCK_KEY, key_environment, key, tool, since, agent.pk]
+            _GATE_READ_SQL, [KILL_SWITCH_LOCK_KEY, environment, key, tool, since, agent.pk]
         )
         _, policy_id, number, snapshot, key_taken, agent_count, tool_count = cursor.fetchone()
         if key_taken:
             raise _KeyTaken
         cursor.execute(
-            _GATE_LOCK_SQL, [agent.slug, tool, call_environment, stripe_partitions(agent.slug)]
+            _GATE_LOCK_SQL,
+            [agent.slug, tool, environment, environment, stripe_partitions(agent.slug)],
         )
         switch_rows, action_id, *stripe = cursor.fetchone()
     policy = mark_saved(
@@ -354,7 +350,7 @@ def _read_gate_inputs_orm(agent: Agent, request: GateRequest, key: str, since: A
         counters=Counters(**recent),
         switches=[
             SwitchState(s.pk, s.scope, s.target, s.is_drill, s.environment)
-            for s in engaged_switches_for(agent.slug, tool, request.call_environment)
+            for s in engaged_switches_for(agent.slug, tool, request.environment)
         ],
         position=lock_chain_position(agent.slug),
         action_id=None,
@@ -437,6 +433,7 @@ def _decide_and_record(
             tool=tool,
             arguments=arguments,
             blast_radius=blast_radius,
+            token_environment=environment,
             on_behalf_of=action.on_behalf_of,
             risk=decision.risk,
             reason_code=decision.reason_code,
@@ -1498,7 +1495,9 @@ def stop_actions_in_scope(*, switch: KillSwitch, actor: Actor) -> dict[str, int]
     elif switch.scope == KillSwitch.Scope.TOOL:
         scope &= Q(tool=switch.target)
     if switch.environment:
-        scope &= in_environment(switch.environment)
+        # Its environment's actions and those of unbound tokens, which the gate stops too
+        # (``rollout.policy._switch_applies``): where they run is only their word.
+        scope &= Q(environment__in=[switch.environment, ""])
     counts = {"cancelled": 0, "revoked": 0}
     # Evaluated in full first, so every row in scope is locked (in id order) before anything
     # is audited; only the action rows, not the joined agents.

@@ -635,7 +635,7 @@ def _standing_offer(action: Action) -> dict | None:
     policy = Agent.objects.select_related("current_policy").get(pk=action.agent_id).current_policy
     if policy is None or standing.terms_refusal(action, standing.Terms(1, 1), policy.snapshot):
         return None
-    bounds = standing.policy_for(policy.snapshot, action.blast_radius)["tools"][action.tool][
+    bounds = standing.policy_for(policy.snapshot, action.environment)["tools"][action.tool][
         "standing"
     ]
     return {

@@ -69,11 +69,11 @@ def in_shadow(snapshot: dict) -> bool:
     return tier.get("name") == "shadow" or (tier.get("outcomes") or {}).get("write") == "shadow"
 
 
-def policy_for(snapshot: dict, blast_radius: Any) -> dict:
-    """The policy a call with this (recorded) blast radius is judged by: the agent's with
-    the override of the environment it acts in (``rollout.policy.effective_snapshot``; a
-    recorded radius names the token's environment when the call declared none)."""
-    return effective_snapshot(snapshot, environment_of(blast_radius))
+def policy_for(snapshot: dict, token_environment: str) -> dict:
+    """The policy a call made with a token bound to ``token_environment`` is judged by: the
+    agent's with that environment's override (``rollout.policy.effective_snapshot``); the
+    agent's own for an unbound token, whatever its call declares."""
+    return effective_snapshot(snapshot, token_environment)
 
 
 def _bounds(snapshot: dict, tool: str) -> dict:
@@ -85,7 +85,7 @@ def terms_refusal(action: Action, terms: Terms, snapshot: dict) -> Refused | Non
     policy ``snapshot``: ``400 standing_out_of_bounds`` with the field at fault. A card
     held for low confidence offers none: its hold is for that call alone, and later ones
     like it are held for their own look (``use_for_call``)."""
-    snapshot = policy_for(snapshot, action.blast_radius)
+    snapshot = policy_for(snapshot, action.environment)
     if in_shadow(snapshot):
         problems = {"standing": "An agent in shadow never gets standing approvals."}
     elif not covers_hold(action.reason_code):
@@ -167,7 +167,7 @@ def create_if_agreed(
     (agreed,) = terms
     assert agreed is not None
     snapshot = _current_policy(action.agent_id)
-    bounds = _bounds(policy_for(snapshot.snapshot, action.blast_radius), action.tool)
+    bounds = _bounds(policy_for(snapshot.snapshot, action.environment), action.tool)
     now = timezone.now()
     standing = StandingApproval.objects.create(
         agent=action.agent,
@@ -241,6 +241,7 @@ def use_for_call(
     tool: str,
     arguments: Any,
     blast_radius: Any,
+    token_environment: str,
     on_behalf_of: str,
     risk: str,
     reason_code: str,
@@ -255,7 +256,7 @@ def use_for_call(
     (``expired``) on the way; the one whose last use this is, ended (``used_up``).
     Writes no audit event: the caller calls ``record_lookup`` after the submission's."""
     lookup = Lookup()
-    snapshot = policy_for(snapshot, blast_radius)
+    snapshot = policy_for(snapshot, token_environment)
     bounds = _bounds(snapshot, tool)
     if in_shadow(snapshot) or not is_allowed(bounds) or not covers_hold(reason_code):
         return lookup
@@ -267,6 +268,9 @@ def use_for_call(
             agent=agent,
             tool=tool,
             environment=environment_of(blast_radius),
+            # Approved for calls with a token of the same environment: an unbound token
+            # declaring "staging" does not use what a staging-bound call was approved for.
+            source_action__environment=token_environment,
             ended_at__isnull=True,
         )
         .order_by("id")
@@ -393,7 +397,8 @@ def revoke(*, standing_id: int, user: Any, channel: str = "api") -> StandingAppr
 
 def end_for_kill_switch(*, switch: KillSwitch, actor: Actor) -> int:
     """Inside an engaging kill switch's transaction: end every active standing approval in
-    its scope (global, the agent, or the tool; of its environment when it has one). Releasing the switch brings none back; a
+    its scope (global, the agent, or the tool; of its environment and of unbound tokens when
+    it has one). Releasing the switch brings none back; a
     drill switch never calls this. Audits each (reason ``kill_switch``)."""
     queryset = StandingApproval.objects.all()
     if switch.scope == KillSwitch.Scope.AGENT:
@@ -401,7 +406,8 @@ def end_for_kill_switch(*, switch: KillSwitch, actor: Actor) -> int:
     elif switch.scope == KillSwitch.Scope.TOOL:
         queryset = queryset.filter(tool=switch.target)
     if switch.environment:
-        queryset = queryset.filter(environment=switch.environment)
+        # As the sweep: its environment's, and those approved for unbound tokens' calls.
+        queryset = queryset.filter(source_action__environment__in=[switch.environment, ""])
     return _end_all(queryset, EndReason.KILL_SWITCH, actor, kill_switch=switch.pk)
 
 

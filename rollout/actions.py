@@ -225,18 +225,18 @@ def release_for(agent: Agent, data: dict | None) -> Release | None:
 
 
 def engaged_switches_for(agent_slug: str, tool: str, environment: str = "") -> list[KillSwitch]:
-    """The engaged switches that could stop ``tool`` for ``agent_slug`` in ``environment``
-    (switches of every environment, and of that one): one indexed query, read inside the
-    gate's transaction on every call (no cache can serve a stale allow)."""
-    return list(
-        KillSwitch.objects.filter(released_at__isnull=True)
-        .filter(
-            Q(scope=KillSwitch.Scope.GLOBAL)
-            | Q(scope=KillSwitch.Scope.AGENT, target=agent_slug)
-            | Q(scope=KillSwitch.Scope.TOOL, target=tool)
-        )
-        .filter(Q(environment="") | Q(environment=environment))
+    """The engaged switches that could stop ``tool`` for ``agent_slug`` called with a token
+    bound to ``environment`` (switches of every environment, and of that one; every
+    environment's for an unbound token, ``""``): one indexed query, read inside the gate's
+    transaction on every call (no cache can serve a stale allow)."""
+    switches = KillSwitch.objects.filter(released_at__isnull=True).filter(
+        Q(scope=KillSwitch.Scope.GLOBAL)
+        | Q(scope=KillSwitch.Scope.AGENT, target=agent_slug)
+        | Q(scope=KillSwitch.Scope.TOOL, target=tool)
     )
+    if environment:
+        switches = switches.filter(Q(environment="") | Q(environment=environment))
+    return list(switches)
 
 
 @transaction.atomic

@@ -100,10 +100,10 @@ class GateRequest:
         radius = self.blast_radius if isinstance(self.blast_radius, dict) else {}
         return str(radius.get("environment") or "").strip().lower()
 
-    @property
-    def call_environment(self) -> str:
-        """The environment the call acts in: the token's, else the declared one."""
-        return self.environment or self.declared_environment
+    # Only the token vouches for an environment. An unbound call's declaration is the
+    # agent's word: it may raise risk (production's floor), never choose a policy
+    # (``effective_snapshot``) or step out of an environment's kill switch
+    # (``_switch_applies``): an agent that could would pick the loosest environment.
 
     @property
     def assessed_blast_radius(self) -> dict:
@@ -476,7 +476,9 @@ def _same(a: Any, b: Any) -> bool:
 
 def _switch_applies(switch: SwitchState, slug: str, request: GateRequest) -> bool:
     tool, drill_probe = request.tool, request.drill_probe
-    if switch.environment and switch.environment != request.call_environment:
+    # A switch limited to an environment stops the calls bound to it, and every call of an
+    # unbound token: Airlock cannot tell where those run, so it stops them (fail closed).
+    if switch.environment and request.environment and switch.environment != request.environment:
         return False
     if switch.is_drill:
         return drill_probe and switch.scope == "agent" and switch.target == slug
@@ -643,7 +645,7 @@ def evaluate(
 ) -> GateDecision:
     """Decide one tool call, under the policy of the environment it acts in
     (``effective_snapshot``). See the module docstring for the order."""
-    snapshot = effective_snapshot(snapshot, request.call_environment)
+    snapshot = effective_snapshot(snapshot, request.environment)
     agent = snapshot["agent"]
     slug = agent["slug"]
     tool = request.tool
@@ -742,7 +744,7 @@ def assess_edit(
       risk, as ``pending`` with ``edit_requires_approval``.
     """
     request = GateRequest(tool, arguments, blast_radius or {}, environment=environment)
-    call = _call(effective_snapshot(snapshot, request.call_environment), request)
+    call = _call(effective_snapshot(snapshot, request.environment), request)
     refused = _rule_step(call)
     if refused is not None:
         return refused

@@ -1,6 +1,6 @@
 """Per-environment tool rules and tier: an agent's policy may differ in sandbox, staging and
-production. A call is judged by the override of the environment it acts in (the token's,
-else the one it declares), on every path (gate, edit, standing approvals, backtest, kept
+production. A call is judged by the override of the environment its token is bound to (an
+unbound token's declaration chooses nothing: the base policy), on every path (gate, edit, standing approvals, backtest, kept
 cases, revert); governance changes overrides under the same four-eyes asymmetry, comparing
 what each environment gets before and after."""
 
@@ -13,6 +13,7 @@ import pytest
 from django.test import Client
 
 from approvals import actions as approval_actions
+from approvals import standing as approvals_standing
 from approvals.actions import ActionRefused
 from approvals.models import Action
 from approvals.selectors import _standing_offer
@@ -76,9 +77,11 @@ ENGINE_POLICY = {
         ("wipe", "sandbox", "", "allowed", "auto_approved"),
         ("wipe", "staging", "", "denied", "tool_unknown"),
         ("wipe", "production", "", "denied", "tool_unknown"),
-        # An unbound token is judged by the environment it declares.
-        ("deploy", "", "production", "denied", "tool_forbidden"),
-        ("refund", "", "Staging", "pending", "requires_approval"),
+        # Only a token vouches for an environment: an unbound token is judged by the base
+        # policy whatever it declares (declaring "sandbox" must not buy sandbox's rules).
+        ("deploy", "", "production", "pending", "requires_approval"),
+        ("refund", "", "Staging", "allowed", "auto_approved"),
+        ("wipe", "", "sandbox", "denied", "tool_unknown"),
         # A bound token is judged by its own, and a different declaration is refused first.
         ("refund", "staging", "production", "denied", "environment_mismatch"),
     ],
@@ -106,7 +109,8 @@ def test_effective_snapshot__lays_the_override_over_without_changing_the_snapsho
     [
         ("deploy", "", "", "pending", "requires_approval"),
         ("deploy", "production", "", "denied", "tool_forbidden"),
-        ("deploy", "", "production", "denied", "tool_forbidden"),
+        ("deploy", "", "production", "pending", "requires_approval"),
+        ("wipe", "", "sandbox", "denied", "tool_unknown"),
         ("refund", "staging", "", "pending", "requires_approval"),
         ("refund", "production", "", "pending", "tier_requires_approval"),
         ("wipe", "sandbox", "", "pending", "edit_requires_approval"),
@@ -215,10 +219,10 @@ def _propose(agent, user, environments: dict, **extra):
     )
 
 
-def _submit(client: Client, token: str, tool: str, arguments: dict):
+def _submit(client: Client, token: str, tool: str, arguments: dict, **body):
     response = client.post(
         "/api/v1/actions",
-        json.dumps({"tool": tool, "arguments": arguments}),
+        json.dumps({"tool": tool, "arguments": arguments, **body}),
         content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {token}",
         HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex,
@@ -386,6 +390,28 @@ def test_standing_bounds__backtest_and_kept_cases_follow_the_environment(
     produced = Action.objects.get(pk=in_production["id"])
     assert _standing_offer(staged)["max_uses"] == 5
     assert _standing_offer(produced) is None
+    # A standing approval given on the staging call answers the next staging-bound call,
+    # never an unbound token's call that declares staging (only a token vouches for it).
+    approval_actions.approve(
+        action_id=staged.pk,
+        user=reviewer,
+        seen_hash=staged.payload_hash,
+        standing_terms=approvals_standing.Terms(minutes=30, uses=3),
+    )
+    unbound_token = factories.make_token(support_agent)
+    claims_staging = _submit(
+        client,
+        unbound_token,
+        "send_email",
+        {"to": "a@example.com"},
+        blast_radius={"environment": "staging"},
+    )
+    assert (claims_staging["status"], claims_staging["reason_code"]) != (
+        "approved",
+        "standing_approval",
+    )
+    bound = _submit(client, staging_token, "send_email", {"to": "a@example.com"})
+    assert (bound["status"], bound["reason_code"]) == ("approved", "standing_approval")
     # The backtest and a kept case replay each call under its own environment's policy:
     # forbidding send_email in production changes the production call only.
     after = {"environments": {"production": {"tools": {"send_email": {"rule": "forbidden"}}}}}

@@ -238,13 +238,16 @@ ENGINE_SNAPSHOT = {
 }
 
 # (switch environment, token environment, declared environment, denied by the switch?)
+# Only a token vouches for an environment: an unbound token's calls are stopped by every
+# environment's switch, whatever they declare (declaring "staging" must not slip past a
+# production switch).
 SWITCH_CASES = [
     ("production", "production", "", True),
     ("production", "staging", "", False),
-    ("production", "", "production", True),  # unbound: the declared environment counts
+    ("production", "", "production", True),
     ("production", "", " PRODUCTION ", True),
-    ("production", "", "staging", False),
-    ("production", "", "", False),
+    ("production", "", "staging", True),  # the agent's word: stopped all the same
+    ("production", "", "", True),
     ("", "staging", "", True),  # a switch of every environment stops them all
     ("", "", "", True),
 ]
@@ -288,14 +291,16 @@ def test_production_switch__stops_production_and_leaves_staging_running(support_
         actor=Actor.system("tests"),
         environment="production",
     )
-    assert switch.stopped_counts == {"cancelled": 2, "revoked": 1}
+    # Production's and the unbound token's (where those run is only the agent's word);
+    # staging's keep running.
+    assert switch.stopped_counts == {"cancelled": 3, "revoked": 1}
     status = dict(Action.objects.values_list("id", "status"))
     assert status[prod_pending["id"]] == "cancelled"
     assert status[declared_prod["id"]] == "cancelled"
     assert status[prod_allowed["id"]] == "revoked"
     assert status[staging_pending["id"]] == "pending"
     assert status[staging_allowed["id"]] == "allowed"
-    assert status[unbound_pending["id"]] == "pending"
+    assert status[unbound_pending["id"]] == "cancelled"
     engaged = AuditEvent.objects.get(verb="kill_switch.engaged")
     assert engaged.data["environment"] == "production"
 
@@ -303,14 +308,14 @@ def test_production_switch__stops_production_and_leaves_staging_running(support_
     assert (denied["status"], denied["reason_code"]) == ("denied", "kill_switch")
     assert "in production" in denied["reasons"][0]
     assert staging.submit("get_order_status", ORDER).json()["status"] == "allowed"
-    assert unbound.submit("get_order_status", ORDER).json()["status"] == "allowed"
-    declared = unbound.submit(
-        "get_order_status", ORDER, blast_radius={"environment": "production"}
-    ).json()
-    assert declared["reason_code"] == "kill_switch"
+    # An unbound token cannot step out of the switch by declaring another environment.
+    for radius in ({}, {"environment": "production"}, {"environment": "staging"}):
+        answer = unbound.submit("get_order_status", ORDER, blast_radius=radius).json()
+        assert answer["reason_code"] == "kill_switch", radius
 
     release_kill_switch(switch_id=switch.pk, reason="fixed", actor=Actor.system("tests"))
     assert production.submit("get_order_status", ORDER).json()["status"] == "allowed"
+    assert unbound.submit("get_order_status", ORDER).json()["status"] == "allowed"
 
 
 def test_engaging_a_switch__refuses_an_unknown_environment(incident_owner, support_agent):
