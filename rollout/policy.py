@@ -89,7 +89,7 @@ class GateRequest:
     drill_probe: bool = False
     # The environment of the agent's token ("" = unbound). A bound call is in that
     # environment whatever it declares (a different declaration is denied,
-    # ``environment_mismatch``); an unbound call is in the one it declares.
+    # ``environment_mismatch``); an unbound call's declaration only raises risk.
     environment: str = ""
     # The agent's own confidence in the call (``rationale.confidence``, 0..1); None when
     # it gave none, which a rule's ``min_confidence`` counts as 0.
@@ -643,7 +643,7 @@ def evaluate(
     switches: list[SwitchState] | tuple[SwitchState, ...] = (),
     counters: Counters = Counters(),
 ) -> GateDecision:
-    """Decide one tool call, under the policy of the environment it acts in
+    """Decide one tool call, under the policy of its token's environment
     (``effective_snapshot``). See the module docstring for the order."""
     snapshot = effective_snapshot(snapshot, request.environment)
     agent = snapshot["agent"]
