@@ -609,17 +609,20 @@ class GrantRevocationsView(AirlockAPIView):
 
 
 def _standing_or_404(request: Request, standing_id: int) -> StandingApproval:
-    """A standing approval its agent, or a reviewer or auditor of its agent, may see (404
-    otherwise, so ids of other agents' are not revealed)."""
+    """A standing approval its agent (with a token of the environment it was given in), or
+    a reviewer or auditor of its agent, may see (404 otherwise, so ids of other agents' and
+    other environments' are not revealed)."""
     found = (
-        StandingApproval.objects.select_related("agent")
+        StandingApproval.objects.select_related("agent", "source_action")
         .prefetch_related("approvers")
         .filter(pk=standing_id)
         .first()
     )
     if found is not None:
         if is_agent(request.user):
-            if found.agent_id == request.user.agent.pk:
+            # As for actions (``approvals.permissions.can_view_action``): its own agent, in
+            # its token's environment.
+            if can_view_action(request.user, found.source_action):
                 return found
         elif rollout_permissions.can_review(
             request.user, found.agent

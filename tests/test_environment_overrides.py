@@ -412,6 +412,10 @@ def test_standing_bounds__backtest_and_kept_cases_follow_the_environment(
     )
     bound = _submit(client, staging_token, "send_email", {"to": "a@example.com"})
     assert (bound["status"], bound["reason_code"]) == ("approved", "standing_approval")
+    # Only a staging-bound token of the agent reads it through the agent API.
+    url = bound["links"]["standing_approval"]
+    for token, status in ((staging_token, 200), (production_token, 404), (unbound_token, 404)):
+        assert client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == status
     # The backtest and a kept case replay each call under its own environment's policy:
     # forbidding send_email in production changes the production call only.
     after = {"environments": {"production": {"tools": {"send_email": {"rule": "forbidden"}}}}}

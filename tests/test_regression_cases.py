@@ -94,6 +94,10 @@ def test_keep_from_trace__stores_request_masked_as_the_export__audited(support_a
     page = client.get(f"/agents/{support_agent.slug}/cases").content.decode()
     assert f'id="case-{case.pk}"' in page and 'data-differs="false"' in page
     assert "[masked]" in page and "4111" not in page
+    # And the trace now says it is kept, instead of offering to keep it again
+    trace = client.get(f"/audit/actions/{action.pk}").content.decode()
+    assert f"regression case #{case.pk}" in trace
+    assert f'action="/agents/{support_agent.slug}/cases/keep"' not in trace
 
 
 def test_keep_from_trace__not_a_governor__refused_and_no_form(support_agent, auditor):

@@ -25,6 +25,7 @@ from audit.export import CONTENT_TYPES, FORMATS, AsyncChunks, stream_export
 from audit.search import AuditFilterForm, AuditFilters, search_events
 from audit.verification import verification_status
 from core.errors import answering_refusals
+from governance.models import RegressionCase
 from rollout import permissions as agent_perms
 from rollout.models import PolicyVersion
 from rollout.replay import replay_action
@@ -150,6 +151,10 @@ def action_story(request: HttpRequest, action_id: int) -> HttpResponse:
         "replay": replay_action(action),
         # "Keep as a case" posts to governance, whose rule decides who may (a hook).
         "can_keep_case": may_keep_case(request.user, action.agent),
+        # Once kept, the page says so instead of offering to keep it again.
+        "kept_case_id": RegressionCase.objects.filter(source_action=action)
+        .values_list("pk", flat=True)
+        .first(),
         "keep_default": "",
         "keep_prefix": f"keep-{action.pk}",
     }

@@ -211,13 +211,17 @@ def test_governance_owner__keeps_a_case_from_a_trace__sees_it_flagged_on_a_loose
         page.locator("[data-testid=case-flips]").screenshot(
             path=str(artifacts / f"case-flips-{width}.png")
         )
-    # And on a phone the trace's form and the cases page fit the screen
+    # And on a phone the cases page and the trace fit the screen; the trace now says the
+    # action is kept (with a link to it) instead of offering to keep it again
     for path in ("/agents/mail-agent/cases", f"/audit/actions/{email.pk}"):
         page.goto(path)
         assert no_horizontal_scroll(page), f"{path} at 390 px"
         page.screenshot(path=str(artifacts / f"case-page-390-{path.split('/')[-1]}.png"))
-    page.get_by_text(f"Keep #{email.pk} as a regression case").click()
-    page.screenshot(path=str(artifacts / "case-keep-trace-390.png"), full_page=True)
+    expect(page.get_by_test_id("kept-case")).to_contain_text("regression case #")
+    expect(page.get_by_text(f"Keep #{email.pk} as a regression case")).to_have_count(0)
+    page.get_by_test_id("kept-case").get_by_role("link").click()
+    page.wait_for_url(re.compile(r"/agents/mail-agent/cases"))
+    page.screenshot(path=str(artifacts / "case-kept-link-390.png"), full_page=True)
 
     # Per-environment overrides, same session. Laptop: production gets a stricter tier —
     # previewed (nothing written), then applied at once as a tightening.
