@@ -296,8 +296,8 @@ FROM switches LEFT JOIN stripe ON true
 
 def _read_gate_inputs(agent: Agent, request: GateRequest, key: str, since: Any) -> _GateInputs:
     """Take the kill-switch lock shared, then read the policy, the rate counters and the
-    engaged switches that may apply to the call (in its environment: the token's, else
-    the declared one), and lock an audit chain head. Raises ``_KeyTaken`` when an action
+    engaged switches that may apply to the call (of every environment, and of its token's;
+    all of them for an unbound token), and lock an audit chain head. Raises ``_KeyTaken`` when an action
     with this idempotency key exists in the token's environment."""
     if connection.vendor != "postgresql":
         return _read_gate_inputs_orm(agent, request, key, since)
@@ -1487,7 +1487,7 @@ KILL_SWITCH_FEEDBACK = "Stopped by kill switch: "
 def stop_actions_in_scope(*, switch: KillSwitch, actor: Actor) -> dict[str, int]:
     """The kill switch's sweep, inside its transaction: pending → cancelled, approved or
     allowed and not yet reported → revoked, and every standing approval in scope ended
-    (only those of the switch's environment when it has one).
+    (when the switch has an environment: that environment's and unbound tokens').
     Locks rows in id order. Audits each; owes webhooks; broadcasts on commit."""
     scope = Q(status__in=[Status.PENDING, *EXECUTABLE])
     if switch.scope == KillSwitch.Scope.AGENT:
