@@ -1,5 +1,7 @@
-"""Which actions are in an environment, as the gate judged their calls (one definition for
-the kill switch's sweep and the reviewers' filter)."""
+"""Which actions are in an environment as reviewers filter the queue: bound to it, or
+declared in it by an unbound token. (Not a security boundary: the kill switch's sweep takes
+an environment's actions and every unbound token's, whatever they declare —
+``approvals.actions.stop_actions_in_scope``.)"""
 
 from __future__ import annotations
 
