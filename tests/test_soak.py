@@ -49,7 +49,11 @@ def test_soak__45_seconds_of_mixed_load__no_violation(tmp_path):
     # and webhooks failed for good
     counts, answers, happened = figures["counts"], figures["answers"], figures["happened"]
     assert counts["actions"] > 50, output
-    for status in ("allowed", "denied", "executed", "rejected"):
+    for answer in ("allowed", "denied", "pending"):
+        assert happened.get(f"gate answered {answer}", 0) > 0, (answer, output)
+    # (An allowed action the agent has not reported yet is swept to ``revoked`` by any switch
+    # in its scope, so how many stay ``allowed`` at the end is up to timing: not asserted.)
+    for status in ("denied", "executed", "rejected"):
         assert counts.get(f"status {status}", 0) > 0, (status, output)
     assert answers.get("decision 201", 0) > 0, output
     assert counts.get("edited", 0) > 0, output
