@@ -89,6 +89,7 @@ def test_demo_agent__drives_the_agents_and_executes_what_people_approve(
             max_calls=16,
             seed=20,
             rollback_check=0.2,
+            failure_rate=0,  # the refund must run: a pretend tool failure would end it `failed`
         )
 
     assert "demo agent stopped after 16 calls" in log and " ERROR " not in log
@@ -140,3 +141,9 @@ def test_agent_token__an_unknown_agent_among_several__issues_none(demo_agents):
 def test_demo_agent__unreadable_tokens_file__exits_2_saying_why(tmp_path, capsys):
     assert _example().main(["--tokens", str(tmp_path / "missing.json")]) == 2
     assert "cannot read the agents' tokens" in capsys.readouterr().err
+
+
+def test_demo_agent__failure_rate_out_of_range__exits_2_saying_why(tokens_file, capsys):
+    argv = ["--tokens", str(tokens_file), "--failure-rate", "1.5", "--max-calls", "1"]
+    assert _example().main(argv) == 2
+    assert "--failure-rate must be between 0 and 1" in capsys.readouterr().err

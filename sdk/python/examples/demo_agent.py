@@ -440,6 +440,12 @@ def argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed")
     parser.add_argument(
+        "--failure-rate",
+        type=float,
+        default=0.03,
+        help="share of approved calls whose (pretend) tool fails and is reported failed",
+    )
+    parser.add_argument(
         "--rollback-check",
         type=float,
         default=15.0,
@@ -477,6 +483,9 @@ class DemoAgent:
         self.rng = random.Random()  # background threads: outcomes, results
         self.low, self.high = parse_interval(options["interval"])
         self.max_waiting = options["max_waiting"]
+        self.failure_rate = options["failure_rate"]
+        if not 0 <= self.failure_rate <= 1:
+            raise DemoAgentError(f"--failure-rate must be between 0 and 1, not {self.failure_rate}")
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.waiting: dict[int, Any] = {}
@@ -578,7 +587,7 @@ class DemoAgent:
         """Pretend to run the tool with the approved arguments, then report it."""
         try:
             with self.lock:
-                fails = self.rng.random() < 0.03
+                fails = self.rng.random() < self.failure_rate
                 result = fake_result(decision.tool, decision.arguments, self.rng)
             if fails:
                 client.report(
