@@ -25,6 +25,25 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # sync Playwright be
 pytest_plugins = ["tests.sockets", "tests.flush"]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``scripts/test`` runs ``-n 2 --dist loadgroup``): the tests that
+    start Chromium, servers or worker processes form one group run first and one after
+    another on one worker, so at most one of them loads the two cores at a time while the
+    other worker runs the in-process tests; every other test stays with its module (a
+    module's shared world is built once)."""
+    if config.getoption("dist", default="no") != "loadgroup":
+        return
+    heavy, light = [], []
+    for item in items:
+        if item.get_closest_marker("browser") or item.get_closest_marker("multiprocess"):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+            heavy.append(item)
+        else:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+            light.append(item)
+    items[:] = heavy + light
+
+
 @pytest.fixture(autouse=True)
 def _own_channel_layer_for_async_tests(request: pytest.FixtureRequest) -> Iterator[None]:
     """An async test gets a channel layer instance of its own. The layer is a process-wide

@@ -2,15 +2,29 @@
 
 import os
 import tempfile
+from urllib.parse import urlsplit, urlunsplit
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 # Signed audit checkpoints of this test run go to a directory of its own (inherited by the
 # server and worker processes tests start), never to the developer's var/checkpoints.
-os.environ.setdefault("AUDIT_CHECKPOINT_DIR", tempfile.mkdtemp(prefix="airlock-test-checkpoints-"))
+# Under pytest-xdist each worker (PYTEST_XDIST_WORKER=gw0, gw1, …) has its own: the workers
+# inherit the controller's environment, so the directory is tagged with the worker's name.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_CHECKPOINTS_TAG = f"airlock-test-checkpoints-{_WORKER or 'main'}-"
+if _CHECKPOINTS_TAG not in os.environ.get("AUDIT_CHECKPOINT_DIR", ""):
+    os.environ["AUDIT_CHECKPOINT_DIR"] = tempfile.mkdtemp(prefix=_CHECKPOINTS_TAG)
+# A worker's cache, rate-limit counters and Celery queues live in a Redis database of its own
+# (gw0 → 1, gw1 → 2, …), and its channel-layer messages under a prefix of its own (Redis
+# pub/sub ignores the database number), so two workers' tests never see each other's.
+# Server and worker processes a test starts inherit the environment and land on the same.
+if _WORKER and os.environ.get("REDIS_URL"):
+    _redis = urlsplit(os.environ["REDIS_URL"])
+    _index = int(_WORKER.removeprefix("gw")) + 1
+    os.environ["REDIS_URL"] = urlunsplit(_redis._replace(path=f"/{_index}"))
 
-from config.settings.base import *  # noqa: F403
-from config.settings.base import DATABASES
+from config.settings.base import *  # noqa: E402, F403 (after the environment above is set)
+from config.settings.base import CHANNEL_LAYERS, DATABASES  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SESSION_COOKIE_SECURE = False
@@ -24,3 +38,6 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # Tests open and close connections across threads and processes on their own terms:
     # plain connections, no pool.
     DATABASES["default"]["OPTIONS"] = {"options": "-c airlock.allow_audit_truncate=on"}
+
+if _WORKER and CHANNEL_LAYERS["default"]["BACKEND"] != "channels.layers.InMemoryChannelLayer":
+    CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"asgi-{_WORKER}"
