@@ -588,6 +588,16 @@ class RaceRun:
     by_scenario: Counter = field(default_factory=Counter)
     where: Counter = field(default_factory=Counter)  # (where, outcome is ok) -> n
 
+    def absorb(self, more: RaceRun) -> None:
+        """Add the rounds of ``more`` (run after these) to this run."""
+        self.rounds += more.rounds
+        self.seconds += more.seconds
+        self.action_ids += more.action_ids
+        self.errors += more.errors
+        self.outcomes.update(more.outcomes)
+        self.by_scenario.update(more.by_scenario)
+        self.where.update(more.where)
+
 
 def _release_engaged(world: World) -> None:
     from audit.chain import Actor
