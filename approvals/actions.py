@@ -297,8 +297,8 @@ FROM switches LEFT JOIN stripe ON true
 def _read_gate_inputs(agent: Agent, request: GateRequest, key: str, since: Any) -> _GateInputs:
     """Take the kill-switch lock shared, then read the policy, the rate counters and the
     engaged switches that may apply to the call (of every environment, and of its token's;
-    all of them for an unbound token), and lock an audit chain head. Raises ``_KeyTaken`` when an action
-    with this idempotency key exists in the token's environment."""
+    all of them for an unbound token), and lock an audit chain head. Raises ``_KeyTaken``
+    when an action with this idempotency key exists in the token's environment."""
     if connection.vendor != "postgresql":
         return _read_gate_inputs_orm(agent, request, key, since)
     tool, environment = request.tool, request.environment

@@ -24,7 +24,7 @@ if _WORKER and os.environ.get("REDIS_URL"):
     os.environ["REDIS_URL"] = urlunsplit(_redis._replace(path=f"/{_index}"))
 
 from config.settings.base import *  # noqa: E402, F403 (after the environment above is set)
-from config.settings.base import CHANNEL_LAYERS, DATABASES  # noqa: E402
+from config.settings.base import CHANNEL_LAYERS, DATABASES, REDIS_URL  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SESSION_COOKIE_SECURE = False
@@ -39,5 +39,5 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # plain connections, no pool.
     DATABASES["default"]["OPTIONS"] = {"options": "-c airlock.allow_audit_truncate=on"}
 
-if _WORKER and CHANNEL_LAYERS["default"]["BACKEND"] != "channels.layers.InMemoryChannelLayer":
+if _WORKER and REDIS_URL:
     CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"asgi-{_WORKER}"
